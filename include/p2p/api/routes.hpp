@@ -1,0 +1,31 @@
+#pragma once
+// The HTTP API: registers every route on a Router. Handlers are small; the work lives in store/.
+#include <filesystem>
+
+#include "p2p/http/metrics.hpp"
+#include "p2p/http/router.hpp"
+
+namespace p2p::store {
+class Database;
+class DatabaseBootstrap;
+}  // namespace p2p::store
+
+namespace p2p::api {
+
+class SwaggerUi;
+
+struct ApiContext {
+  store::Database& database;
+  const store::DatabaseBootstrap& bootstrap;
+  http::Metrics& metrics;
+  const SwaggerUi& swagger_ui;
+};
+
+void add_routes(http::Router& router, ApiContext context);
+
+// Each resource registers its own routes.
+void add_operations_routes(http::Router& router, ApiContext context);
+void add_oidc_server_routes(http::Router& router, ApiContext context);
+void add_batch_job_routes(http::Router& router, ApiContext context);
+
+}  // namespace p2p::api

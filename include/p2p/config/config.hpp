@@ -1,0 +1,107 @@
+#pragma once
+// Configuration: one JSON file plus P2P_* environment overrides, validated into a typed Config.
+// Every problem is reported with the key path (and the environment variable, when it came from one)
+// and what to change; nothing here reads the network or the database.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace p2p::config {
+
+struct HttpConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  int threads = 2;
+  int blocking_threads = 4;  // run handlers that touch PostgreSQL; one database connection each
+  std::size_t body_limit_bytes = 1024 * 1024;
+  int header_timeout_seconds = 10;  // a request's headers must arrive within this (slow-loris bound)
+  int read_timeout_seconds = 30;    // the body, once headers are in
+  int write_timeout_seconds = 30;
+  int idle_timeout_seconds = 60;    // keep-alive connection waiting for its next request
+  int shutdown_grace_seconds = 20;
+  std::string swagger_ui_dir;       // empty: "swagger-ui" beside the executable
+};
+
+struct DatabaseConfig {
+  std::string url = "postgresql://p2p@127.0.0.1:5432/p2p";
+  int connect_timeout_seconds = 5;
+  int migration_retry_seconds = 5;
+};
+
+struct LogConfig {
+  std::string level = "info";  // trace debug info warn error critical off
+};
+
+enum class AuthMode { kApiKey, kNone };
+
+struct AuthConfig {
+  AuthMode mode = AuthMode::kApiKey;
+  std::vector<std::string> api_keys;
+};
+
+// One source payer, as in the seed's OIDC server section. Declared here, upserted by issuer at start-up.
+struct OidcServerDefinition {
+  std::string name;
+  std::string issuer;
+  std::optional<std::string> client_id;
+  std::optional<std::string> client_secret;
+  std::optional<std::string> jwk_text;
+  std::optional<std::string> jwk_file;
+  std::optional<std::string> auth_well_known;
+  std::optional<std::string> scopes;
+  std::optional<std::string> fhir_endpoint;
+  std::optional<std::string> token_endpoint;
+  std::optional<std::string> custom_token_params;
+  std::string response_type = "code";
+  std::optional<std::string> organization_id;
+  std::optional<std::string> notes;
+};
+
+struct Config {
+  HttpConfig http;
+  DatabaseConfig database;
+  LogConfig log;
+  AuthConfig auth;
+  std::vector<OidcServerDefinition> oidc_servers;
+};
+
+struct ConfigIssue {
+  std::string key;     // e.g. "http.port" or "oidcServers[1].issuer"
+  std::string reason;  // what is wrong and what to do
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  explicit ConfigError(std::vector<ConfigIssue> issues);
+  const std::vector<ConfigIssue>& issues() const { return issues_; }
+
+ private:
+  std::vector<ConfigIssue> issues_;
+};
+
+using Environment = std::map<std::string, std::string>;
+
+// The P2P_* variables of this process.
+Environment process_environment();
+
+// Parses and validates a configuration document with the environment applied on top.
+// Throws ConfigError listing every problem found.
+Config parse_config(const nlohmann::json& document, const Environment& env);
+
+// Reads the file (when given) and calls parse_config. Without a file: built-in defaults + environment.
+Config load_config(const std::optional<std::filesystem::path>& file, const Environment& env);
+
+// The environment variables that override keys, as documented in docs/configuration.md.
+struct EnvOverride {
+  const char* variable;
+  const char* key;  // dotted key path
+};
+const std::vector<EnvOverride>& environment_overrides();
+
+}  // namespace p2p::config

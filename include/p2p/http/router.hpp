@@ -1,0 +1,47 @@
+#pragma once
+// Maps a method and path to a handler. Templates use {name} for a path segment, e.g.
+// "/api/oidc_servers/{server_id}". HEAD is answered by the GET route. Pure: no I/O, no Beast.
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "p2p/http/message.hpp"
+
+namespace p2p::http {
+
+using Handler = std::function<Response(const Request&, const PathParams&)>;
+
+struct RouteOptions {
+  bool requires_auth = true;  // API key needed (when auth is on)
+  bool blocking = false;      // the handler may block (SQL): it runs on the blocking pool, not an I/O thread
+};
+
+struct Route {
+  std::string method;
+  std::string pattern;  // the template; also the "route" label in metrics
+  std::vector<std::string> segments;
+  Handler handler;
+  RouteOptions options;
+};
+
+struct RouteMatch {
+  enum class Kind { kFound, kNotFound, kMethodNotAllowed };
+  Kind kind = Kind::kNotFound;
+  const Route* route = nullptr;
+  PathParams params;
+  std::vector<std::string> allowed_methods;  // for kMethodNotAllowed, in registration order
+};
+
+class Router {
+ public:
+  void add(std::string method, std::string pattern, Handler handler, RouteOptions options = {});
+  // Throws ApiError(400) when the path has malformed percent-encoding.
+  RouteMatch match(std::string_view method, std::string_view encoded_path) const;
+  const std::vector<Route>& routes() const { return routes_; }
+
+ private:
+  std::vector<Route> routes_;
+};
+
+}  // namespace p2p::http

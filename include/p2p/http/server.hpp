@@ -1,0 +1,53 @@
+#pragma once
+// The HTTP/1.1 server (Boost.Beast over Asio, one coroutine per connection). It owns the I/O threads
+// and the blocking pool, applies the body limit and timeouts, assigns request ids, authenticates,
+// routes, turns ApiError into problem+json, records metrics, writes the access log, and shuts down
+// gracefully on SIGINT/SIGTERM. Beast stays inside server.cpp; this header is cheap to include.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "p2p/http/api_key_auth.hpp"
+#include "p2p/http/metrics.hpp"
+#include "p2p/http/router.hpp"
+
+namespace p2p::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  int threads = 2;
+  int blocking_threads = 4;
+  std::size_t body_limit_bytes = 1024 * 1024;
+  std::size_t header_limit_bytes = 16 * 1024;
+  int header_timeout_seconds = 10;
+  int read_timeout_seconds = 30;
+  int write_timeout_seconds = 30;
+  int idle_timeout_seconds = 60;
+  int shutdown_grace_seconds = 20;
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, const Router& router, const ApiKeyAuth& auth, Metrics& metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens. Throws std::runtime_error saying which address could not be bound and why.
+  void listen();
+  // The bound port (useful when the configured port is 0).
+  std::uint16_t port() const;
+  // Serves until SIGINT/SIGTERM or stop(), then stops accepting, lets in-flight requests finish
+  // (up to the grace period) and returns.
+  void run();
+  // Asks run() to shut down gracefully; callable from any thread.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace p2p::http

@@ -1,0 +1,48 @@
+# Helpers to run a private PostgreSQL 15 cluster on loopback, sourced by the other scripts.
+# PostgreSQL refuses to run as root, so as root the cluster belongs to the "postgres" user.
+#   pg_start DATADIR PORT   initialise (first time) and start; trust auth, 127.0.0.1 only
+#   pg_stop DATADIR         fast shutdown (no-op when not running)
+#   pg_free_port            print a free TCP port on 127.0.0.1
+
+pg_bindir() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] || { echo "PostgreSQL server binaries not found: install postgresql-15" >&2; return 1; }
+  echo "$dir"
+}
+
+pg_as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_start() {
+  local data=$1 port=$2 bin
+  bin=$(pg_bindir) || return 1
+  mkdir -p "$data"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$data"
+    # the postgres user must be able to reach the folder
+    local parent; parent=$(dirname "$data")
+    while [ "$parent" != / ]; do chmod o+x "$parent" 2>/dev/null || true; parent=$(dirname "$parent"); done
+  fi
+  chmod 700 "$data"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    pg_as_owner "$bin/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --no-locale >"$data.initdb.log" 2>&1 ||
+      { cat "$data.initdb.log" >&2; return 1; }
+  fi
+  pg_as_owner "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k '' -c unix_socket_directories='' -c fsync=off -c max_connections=200" \
+    start >/dev/null || { tail -n 20 "$data/server.log" >&2; return 1; }
+}
+
+pg_stop() {
+  local data=$1 bin
+  bin=$(pg_bindir) || return 1
+  [ -f "$data/postmaster.pid" ] || return 0
+  pg_as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+pg_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null ||
+    node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}

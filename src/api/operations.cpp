@@ -1,0 +1,67 @@
+// Routes for operators and tools: liveness, readiness, metrics, the OpenAPI document.
+#include <nlohmann/json.hpp>
+
+#include "database_call.hpp"
+#include "p2p/api/routes.hpp"
+#include "p2p/store/bootstrap.hpp"
+#include "p2p/store/migrations.hpp"
+#include "p2p/util/embedded_files.hpp"
+
+namespace p2p::api {
+
+void add_operations_routes(http::Router& router, ApiContext context) {
+  const http::RouteOptions open{.requires_auth = false};
+
+  router.add("GET", "/healthz",
+             [](const http::Request&, const http::PathParams&) {
+               return http::Response::json(200, {{"status", "ok"}});
+             },
+             open);
+
+  router.add("GET", "/readyz",
+             [context](const http::Request&, const http::PathParams&) {
+               if (!context.bootstrap.done()) {
+                 throw http::ApiError(503, "the database is not prepared yet (migrations pending or PostgreSQL "
+                                           "unreachable); see the service log");
+               }
+               const int version = with_database(context.database, [](pqxx::connection& connection) {
+                 return store::current_schema_version(connection);
+               });
+               if (version < store::latest_known_migration()) {
+                 throw http::ApiError(503, "the database schema is at version " + std::to_string(version) +
+                                               ", this release needs " +
+                                               std::to_string(store::latest_known_migration()));
+               }
+               return http::Response::json(200, {{"status", "ready"}, {"schemaVersion", version}});
+             },
+             {.requires_auth = false, .blocking = true});
+
+  router.add("GET", "/metrics",
+             [context](const http::Request&, const http::PathParams&) {
+               return http::Response::text(200, context.metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+             },
+             open);
+
+  router.add("GET", "/api/openapi.json",
+             [](const http::Request&, const http::PathParams&) {
+               return http::Response::text(200, std::string(embedded::openapi_document()), "application/json");
+             },
+             open);
+
+  context.metrics.add_collector([&database = context.database](std::string& out) {
+    const auto stats = database.stats();
+    out += "# HELP p2p_db_pool_connections PostgreSQL connections of the pool, by state.\n";
+    out += "# TYPE p2p_db_pool_connections gauge\n";
+    out += http::metric_line("p2p_db_pool_connections", "state=\"in_use\"", stats.in_use);
+    out += http::metric_line("p2p_db_pool_connections", "state=\"open\"", stats.open);
+    out += http::metric_line("p2p_db_pool_connections", "state=\"max\"", stats.size);
+    out += "# HELP p2p_db_pool_waits_total Times a caller waited for a free connection.\n";
+    out += "# TYPE p2p_db_pool_waits_total counter\n";
+    out += http::metric_line("p2p_db_pool_waits_total", "", static_cast<double>(stats.waits));
+    out += "# HELP p2p_db_connection_failures_total Connections that could not be made or were lost.\n";
+    out += "# TYPE p2p_db_connection_failures_total counter\n";
+    out += http::metric_line("p2p_db_connection_failures_total", "", static_cast<double>(stats.connection_failures));
+  });
+}
+
+}  // namespace p2p::api

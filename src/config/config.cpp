@@ -1,0 +1,412 @@
+#include "p2p/config/config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "p2p/util/url_rules.hpp"
+
+extern char** environ;
+
+namespace p2p::config {
+namespace {
+
+using nlohmann::json;
+
+enum class Kind { kString, kInteger, kStringList };
+
+struct OverrideSpec {
+  EnvOverride names;
+  Kind kind;
+};
+
+const std::vector<OverrideSpec>& override_specs() {
+  static const std::vector<OverrideSpec> kSpecs = {
+      {{"P2P_HTTP_HOST", "http.host"}, Kind::kString},
+      {{"P2P_HTTP_PORT", "http.port"}, Kind::kInteger},
+      {{"P2P_HTTP_THREADS", "http.threads"}, Kind::kInteger},
+      {{"P2P_HTTP_BLOCKING_THREADS", "http.blockingThreads"}, Kind::kInteger},
+      {{"P2P_HTTP_BODY_LIMIT_BYTES", "http.bodyLimitBytes"}, Kind::kInteger},
+      {{"P2P_SWAGGER_UI_DIR", "http.swaggerUiDir"}, Kind::kString},
+      {{"P2P_DATABASE_URL", "database.url"}, Kind::kString},
+      {{"P2P_LOG_LEVEL", "log.level"}, Kind::kString},
+      {{"P2P_AUTH_MODE", "auth.mode"}, Kind::kString},
+      {{"P2P_API_KEYS", "auth.apiKeys"}, Kind::kStringList},
+  };
+  return kSpecs;
+}
+
+std::vector<std::string> split_key(const std::string& key) {
+  std::vector<std::string> parts;
+  std::stringstream stream(key);
+  for (std::string part; std::getline(stream, part, '.');) parts.push_back(part);
+  return parts;
+}
+
+std::string trim(std::string_view text) {
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return {};
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return std::string(text.substr(first, last - first + 1));
+}
+
+// Reads typed values out of the document, collecting every issue instead of stopping at the first.
+class Reader {
+ public:
+  Reader(std::vector<ConfigIssue>& issues, const std::map<std::string, std::string>& env_sources)
+      : issues_(issues), env_sources_(env_sources) {}
+
+  void fail(const std::string& key, const std::string& reason) {
+    auto source = env_sources_.find(key);
+    issues_.push_back({source == env_sources_.end() ? key : key + " (from " + source->second + ")", reason});
+  }
+
+  // Reports keys that this section does not know (typos are errors, not silently ignored).
+  void check_known_keys(const json& object, const std::string& path, const std::vector<std::string>& known) {
+    for (const auto& [name, value] : object.items()) {
+      if (name.starts_with('_') || name == "$schema") continue;  // comments
+      if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      fail(path.empty() ? name : path + "." + name, "unknown key; the keys allowed here are: " + list);
+    }
+  }
+
+  const json* section(const json& parent, const std::string& name, const std::string& path) {
+    auto found = parent.find(name);
+    if (found == parent.end() || found->is_null()) return nullptr;
+    if (!found->is_object()) {
+      fail(path, "must be an object");
+      return nullptr;
+    }
+    return &*found;
+  }
+
+  enum class Presence { kOptional, kNotEmptyWhenSet, kRequired };
+
+  void read_string(const json& object, const std::string& name, const std::string& path, std::string& out,
+                   Presence presence = Presence::kOptional) {
+    auto found = object.find(name);
+    if (found == object.end() || found->is_null()) {
+      if (presence == Presence::kRequired) fail(path, "is required");
+      return;
+    }
+    if (!found->is_string()) {
+      fail(path, "must be a string");
+      return;
+    }
+    out = found->get<std::string>();
+    if (presence != Presence::kOptional && trim(out).empty()) fail(path, "must not be empty");
+  }
+
+  void read_optional_string(const json& object, const std::string& name, const std::string& path,
+                            std::optional<std::string>& out) {
+    auto found = object.find(name);
+    if (found == object.end() || found->is_null()) return;
+    if (!found->is_string()) {
+      fail(path, "must be a string or null");
+      return;
+    }
+    out = found->get<std::string>();
+  }
+
+  template <typename Int>
+  void read_integer(const json& object, const std::string& name, const std::string& path, Int& out,
+                    std::int64_t min, std::int64_t max) {
+    auto found = object.find(name);
+    if (found == object.end() || found->is_null()) return;
+    if (!found->is_number_integer()) {
+      fail(path, "must be an integer between " + std::to_string(min) + " and " + std::to_string(max));
+      return;
+    }
+    const auto value = found->get<std::int64_t>();
+    if (value < min || value > max) {
+      fail(path, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                     std::to_string(value));
+      return;
+    }
+    out = static_cast<Int>(value);
+  }
+
+ private:
+  std::vector<ConfigIssue>& issues_;
+  const std::map<std::string, std::string>& env_sources_;
+};
+
+void read_http(Reader& reader, const json& root, HttpConfig& http) {
+  const json* section = reader.section(root, "http", "http");
+  if (section == nullptr) return;
+  reader.check_known_keys(*section, "http",
+                          {"host", "port", "threads", "blockingThreads", "bodyLimitBytes", "headerTimeoutSeconds",
+                           "readTimeoutSeconds", "writeTimeoutSeconds", "idleTimeoutSeconds",
+                           "shutdownGraceSeconds", "swaggerUiDir"});
+  reader.read_string(*section, "host", "http.host", http.host, Reader::Presence::kNotEmptyWhenSet);
+  reader.read_integer(*section, "port", "http.port", http.port, 1, 65535);
+  reader.read_integer(*section, "threads", "http.threads", http.threads, 1, 256);
+  reader.read_integer(*section, "blockingThreads", "http.blockingThreads", http.blocking_threads, 1, 256);
+  reader.read_integer(*section, "bodyLimitBytes", "http.bodyLimitBytes", http.body_limit_bytes, 1024,
+                      std::int64_t{1} << 30);
+  reader.read_integer(*section, "headerTimeoutSeconds", "http.headerTimeoutSeconds", http.header_timeout_seconds,
+                      1, 3600);
+  reader.read_integer(*section, "readTimeoutSeconds", "http.readTimeoutSeconds", http.read_timeout_seconds, 1,
+                      3600);
+  reader.read_integer(*section, "writeTimeoutSeconds", "http.writeTimeoutSeconds", http.write_timeout_seconds,
+                      1, 3600);
+  reader.read_integer(*section, "idleTimeoutSeconds", "http.idleTimeoutSeconds", http.idle_timeout_seconds, 1,
+                      3600);
+  reader.read_integer(*section, "shutdownGraceSeconds", "http.shutdownGraceSeconds", http.shutdown_grace_seconds,
+                      0, 3600);
+  reader.read_string(*section, "swaggerUiDir", "http.swaggerUiDir", http.swagger_ui_dir);
+}
+
+void read_database(Reader& reader, const json& root, DatabaseConfig& database) {
+  const json* section = reader.section(root, "database", "database");
+  if (section == nullptr) return;
+  reader.check_known_keys(*section, "database", {"url", "connectTimeoutSeconds", "migrationRetrySeconds"});
+  reader.read_string(*section, "url", "database.url", database.url, Reader::Presence::kNotEmptyWhenSet);
+  if (!database.url.empty() && !database.url.starts_with("postgresql://") &&
+      !database.url.starts_with("postgres://")) {
+    reader.fail("database.url",
+                "must be a libpq URL starting with postgresql://, e.g. postgresql://p2p:secret@db:5432/p2p");
+  }
+  reader.read_integer(*section, "connectTimeoutSeconds", "database.connectTimeoutSeconds",
+                      database.connect_timeout_seconds, 1, 600);
+  reader.read_integer(*section, "migrationRetrySeconds", "database.migrationRetrySeconds",
+                      database.migration_retry_seconds, 1, 3600);
+}
+
+void read_log(Reader& reader, const json& root, LogConfig& log) {
+  const json* section = reader.section(root, "log", "log");
+  if (section == nullptr) return;
+  reader.check_known_keys(*section, "log", {"level"});
+  reader.read_string(*section, "level", "log.level", log.level, Reader::Presence::kNotEmptyWhenSet);
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (!kLevels.contains(log.level)) {
+    reader.fail("log.level", "must be one of trace, debug, info, warn, error, critical, off; got \"" + log.level + "\"");
+  }
+}
+
+void read_auth(Reader& reader, const json& root, AuthConfig& auth) {
+  const json* section = reader.section(root, "auth", "auth");
+  if (section != nullptr) {
+    reader.check_known_keys(*section, "auth", {"mode", "apiKeys"});
+    std::string mode = "apiKey";
+    reader.read_string(*section, "mode", "auth.mode", mode, Reader::Presence::kNotEmptyWhenSet);
+    if (mode == "apiKey") {
+      auth.mode = AuthMode::kApiKey;
+    } else if (mode == "none") {
+      auth.mode = AuthMode::kNone;
+    } else {
+      reader.fail("auth.mode", "must be \"apiKey\" or \"none\", got \"" + mode + "\"");
+    }
+    auto keys = section->find("apiKeys");
+    if (keys != section->end() && !keys->is_null()) {
+      if (!keys->is_array()) {
+        reader.fail("auth.apiKeys", "must be an array of strings");
+      } else {
+        for (std::size_t i = 0; i < keys->size(); ++i) {
+          const auto& key = (*keys)[i];
+          const std::string path = "auth.apiKeys[" + std::to_string(i) + "]";
+          if (!key.is_string()) {
+            reader.fail(path, "must be a string");
+          } else if (key.get<std::string>().size() < 16) {
+            reader.fail(path, "must be at least 16 characters (use a random key, e.g. openssl rand -hex 32)");
+          } else {
+            auth.api_keys.push_back(key.get<std::string>());
+          }
+        }
+      }
+    }
+  }
+  if (auth.mode == AuthMode::kApiKey && auth.api_keys.empty()) {
+    reader.fail("auth.apiKeys",
+                "at least one API key is required (set P2P_API_KEYS or auth.apiKeys), or set auth.mode to \"none\" "
+                "to run without authentication in development");
+  }
+}
+
+void read_url_field(Reader& reader, const std::optional<std::string>& value, const std::string& path) {
+  if (!value) return;
+  if (auto problem = util::check_absolute_http_url(*value)) reader.fail(path, *problem);
+}
+
+void read_oidc_servers(Reader& reader, const json& root, std::vector<OidcServerDefinition>& servers) {
+  auto found = root.find("oidcServers");
+  if (found == root.end() || found->is_null()) return;
+  if (!found->is_array()) {
+    reader.fail("oidcServers", "must be an array of OIDC server definitions");
+    return;
+  }
+  static const std::set<std::string> kResponseTypes = {
+      "code", "token", "id_token", "id_token token", "code id_token", "code token", "code id_token token", "none"};
+  std::map<std::string, std::string> issuers;  // normalised issuer -> path of the first definition
+  for (std::size_t i = 0; i < found->size(); ++i) {
+    const std::string path = "oidcServers[" + std::to_string(i) + "]";
+    const json& item = (*found)[i];
+    if (!item.is_object()) {
+      reader.fail(path, "must be an object");
+      continue;
+    }
+    reader.check_known_keys(item, path,
+                            {"name", "issuer", "clientId", "clientSecret", "jwkText", "jwkFile", "authWellKnown",
+                             "scopes", "fhirEndpoint", "tokenEndpoint", "customTokenParams", "responseType",
+                             "organizationId", "notes"});
+    OidcServerDefinition server;
+    reader.read_string(item, "name", path + ".name", server.name, Reader::Presence::kRequired);
+    reader.read_string(item, "issuer", path + ".issuer", server.issuer, Reader::Presence::kRequired);
+    reader.read_optional_string(item, "clientId", path + ".clientId", server.client_id);
+    reader.read_optional_string(item, "clientSecret", path + ".clientSecret", server.client_secret);
+    reader.read_optional_string(item, "jwkText", path + ".jwkText", server.jwk_text);
+    reader.read_optional_string(item, "jwkFile", path + ".jwkFile", server.jwk_file);
+    reader.read_optional_string(item, "authWellKnown", path + ".authWellKnown", server.auth_well_known);
+    reader.read_optional_string(item, "scopes", path + ".scopes", server.scopes);
+    reader.read_optional_string(item, "fhirEndpoint", path + ".fhirEndpoint", server.fhir_endpoint);
+    reader.read_optional_string(item, "tokenEndpoint", path + ".tokenEndpoint", server.token_endpoint);
+    reader.read_optional_string(item, "customTokenParams", path + ".customTokenParams", server.custom_token_params);
+    reader.read_string(item, "responseType", path + ".responseType", server.response_type);
+    reader.read_optional_string(item, "organizationId", path + ".organizationId", server.organization_id);
+    reader.read_optional_string(item, "notes", path + ".notes", server.notes);
+
+    if (!server.issuer.empty()) {
+      if (auto problem = util::check_absolute_http_url(server.issuer)) reader.fail(path + ".issuer", *problem);
+      const auto normalized = util::normalize_issuer(server.issuer);
+      auto [previous, inserted] = issuers.emplace(normalized, path);
+      if (!inserted) {
+        reader.fail(path + ".issuer", "duplicates the issuer of " + previous->second +
+                                          " (issuers are compared without trailing slashes)");
+      }
+    }
+    read_url_field(reader, server.auth_well_known, path + ".authWellKnown");
+    read_url_field(reader, server.fhir_endpoint, path + ".fhirEndpoint");
+    read_url_field(reader, server.token_endpoint, path + ".tokenEndpoint");
+    if (!kResponseTypes.contains(server.response_type)) {
+      reader.fail(path + ".responseType",
+                  "must be one of: code, token, id_token, \"id_token token\", \"code id_token\", \"code token\", "
+                  "\"code id_token token\", none; got \"" + server.response_type + "\"");
+    }
+    if (server.jwk_text && server.jwk_file) {
+      reader.fail(path, "set jwkText or jwkFile, not both");
+    }
+    if (server.jwk_text) {
+      auto jwk = json::parse(*server.jwk_text, nullptr, false);
+      if (jwk.is_discarded() || !jwk.is_object()) reader.fail(path + ".jwkText", "must be a JSON Web Key (a JSON object)");
+    }
+    servers.push_back(std::move(server));
+  }
+}
+
+// Puts each P2P_* override into the document at its key, remembering where each key came from.
+void apply_environment(json& document, const Environment& env, std::map<std::string, std::string>& env_sources,
+                       std::vector<ConfigIssue>& issues) {
+  for (const auto& spec : override_specs()) {
+    auto found = env.find(spec.names.variable);
+    if (found == env.end()) continue;
+    const std::string& raw = found->second;
+    json value;
+    switch (spec.kind) {
+      case Kind::kString:
+        value = raw;
+        break;
+      case Kind::kInteger: {
+        std::int64_t number = 0;
+        const std::string text = trim(raw);
+        auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
+        if (error != std::errc() || end != text.data() + text.size() || text.empty()) {
+          issues.push_back({std::string(spec.names.key) + " (from " + spec.names.variable + ")",
+                            "must be an integer, got \"" + raw + "\""});
+          continue;
+        }
+        value = number;
+        break;
+      }
+      case Kind::kStringList: {
+        value = json::array();
+        std::stringstream stream(raw);
+        for (std::string item; std::getline(stream, item, ',');) {
+          if (auto trimmed = trim(item); !trimmed.empty()) value.push_back(trimmed);
+        }
+        break;
+      }
+    }
+    json* node = &document;
+    for (const auto& part : split_key(spec.names.key)) {
+      if (!node->is_object()) *node = json::object();
+      node = &(*node)[part];
+    }
+    *node = std::move(value);
+    env_sources[spec.names.key] = spec.names.variable;
+  }
+}
+
+}  // namespace
+
+namespace {
+std::string describe(const std::vector<ConfigIssue>& issues) {
+  std::string text = "invalid configuration:";
+  for (const auto& issue : issues) text += "\n  " + issue.key + ": " + issue.reason;
+  return text;
+}
+}  // namespace
+
+ConfigError::ConfigError(std::vector<ConfigIssue> issues)
+    : std::runtime_error(describe(issues)), issues_(std::move(issues)) {}
+
+const std::vector<EnvOverride>& environment_overrides() {
+  static const std::vector<EnvOverride> kOverrides = [] {
+    std::vector<EnvOverride> list;
+    for (const auto& spec : override_specs()) list.push_back(spec.names);
+    return list;
+  }();
+  return kOverrides;
+}
+
+Environment process_environment() {
+  Environment env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    std::string_view text(*entry);
+    if (!text.starts_with("P2P_")) continue;
+    const auto equals = text.find('=');
+    if (equals == std::string_view::npos) continue;
+    env.emplace(std::string(text.substr(0, equals)), std::string(text.substr(equals + 1)));
+  }
+  return env;
+}
+
+Config parse_config(const nlohmann::json& document, const Environment& env) {
+  std::vector<ConfigIssue> issues;
+  if (!document.is_object()) throw ConfigError(std::vector<ConfigIssue>{{"(root)", "the configuration must be a JSON object"}});
+  json merged = document;
+  std::map<std::string, std::string> env_sources;
+  apply_environment(merged, env, env_sources, issues);
+
+  Reader reader(issues, env_sources);
+  reader.check_known_keys(merged, "", {"http", "database", "log", "auth", "oidcServers"});
+  Config config;
+  read_http(reader, merged, config.http);
+  read_database(reader, merged, config.database);
+  read_log(reader, merged, config.log);
+  read_auth(reader, merged, config.auth);
+  read_oidc_servers(reader, merged, config.oidc_servers);
+  if (!issues.empty()) throw ConfigError(std::move(issues));
+  return config;
+}
+
+Config load_config(const std::optional<std::filesystem::path>& file, const Environment& env) {
+  json document = json::object();
+  if (file) {
+    std::ifstream input(*file);
+    if (!input) throw ConfigError(std::vector<ConfigIssue>{{file->string(), "cannot be read: check the path and its permissions"}});
+    try {
+      document = json::parse(input, nullptr, true, /*ignore_comments=*/true);
+    } catch (const json::parse_error& error) {
+      throw ConfigError(std::vector<ConfigIssue>{{file->string(), std::string("is not valid JSON: ") + error.what()}});
+    }
+  }
+  return parse_config(document, env);
+}
+
+}  // namespace p2p::config

@@ -1,0 +1,431 @@
+#include "p2p/http/server.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/url/parse.hpp>
+#include <spdlog/spdlog.h>
+
+#include "p2p/http/problem.hpp"
+#include "p2p/http/request_id.hpp"
+#include "p2p/log/log.hpp"
+
+namespace p2p::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+
+using WireRequest = bhttp::request<bhttp::string_body>;
+using WireResponse = bhttp::response<bhttp::string_body>;
+
+bool is_json_media_type(std::string_view content_type) {
+  auto media = content_type.substr(0, content_type.find(';'));
+  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
+  std::string lower(media);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  return lower == "application/json" || (lower.starts_with("application/") && lower.ends_with("+json"));
+}
+
+Request to_request(WireRequest& wire, std::string_view request_id, std::string remote) {
+  Request request;
+  request.method = std::string(wire.method_string());
+  request.target = std::string(wire.target());
+  const auto question = request.target.find('?');
+  request.path = request.target.substr(0, question);
+  if (question != std::string::npos) request.query = request.target.substr(question + 1);
+  for (const auto& field : wire) {
+    std::string name(field.name_string());
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    request.headers.emplace_back(std::move(name), std::string(field.value()));
+  }
+  request.body = std::move(wire.body());
+  request.request_id = std::string(request_id);
+  request.remote_address = std::move(remote);
+  return request;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  // One open connection. Touched only on its strand (the stream's executor).
+  struct Connection {
+    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+    beast::tcp_stream stream;
+    bool busy = false;  // from a request's first byte until its response is written
+  };
+
+  Impl(ServerOptions opts, const Router& r, const ApiKeyAuth& a, Metrics& m)
+      : options(std::move(opts)),
+        router(r),
+        auth(a),
+        metrics(m),
+        io(options.threads),
+        control(asio::make_strand(io)),
+        blocking(static_cast<std::size_t>(options.blocking_threads)),
+        acceptor(control),
+        signals(control, SIGINT, SIGTERM) {}
+
+  ServerOptions options;
+  const Router& router;
+  const ApiKeyAuth& auth;
+  Metrics& metrics;
+  asio::io_context io;
+  asio::strand<asio::io_context::executor_type> control;  // acceptor, signals and shutdown run here
+  asio::thread_pool blocking;
+  tcp::acceptor acceptor;
+  asio::signal_set signals;
+  std::atomic<bool> stopping{false};
+  std::atomic<int> in_flight{0};
+  std::mutex connections_mutex;
+  std::unordered_set<std::shared_ptr<Connection>> connections;
+
+  void track(const std::shared_ptr<Connection>& connection) {
+    std::lock_guard lock(connections_mutex);
+    connections.insert(connection);
+  }
+  void untrack(const std::shared_ptr<Connection>& connection) {
+    std::lock_guard lock(connections_mutex);
+    connections.erase(connection);
+  }
+  std::size_t open_connections() {
+    std::lock_guard lock(connections_mutex);
+    return connections.size();
+  }
+
+  asio::awaitable<void> accept_loop() {
+    while (!stopping) {
+      auto [error, socket] = co_await acceptor.async_accept(asio::make_strand(io), kTuple);
+      if (error) {
+        if (stopping || error == asio::error::operation_aborted) break;
+        spdlog::warn("accepting a connection failed: {}", error.message());
+        asio::steady_timer pause(io, std::chrono::milliseconds(50));  // e.g. out of file descriptors
+        co_await pause.async_wait(kTuple);
+        continue;
+      }
+      auto connection = std::make_shared<Connection>(tcp::socket(std::move(socket)));
+      track(connection);
+      asio::co_spawn(connection->stream.get_executor(), serve(connection),
+                     [this, connection](std::exception_ptr failure) {
+                       untrack(connection);
+                       if (failure) {
+                         try {
+                           std::rethrow_exception(failure);
+                         } catch (const std::exception& e) {
+                           spdlog::error("connection ended by an unexpected error: {}", e.what());
+                         }
+                       }
+                     });
+    }
+  }
+
+  asio::awaitable<void> write(Connection& connection, WireResponse& response) {
+    connection.stream.expires_after(std::chrono::seconds(options.write_timeout_seconds));
+    auto [error, bytes] = co_await bhttp::async_write(connection.stream, response, kTuple);
+    (void)bytes;
+    if (error) spdlog::debug("writing a response failed: {}", error.message());
+  }
+
+  // A problem response for a request that could not be read (it goes out with Connection: close).
+  asio::awaitable<void> reject(Connection& connection, int status, std::string_view detail, std::string_view path,
+                               unsigned version) {
+    const auto request_id = request_id_for(std::nullopt);
+    const Response problem = problem_response(status, detail, path, request_id);
+    WireResponse wire{static_cast<bhttp::status>(status), version == 10 ? 10u : 11u};
+    for (const auto& [name, value] : problem.headers) wire.set(name, value);
+    wire.set("X-Request-Id", request_id);
+    wire.body() = problem.body;
+    wire.keep_alive(false);
+    wire.prepare_payload();
+    {
+      log::RequestIdScope scope(request_id);
+      spdlog::info("rejected a request to {}: {} {}", path.empty() ? "-" : path, status, detail);
+    }
+    metrics.observe_request("unmatched", "OTHER", status, 0);
+    co_await write(connection, wire);
+  }
+
+  asio::awaitable<void> serve(std::shared_ptr<Connection> connection) {
+    auto& stream = connection->stream;
+    std::string remote;
+    {
+      boost::system::error_code ignored;
+      auto endpoint = stream.socket().remote_endpoint(ignored);
+      remote = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+    }
+    beast::flat_buffer buffer;
+    bool first = true;
+    while (!stopping) {
+      // Wait for the next request's first bytes (idle: closable at shutdown), then read it under
+      // the header and body timeouts.
+      if (buffer.size() == 0) {
+        stream.expires_after(std::chrono::seconds(first ? options.header_timeout_seconds
+                                                        : options.idle_timeout_seconds));
+        auto [error, bytes] = co_await stream.async_read_some(buffer.prepare(8192), kTuple);
+        if (error) break;
+        buffer.commit(bytes);
+      }
+      first = false;
+      connection->busy = true;
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(options.header_limit_bytes));
+      parser.body_limit(options.body_limit_bytes);
+      stream.expires_after(std::chrono::seconds(options.header_timeout_seconds));
+      auto [header_error, header_bytes] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
+      (void)header_bytes;
+      if (header_error) {
+        co_await reject_unreadable(*connection, header_error, parser);
+        break;
+      }
+      if (parser.get()[bhttp::field::expect] == "100-continue") {
+        bhttp::response<bhttp::empty_body> proceed{bhttp::status::continue_, parser.get().version()};
+        stream.expires_after(std::chrono::seconds(options.write_timeout_seconds));
+        auto [error, bytes] = co_await bhttp::async_write(stream, proceed, kTuple);
+        (void)bytes;
+        if (error) break;
+      }
+      stream.expires_after(std::chrono::seconds(options.read_timeout_seconds));
+      auto [body_error, body_bytes] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+      (void)body_bytes;
+      if (body_error) {
+        co_await reject_unreadable(*connection, body_error, parser);
+        break;
+      }
+      ++in_flight;
+      const bool keep_alive = co_await handle(*connection, parser.release(), remote);
+      --in_flight;
+      connection->busy = false;
+      if (!keep_alive) break;
+    }
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  asio::awaitable<void> reject_unreadable(Connection& connection, boost::system::error_code error,
+                                          bhttp::request_parser<bhttp::string_body>& parser) {
+    const std::string path = parser.is_header_done() ? std::string(parser.get().target()) : std::string();
+    const unsigned version = parser.is_header_done() ? parser.get().version() : 11;
+    const std::string safe_path = path.substr(0, path.find('?'));
+    if (error == bhttp::error::body_limit) {
+      co_await reject(connection, 413,
+                      "the request body is larger than the limit of " + std::to_string(options.body_limit_bytes) +
+                          " bytes",
+                      safe_path, version);
+    } else if (error == bhttp::error::header_limit) {
+      co_await reject(connection, 431, "the request headers are larger than the limit of " +
+                                           std::to_string(options.header_limit_bytes) + " bytes",
+                      safe_path, version);
+    } else if (error == beast::error::timeout) {
+      if (parser.got_some()) {
+        co_await reject(connection, 408, "the request did not arrive within the time limit", safe_path, version);
+      }
+    } else if (error != bhttp::error::end_of_stream && error != asio::error::operation_aborted &&
+               error != asio::error::connection_reset && error != asio::error::eof) {
+      if (parser.got_some()) {
+        co_await reject(connection, 400, "the request is not valid HTTP/1.1: " + error.message(), safe_path,
+                        version);
+      }
+    }
+  }
+
+  // Answers one request; returns whether the connection stays open.
+  asio::awaitable<bool> handle(Connection& connection, WireRequest wire, const std::string& remote) {
+    const auto started = std::chrono::steady_clock::now();
+    const bool is_head = wire.method() == bhttp::verb::head;
+    const unsigned version = wire.version();
+    const bool wants_keep_alive = wire.keep_alive();
+    const auto request_id = request_id_for(wire.count("X-Request-Id") != 0
+                                               ? std::optional<std::string_view>(wire["X-Request-Id"])
+                                               : std::nullopt);
+    Request request = to_request(wire, request_id, remote);
+    std::string route_label = "unmatched";
+    Response response = co_await dispatch(request, route_label);
+
+    WireResponse out{static_cast<bhttp::status>(response.status), version};
+    for (const auto& [name, value] : response.headers) out.set(name, value);
+    out.set("X-Request-Id", request_id);
+    out.set("X-Content-Type-Options", "nosniff");
+    if (request.path.starts_with("/api/") && !response.header("Cache-Control")) out.set(bhttp::field::cache_control, "no-store");
+    const bool keep_alive = wants_keep_alive && !stopping;
+    out.keep_alive(keep_alive);
+    const auto body_size = response.body.size();
+    out.body() = std::move(response.body);
+    out.prepare_payload();
+    if (is_head) out.body().clear();  // Content-Length stays that of the GET body
+
+    co_await write(connection, out);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    metrics.observe_request(route_label, request.method, response.status, seconds);
+    {
+      log::RequestIdScope scope(request_id);
+      spdlog::info("{} {} {} {}B {:.2f}ms {}", request.method, request.path, response.status, body_size,
+                   seconds * 1000.0, remote);
+    }
+    co_return keep_alive;
+  }
+
+  asio::awaitable<Response> dispatch(Request& request, std::string& route_label) {
+    try {
+      const auto match = router.match(request.method, request.path);
+      if (match.kind == RouteMatch::Kind::kNotFound) {
+        throw ApiError(404, "there is no route " + request.path + "; the routes are listed at /api/openapi.json");
+      }
+      if (match.kind == RouteMatch::Kind::kMethodNotAllowed) {
+        std::string allowed;
+        for (const auto& method : match.allowed_methods) allowed += (allowed.empty() ? "" : ", ") + method;
+        throw ApiError(405, request.path + " does not support " + request.method + "; use " + allowed,
+                       {{"Allow", allowed}});
+      }
+      const Route& route = *match.route;
+      route_label = route.pattern;
+      if (route.options.requires_auth) {
+        switch (auth.check(request.header("authorization"))) {
+          case ApiKeyAuth::Outcome::kAccepted:
+            break;
+          case ApiKeyAuth::Outcome::kMissing:
+            throw ApiError(401, "this route needs an API key: send it as 'Authorization: Bearer <key>'",
+                           {{"WWW-Authenticate", "Bearer realm=\"p2p-exchange\""}});
+          case ApiKeyAuth::Outcome::kInvalid:
+            throw ApiError(401, "the API key is not valid: send a configured key as 'Authorization: Bearer <key>'",
+                           {{"WWW-Authenticate", "Bearer realm=\"p2p-exchange\", error=\"invalid_token\""}});
+        }
+      }
+      if (!request.body.empty()) {
+        const auto content_type = request.header("content-type");
+        if (!content_type || !is_json_media_type(*content_type)) {
+          throw ApiError(415, "request bodies must be JSON: send Content-Type: application/json");
+        }
+      }
+      if (!route.options.blocking) {
+        log::RequestIdScope scope(request.request_id);
+        co_return route.handler(request, match.params);
+      }
+      co_return co_await asio::co_spawn(
+          blocking,
+          [&request, &route, &match]() -> asio::awaitable<Response> {
+            log::RequestIdScope scope(request.request_id);
+            co_return route.handler(request, match.params);
+          },
+          asio::use_awaitable);
+    } catch (const ApiError& error) {
+      Response problem = problem_response(error.status(), error.detail(), request.path, request.request_id);
+      for (const auto& [name, value] : error.headers()) problem.set_header(name, value);
+      co_return problem;
+    } catch (const std::exception& error) {
+      log::RequestIdScope scope(request.request_id);
+      spdlog::error("unexpected error while answering {} {}: {}", request.method, request.path, error.what());
+    }
+    co_return problem_response(500, "an unexpected error occurred; report it with request id " + request.request_id,
+                               request.path, request.request_id);
+  }
+
+  void begin_shutdown() {
+    if (stopping.exchange(true)) return;
+    spdlog::info("shutting down: no new connections; finishing {} in-flight request(s)", in_flight.load());
+    boost::system::error_code ignored;
+    acceptor.close(ignored);
+    signals.cancel(ignored);
+    std::vector<std::shared_ptr<Connection>> open;
+    {
+      std::lock_guard lock(connections_mutex);
+      open.assign(connections.begin(), connections.end());
+    }
+    for (auto& connection : open) {
+      // Idle connections are closed now; busy ones close after their response (stopping is set).
+      asio::post(connection->stream.get_executor(), [connection] {
+        if (!connection->busy) connection->stream.cancel();
+      });
+    }
+    asio::co_spawn(control, wait_for_drain(), asio::detached);
+  }
+
+  asio::awaitable<void> wait_for_drain() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.shutdown_grace_seconds);
+    asio::steady_timer timer(io);
+    while (open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+      timer.expires_after(std::chrono::milliseconds(20));
+      co_await timer.async_wait(kTuple);
+    }
+    if (open_connections() > 0) {
+      spdlog::warn("shutdown grace period over: closing {} connection(s) still open", open_connections());
+    }
+    io.stop();
+  }
+};
+
+Server::Server(ServerOptions options, const Router& router, const ApiKeyAuth& auth, Metrics& metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), router, auth, metrics)) {
+  metrics.add_collector([impl = impl_.get()](std::string& out) {
+    out += "# HELP p2p_http_in_flight_requests Requests being answered now.\n";
+    out += "# TYPE p2p_http_in_flight_requests gauge\n";
+    out += metric_line("p2p_http_in_flight_requests", "", impl->in_flight.load());
+    out += "# HELP p2p_http_open_connections Client connections open now.\n";
+    out += "# TYPE p2p_http_open_connections gauge\n";
+    out += metric_line("p2p_http_open_connections", "", static_cast<double>(impl->open_connections()));
+  });
+}
+
+Server::~Server() = default;
+
+void Server::listen() {
+  auto& impl = *impl_;
+  boost::system::error_code error;
+  const auto address = asio::ip::make_address(impl.options.host, error);
+  if (error) throw std::runtime_error("http.host \"" + impl.options.host + "\" is not an IP address: " + error.message());
+  const tcp::endpoint endpoint(address, impl.options.port);
+  impl.acceptor.open(endpoint.protocol(), error);
+  if (!error) impl.acceptor.set_option(asio::socket_base::reuse_address(true), error);
+  if (!error) impl.acceptor.bind(endpoint, error);
+  if (!error) impl.acceptor.listen(asio::socket_base::max_listen_connections, error);
+  if (error) {
+    throw std::runtime_error("cannot listen on " + impl.options.host + ":" + std::to_string(impl.options.port) +
+                             ": " + error.message() + " (is another process using the port? set http.port)");
+  }
+}
+
+std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+void Server::run() {
+  auto& impl = *impl_;
+  impl.signals.async_wait([&impl](boost::system::error_code error, int signal_number) {
+    if (error) return;
+    spdlog::info("received signal {}", signal_number);
+    impl.begin_shutdown();
+  });
+  asio::co_spawn(impl.control, impl.accept_loop(), asio::detached);
+  std::vector<std::thread> threads;
+  for (int i = 1; i < impl.options.threads; ++i) threads.emplace_back([&impl] { impl.io.run(); });
+  impl.io.run();
+  for (auto& thread : threads) thread.join();
+  impl.blocking.stop();
+  impl.blocking.join();
+  spdlog::info("HTTP server stopped");
+}
+
+void Server::stop() {
+  asio::post(impl_->control, [impl = impl_.get()] { impl->begin_shutdown(); });
+}
+
+}  // namespace p2p::http

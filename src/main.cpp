@@ -1,0 +1,141 @@
+// p2p-exchange: parses the command line, loads the configuration and wires the modules together.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "p2p/api/routes.hpp"
+#include "p2p/api/swagger_ui.hpp"
+#include "p2p/config/config.hpp"
+#include "p2p/http/api_key_auth.hpp"
+#include "p2p/http/server.hpp"
+#include "p2p/log/log.hpp"
+#include "p2p/store/bootstrap.hpp"
+#include "p2p/store/database.hpp"
+#include "p2p/util/url_rules.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: p2p-exchange [--config FILE] [--check-config] [--help] [--version]\n"
+    "\n"
+    "Moves a health-plan member's FHIR R4 records from their previous payer to their new one\n"
+    "(CMS-0057-F payer-to-payer exchange) and serves its REST API.\n"
+    "\n"
+    "  --config FILE    JSON configuration (see config/p2p-exchange.json and docs/configuration.md).\n"
+    "                   Without it: built-in defaults. P2P_* environment variables override either.\n"
+    "  --check-config   validate the configuration and exit (0 when valid, 2 when not)\n"
+    "  --help           show this text\n"
+    "  --version        print the version\n";
+
+std::filesystem::path executable_directory() {
+  std::error_code error;
+  auto path = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? std::filesystem::current_path() : path.parent_path();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::optional<std::filesystem::path> config_file;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (arg == "--version") {
+      std::cout << "p2p-exchange " << P2P_VERSION << "\n";
+      return 0;
+    }
+    if (arg == "--check-config") {
+      check_only = true;
+    } else if (arg == "--config" && i + 1 < argc) {
+      config_file = argv[++i];
+    } else if (arg.starts_with("--config=")) {
+      config_file = arg.substr(9);
+    } else {
+      std::cerr << "p2p-exchange: unknown argument \"" << arg << "\"\n\n" << kUsage;
+      return 2;
+    }
+  }
+
+  p2p::config::Config config;
+  try {
+    config = p2p::config::load_config(config_file, p2p::config::process_environment());
+  } catch (const p2p::config::ConfigError& error) {
+    std::cerr << "p2p-exchange: " << error.what() << "\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << "configuration is valid" << (config_file ? " (" + config_file->string() + ")" : std::string())
+              << "\n";
+    return 0;
+  }
+
+  p2p::log::init(config.log.level);
+  spdlog::info("p2p-exchange {} starting (config: {})", P2P_VERSION,
+               config_file ? config_file->string() : std::string("built-in defaults + environment"));
+  if (config.auth.mode == p2p::config::AuthMode::kNone) {
+    spdlog::warn("*** API AUTHENTICATION IS OFF (auth.mode = \"none\"): anyone who can reach port {} can read "
+                 "the OIDC server registry. Use this only for local development. ***",
+                 config.http.port);
+  }
+  spdlog::info("database: {}", p2p::util::redact_url_password(config.database.url));
+
+  p2p::store::Database database(config.database.url, config.http.blocking_threads,
+                                config.database.connect_timeout_seconds);
+  p2p::http::ApiKeyAuth auth(config.auth.mode == p2p::config::AuthMode::kApiKey, config.auth.api_keys);
+  config.auth.api_keys.clear();  // only the digests are kept
+
+  const auto swagger_dir = config.http.swagger_ui_dir.empty() ? executable_directory() / "swagger-ui"
+                                                              : std::filesystem::path(config.http.swagger_ui_dir);
+  p2p::api::SwaggerUi swagger_ui(swagger_dir);
+  if (!swagger_ui.available()) {
+    spdlog::warn("Swagger UI assets not found in {}: \"/\" will say how to install them (scripts/setup.sh)",
+                 swagger_dir.string());
+  }
+
+  p2p::http::Metrics metrics;
+  p2p::http::Router router;
+  p2p::http::ServerOptions server_options{.host = config.http.host,
+                                          .port = config.http.port,
+                                          .threads = config.http.threads,
+                                          .blocking_threads = config.http.blocking_threads,
+                                          .body_limit_bytes = config.http.body_limit_bytes,
+                                          .header_limit_bytes = 16 * 1024,
+                                          .header_timeout_seconds = config.http.header_timeout_seconds,
+                                          .read_timeout_seconds = config.http.read_timeout_seconds,
+                                          .write_timeout_seconds = config.http.write_timeout_seconds,
+                                          .idle_timeout_seconds = config.http.idle_timeout_seconds,
+                                          .shutdown_grace_seconds = config.http.shutdown_grace_seconds};
+  p2p::http::Server server(server_options, router, auth, metrics);
+
+  int exit_code = 0;
+  p2p::store::DatabaseBootstrap bootstrap(database, config.oidc_servers, config.database.migration_retry_seconds,
+                                          [&server, &exit_code](const std::string&) {
+                                            exit_code = 1;
+                                            server.stop();
+                                          });
+  p2p::api::add_routes(router, {database, bootstrap, metrics, swagger_ui});
+
+  try {
+    server.listen();
+  } catch (const std::exception& error) {
+    spdlog::critical("{}", error.what());
+    return 1;
+  }
+  bootstrap.start();
+  spdlog::info("listening on http://{}:{} (API docs at http://{}:{}/)", config.http.host, server.port(),
+               config.http.host, server.port());
+  server.run();
+  bootstrap.stop();
+  spdlog::info("p2p-exchange stopped");
+  return exit_code;
+}

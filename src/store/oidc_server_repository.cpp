@@ -1,0 +1,71 @@
+#include "p2p/store/oidc_server_repository.hpp"
+
+namespace p2p::store {
+namespace {
+
+std::optional<std::string> optional_text(const pqxx::field& field) {
+  if (field.is_null()) return std::nullopt;
+  return field.as<std::string>();
+}
+
+// pqxx 6.4 sends a null `const char*` as SQL NULL.
+const char* nullable(const std::optional<std::string>& value) { return value ? value->c_str() : nullptr; }
+
+}  // namespace
+
+std::vector<OidcServerSummary> OidcServerRepository::list_summaries() {
+  pqxx::read_transaction tx(connection_);
+  std::vector<OidcServerSummary> servers;
+  for (const auto& row : tx.exec("SELECT pid, name FROM oidc_servers ORDER BY pid")) {
+    servers.push_back({row[0].as<int>(), row[1].as<std::string>()});
+  }
+  return servers;
+}
+
+std::optional<OidcServerPublic> OidcServerRepository::find_public(int pid) {
+  pqxx::read_transaction tx(connection_);
+  auto rows = tx.exec_params(
+      "SELECT pid, name, issuer, client_id, scopes, custom_token_params, auth_well_known, token_endpoint,"
+      " fhir_endpoint, response_type, organization_id, notes FROM oidc_servers WHERE pid = $1",
+      pid);
+  if (rows.empty()) return std::nullopt;
+  const auto& row = rows[0];
+  OidcServerPublic server;
+  server.pid = row[0].as<int>();
+  server.name = row[1].as<std::string>();
+  server.issuer = row[2].as<std::string>();
+  server.client_id = optional_text(row[3]);
+  server.scopes = optional_text(row[4]);
+  server.custom_token_params = optional_text(row[5]);
+  server.auth_well_known = optional_text(row[6]);
+  server.token_endpoint = optional_text(row[7]);
+  server.fhir_endpoint = optional_text(row[8]);
+  server.response_type = row[9].as<std::string>();
+  server.organization_id = optional_text(row[10]);
+  server.notes = optional_text(row[11]);
+  return server;
+}
+
+int OidcServerRepository::upsert_by_issuer(const config::OidcServerDefinition& d) {
+  pqxx::work tx(connection_);
+  auto row = tx.exec_params1(
+      "INSERT INTO oidc_servers (name, issuer, client_id, client_secret, jwk_text, jwk_file, auth_well_known,"
+      " scopes, fhir_endpoint, token_endpoint, custom_token_params, response_type, organization_id, notes)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+      " ON CONFLICT ((rtrim(issuer, '/'))) DO UPDATE SET"
+      " name = EXCLUDED.name, issuer = EXCLUDED.issuer, client_id = EXCLUDED.client_id,"
+      " client_secret = EXCLUDED.client_secret, jwk_text = EXCLUDED.jwk_text, jwk_file = EXCLUDED.jwk_file,"
+      " auth_well_known = EXCLUDED.auth_well_known, scopes = EXCLUDED.scopes,"
+      " fhir_endpoint = EXCLUDED.fhir_endpoint, token_endpoint = EXCLUDED.token_endpoint,"
+      " custom_token_params = EXCLUDED.custom_token_params, response_type = EXCLUDED.response_type,"
+      " organization_id = EXCLUDED.organization_id, notes = EXCLUDED.notes"
+      " RETURNING pid",
+      d.name, d.issuer, nullable(d.client_id), nullable(d.client_secret), nullable(d.jwk_text),
+      nullable(d.jwk_file), nullable(d.auth_well_known), nullable(d.scopes), nullable(d.fhir_endpoint),
+      nullable(d.token_endpoint), nullable(d.custom_token_params), d.response_type, nullable(d.organization_id),
+      nullable(d.notes));
+  tx.commit();
+  return row[0].as<int>();
+}
+
+}  // namespace p2p::store
