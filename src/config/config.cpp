@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include <arpa/inet.h>
 #include <nlohmann/json.hpp>
 
 #include "p2p/util/url_rules.hpp"
@@ -38,6 +39,11 @@ const std::vector<OverrideSpec>& override_specs() {
       {{"P2P_API_KEYS", "auth.apiKeys"}, Kind::kStringList},
   };
   return kSpecs;
+}
+
+bool is_ip_literal(const std::string& host) {
+  unsigned char buffer[sizeof(in6_addr)];
+  return ::inet_pton(AF_INET, host.c_str(), buffer) == 1 || ::inet_pton(AF_INET6, host.c_str(), buffer) == 1;
 }
 
 std::vector<std::string> split_key(const std::string& key) {
@@ -145,6 +151,10 @@ void read_http(Reader& reader, const json& root, HttpConfig& http) {
                            "readTimeoutSeconds", "writeTimeoutSeconds", "idleTimeoutSeconds",
                            "shutdownGraceSeconds", "swaggerUiDir"});
   reader.read_string(*section, "host", "http.host", http.host, Reader::Presence::kNotEmptyWhenSet);
+  if (!http.host.empty() && !is_ip_literal(http.host)) {
+    reader.fail("http.host", "must be an IP address to listen on, such as 127.0.0.1 or 0.0.0.0 (or :: for IPv6), got \"" +
+                                 http.host + "\"");
+  }
   reader.read_integer(*section, "port", "http.port", http.port, 1, 65535);
   reader.read_integer(*section, "threads", "http.threads", http.threads, 1, 256);
   reader.read_integer(*section, "blockingThreads", "http.blockingThreads", http.blocking_threads, 1, 256);

@@ -54,7 +54,12 @@ int OidcServerRepository::upsert_by_issuer(const config::OidcServerDefinition& d
       " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
       " ON CONFLICT ((rtrim(issuer, '/'))) DO UPDATE SET"
       " name = EXCLUDED.name, issuer = EXCLUDED.issuer, client_id = EXCLUDED.client_id,"
-      " client_secret = EXCLUDED.client_secret, jwk_text = EXCLUDED.jwk_text, jwk_file = EXCLUDED.jwk_file,"
+      // Secrets the configuration leaves out are kept: an admin may have set them with SQL.
+      " client_secret = coalesce(EXCLUDED.client_secret, oidc_servers.client_secret),"
+      " jwk_text = CASE WHEN EXCLUDED.jwk_file IS NOT NULL THEN NULL"
+      "            ELSE coalesce(EXCLUDED.jwk_text, oidc_servers.jwk_text) END,"
+      " jwk_file = CASE WHEN EXCLUDED.jwk_text IS NOT NULL THEN NULL"
+      "            ELSE coalesce(EXCLUDED.jwk_file, oidc_servers.jwk_file) END,"
       " auth_well_known = EXCLUDED.auth_well_known, scopes = EXCLUDED.scopes,"
       " fhir_endpoint = EXCLUDED.fhir_endpoint, token_endpoint = EXCLUDED.token_endpoint,"
       " custom_token_params = EXCLUDED.custom_token_params, response_type = EXCLUDED.response_type,"

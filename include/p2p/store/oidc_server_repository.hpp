@@ -40,7 +40,8 @@ class OidcServerRepository {
   std::optional<OidcServerPublic> find_public(int pid);
 
   // Inserts the definition, or updates the one whose issuer matches after trailing-slash
-  // normalisation. Returns its pid. Idempotent.
+  // normalisation. Returns its pid. Idempotent. A client secret or JWK the definition leaves out is
+  // kept (an admin may have set it with SQL); one it sets replaces the stored one.
   int upsert_by_issuer(const config::OidcServerDefinition& definition);
 
  private:

@@ -6,7 +6,7 @@ CREATE FUNCTION p2p_is_absolute_http_url(value text) RETURNS boolean
   LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
 $$
   -- scheme http or https, a host (no user-info, no blanks), then an optional path, query or fragment
-  SELECT value ~* '^https?://[^][/?#@[:space:]]+(:[0-9]{1,5})?([/?#][^[:space:]]*)?$'
+  SELECT value ~* '^https?://[^][/?#@:[:space:]]+(:[0-9]{1,5})?([/?#][^[:space:]]*)?$'
       OR value ~* '^https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?([/?#][^[:space:]]*)?$'
 $$;
 

@@ -1,0 +1,205 @@
+// The binary's life: command line, configuration errors, graceful shutdown with requests in flight,
+// PostgreSQL going away and coming back, several instances starting on one database at once.
+#include <arpa/inet.h>
+#include <csignal>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cstdlib>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "e2e_fixture.hpp"
+#include "p2p/store/migrations.hpp"
+#include "p2p/util/crypto.hpp"
+
+using nlohmann::json;
+using namespace p2p::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Runs the binary to completion and returns {exit code, output}.
+std::pair<int, std::string> run_binary(const std::string& arguments, const std::string& env = "") {
+  const std::string command = "env -i PATH=/usr/bin:/bin " + env + " " + P2P_BINARY + " " + arguments + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::string output;
+  char buffer[4096];
+  while (std::fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+// A private PostgreSQL cluster (scripts/pg.sh) that this test may stop and start.
+class PrivateCluster {
+ public:
+  PrivateCluster() : dir_("/tmp/p2p-pg-" + p2p::util::random_hex(4)), port_(ServiceProcess::free_port()) {
+    start();
+  }
+  ~PrivateCluster() {
+    stop();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::remove(dir_ + "/data.initdb.log");
+  }
+  void start() { shell("pg_start " + dir_ + "/data " + std::to_string(port_)); }
+  void stop() { shell("pg_stop " + dir_ + "/data"); }
+  std::string url(const std::string& database) const {
+    return "postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/" + database;
+  }
+
+ private:
+  static void shell(const std::string& command) {
+    const std::string line = "bash -c 'source " + std::string(P2P_SOURCE_DIR) + "/scripts/pg.sh && " + command + "'";
+    ASSERT_EQ(std::system(line.c_str()), 0) << line;
+  }
+  std::string dir_;
+  int port_;
+};
+
+}  // namespace
+
+TEST(CommandLine, VersionHelpAndUnknownArguments) {
+  auto [code, out] = run_binary("--version");
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(out, "p2p-exchange 0.1.0\n");
+  std::tie(code, out) = run_binary("--help");
+  EXPECT_EQ(code, 0);
+  EXPECT_NE(out.find("Usage: p2p-exchange [--config FILE] [--check-config] [--help] [--version]"), std::string::npos);
+  std::tie(code, out) = run_binary("--frobnicate");
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(out.find("unknown argument \"--frobnicate\""), std::string::npos);
+}
+
+TEST(CommandLine, CheckConfigValidatesTheExampleAndReportsProblemsByKey) {
+  auto [code, out] = run_binary("--check-config --config " + std::string(P2P_SOURCE_DIR) + "/config/p2p-exchange.json",
+                                "P2P_API_KEYS=local-key-0123456789abcdef");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("configuration is valid"), std::string::npos);
+
+  std::tie(code, out) = run_binary("--check-config", "P2P_API_KEYS=local-key-0123456789abcdef P2P_HTTP_PORT=eighty");
+  EXPECT_EQ(code, 2);
+  EXPECT_EQ(out, "p2p-exchange: invalid configuration:\n  http.port (from P2P_HTTP_PORT): must be an integer, got \"eighty\"\n");
+
+  std::tie(code, out) = run_binary("--check-config");
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(out.find("auth.apiKeys: at least one API key is required"), std::string::npos);
+
+  std::tie(code, out) = run_binary("--check-config --config /nonexistent.json", "P2P_API_KEYS=local-key-0123456789abcdef");
+  EXPECT_EQ(code, 2);
+  EXPECT_EQ(out, "p2p-exchange: invalid configuration:\n  /nonexistent.json: cannot be read: check the path and its permissions\n");
+}
+
+TEST(CommandLine, APortInUseFailsWithAClearMessage) {
+  TestDatabase database;
+  auto env = service_env(database);
+  ServiceProcess first(env);
+  ASSERT_TRUE(first.wait_for("/healthz", 200));
+  env["P2P_HTTP_PORT"] = std::to_string(first.port());
+  ServiceProcess second(env);
+  EXPECT_EQ(second.wait_exit(10s), 1);
+  EXPECT_NE(second.log().find("cannot listen on 127.0.0.1:" + std::to_string(first.port())), std::string::npos)
+      << second.log();
+}
+
+TEST(Shutdown, SigtermFinishesInFlightRequestsThenExitsZero) {
+  TestDatabase database;
+  ServiceProcess service(service_env(database));
+  ASSERT_TRUE(service.wait_for("/readyz", 200)) << service.log();
+  exec_sql(database.url(), "INSERT INTO oidc_servers (name, issuer) VALUES ('A', 'https://a.example.com')");
+
+  // Hold a lock so that the next API request blocks inside PostgreSQL: it is in flight at SIGTERM.
+  pqxx::connection locker(database.url());
+  pqxx::work lock(locker);
+  lock.exec0("LOCK TABLE oidc_servers IN ACCESS EXCLUSIVE MODE");
+  auto in_flight = std::async(std::launch::async, [&] {
+    return http_request("GET", service.url("/api/oidc_servers"), {kAuthHeader});
+  });
+  std::this_thread::sleep_for(500ms);
+  service.send_signal(SIGTERM);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(service.running()) << "the service must wait for the in-flight request";
+  const auto refused = http_request("GET", service.url("/healthz"), {}, {}, 2);
+  EXPECT_EQ(refused.status, 0) << "no new connections are accepted while draining";
+
+  lock.abort();
+  const auto result = in_flight.get();
+  EXPECT_EQ(result.status, 200);
+  EXPECT_EQ(result.body, R"({"servers":[{"pid":1,"name":"A"}]})");
+  EXPECT_EQ(service.wait_exit(10s), 0) << service.log();
+  EXPECT_NE(service.log().find("shutting down: no new connections; finishing 1 in-flight request(s)"), std::string::npos);
+}
+
+TEST(Shutdown, SigintWithIdleKeepAliveConnectionsExitsPromptly) {
+  TestDatabase database;
+  ServiceProcess service(service_env(database));
+  ASSERT_TRUE(service.wait_for("/healthz", 200));
+  // An idle keep-alive connection must not hold the shutdown for the idle timeout.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(service.port()));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  const auto started = std::chrono::steady_clock::now();
+  service.send_signal(SIGINT);
+  EXPECT_EQ(service.wait_exit(5s), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  ::close(fd);
+}
+
+TEST(Database, StoppedAndRestartedUnderTheRunningService) {
+  PrivateCluster cluster;
+  {
+    pqxx::connection admin(cluster.url("postgres"));
+    pqxx::nontransaction tx(admin);
+    tx.exec0("CREATE DATABASE p2p");
+  }
+  ServiceProcess service({{"P2P_DATABASE_URL", cluster.url("p2p")}, {"P2P_API_KEYS", kApiKey}});
+  ASSERT_TRUE(service.wait_for("/readyz", 200)) << service.log();
+  exec_sql(cluster.url("p2p"), "INSERT INTO oidc_servers (name, issuer) VALUES ('A', 'https://a.example.com')");
+  ASSERT_EQ(http_get(service.url("/api/oidc_servers/1"), {kAuthHeader}).status, 200);
+
+  cluster.stop();
+  const auto down = http_get(service.url("/api/oidc_servers/1"), {kAuthHeader});
+  EXPECT_EQ(down.status, 503);
+  EXPECT_EQ(down.header("content-type"), "application/problem+json");
+  EXPECT_EQ(json::parse(down.body)["detail"], "the database is unreachable; retry shortly (the service reconnects by itself)");
+  EXPECT_EQ(down.header("retry-after"), "5");
+  EXPECT_EQ(http_get(service.url("/readyz")).status, 503);
+  EXPECT_EQ(http_get(service.url("/healthz")).status, 200) << "the process itself stays alive";
+
+  cluster.start();
+  EXPECT_TRUE(service.wait_for("/readyz", 200, 20s)) << service.log();
+  const auto up = http_get(service.url("/api/oidc_servers/1"), {kAuthHeader});
+  EXPECT_EQ(up.status, 200);
+  EXPECT_EQ(json::parse(up.body)["name"], "A");
+  EXPECT_TRUE(service.running());
+}
+
+TEST(Database, ServiceStartsBeforeItsDatabaseAndMigratesWhenItArrives) {
+  PrivateCluster cluster;
+  cluster.stop();
+  ServiceProcess service({{"P2P_DATABASE_URL", cluster.url("postgres")}, {"P2P_API_KEYS", kApiKey}});
+  ASSERT_TRUE(service.wait_for("/healthz", 200)) << service.log();
+  EXPECT_EQ(http_get(service.url("/readyz")).status, 503);
+  EXPECT_EQ(http_get(service.url("/api/oidc_servers"), {kAuthHeader}).status, 503);
+  cluster.start();
+  EXPECT_TRUE(service.wait_for("/readyz", 200, 30s)) << service.log();
+  EXPECT_EQ(http_get(service.url("/api/oidc_servers"), {kAuthHeader}).body, R"({"servers":[]})");
+}
+
+TEST(Database, SeveralInstancesStartingAtOnceMigrateOnce) {
+  TestDatabase database;
+  std::vector<std::unique_ptr<ServiceProcess>> instances;
+  for (int i = 0; i < 3; ++i) instances.push_back(std::make_unique<ServiceProcess>(service_env(database)));
+  for (auto& instance : instances) EXPECT_TRUE(instance->wait_for("/readyz", 200)) << instance->log();
+  pqxx::connection connection(database.url());
+  pqxx::read_transaction tx(connection);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM schema_migrations")[0].as<int>(), p2p::store::latest_known_migration());
+  int applied_logs = 0;
+  for (auto& instance : instances) {
+    if (instance->log().find("applying database migration 0001_init.sql") != std::string::npos) ++applied_logs;
+  }
+  EXPECT_EQ(applied_logs, 1);
+}

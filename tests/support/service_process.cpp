@@ -1,0 +1,122 @@
+#include "service_process.hpp"
+
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <netinet/in.h>
+#include <sstream>
+#include <stdexcept>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include "http_client.hpp"
+#include "p2p/util/crypto.hpp"
+
+namespace p2p::test {
+
+int ServiceProcess::free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  socklen_t length = sizeof(address);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  const int port = ntohs(address.sin_port);
+  ::close(fd);
+  return port;
+}
+
+ServiceProcess::ServiceProcess(std::map<std::string, std::string> env, std::vector<std::string> args) {
+  if (!env.contains("P2P_HTTP_PORT")) env["P2P_HTTP_PORT"] = std::to_string(free_port());
+  port_ = std::stoi(env["P2P_HTTP_PORT"]);
+  if (!env.contains("P2P_SWAGGER_UI_DIR")) env["P2P_SWAGGER_UI_DIR"] = std::string(P2P_SOURCE_DIR) + "/tests/peers/node_modules/swagger-ui-dist";
+  env["PATH"] = "/usr/bin:/bin";
+  log_path_ = "/tmp/p2p-e2e-" + util::random_hex(6) + ".log";
+
+  std::vector<std::string> env_strings;
+  for (const auto& [key, value] : env) env_strings.push_back(key + "=" + value);
+  std::vector<char*> envp;
+  for (auto& entry : env_strings) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_strings = {P2P_BINARY};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& arg : argv_strings) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    const int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+}
+
+ServiceProcess::~ServiceProcess() {
+  if (running()) {
+    ::kill(pid_, SIGKILL);
+    wait_exit(std::chrono::seconds(10));
+  }
+  ::unlink(log_path_.c_str());
+}
+
+std::string ServiceProcess::url(const std::string& path) const {
+  return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+bool ServiceProcess::wait_for(const std::string& path, long status, std::chrono::seconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!running()) return false;
+    if (http_request("GET", url(path), {}, {}, 2).status == status) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+void ServiceProcess::send_signal(int signal_number) {
+  if (running()) ::kill(pid_, signal_number);
+}
+
+std::optional<int> ServiceProcess::wait_exit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!exit_code_) {
+    int status = 0;
+    const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return exit_code_;
+}
+
+bool ServiceProcess::running() { return !wait_exit(std::chrono::milliseconds(0)).has_value(); }
+
+bool ServiceProcess::wait_for_log(const std::string& text, std::chrono::seconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (log().find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+std::string ServiceProcess::log() const {
+  std::ifstream input(log_path_);
+  std::stringstream content;
+  content << input.rdbuf();
+  return content.str();
+}
+
+}  // namespace p2p::test

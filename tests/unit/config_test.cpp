@@ -1,0 +1,159 @@
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "p2p/config/config.hpp"
+
+using nlohmann::json;
+using p2p::config::ConfigError;
+using p2p::config::Environment;
+using p2p::config::parse_config;
+
+namespace {
+
+const Environment kWithKey = {{"P2P_API_KEYS", "0123456789abcdef-key"}};
+
+// The messages of a ConfigError as "key: reason" lines, to assert on exact wording.
+std::vector<std::string> issues_of(const json& document, const Environment& env) {
+  try {
+    parse_config(document, env);
+  } catch (const ConfigError& error) {
+    std::vector<std::string> lines;
+    for (const auto& issue : error.issues()) lines.push_back(issue.key + ": " + issue.reason);
+    return lines;
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST(Config, DefaultsApplyWithoutAFile) {
+  const auto config = parse_config(json::object(), kWithKey);
+  EXPECT_EQ(config.http.host, "127.0.0.1");
+  EXPECT_EQ(config.http.port, 8080);
+  EXPECT_EQ(config.http.threads, 2);
+  EXPECT_EQ(config.http.body_limit_bytes, 1024u * 1024u);
+  EXPECT_EQ(config.database.url, "postgresql://p2p@127.0.0.1:5432/p2p");
+  EXPECT_EQ(config.log.level, "info");
+  EXPECT_EQ(config.auth.mode, p2p::config::AuthMode::kApiKey);
+  ASSERT_EQ(config.auth.api_keys.size(), 1u);
+  EXPECT_EQ(config.auth.api_keys[0], "0123456789abcdef-key");
+  EXPECT_TRUE(config.oidc_servers.empty());
+}
+
+TEST(Config, EnvironmentOverridesTheFile) {
+  const json document = {{"http", {{"port", 9000}, {"host", "0.0.0.0"}}}, {"log", {{"level", "debug"}}}};
+  Environment env = kWithKey;
+  env["P2P_HTTP_PORT"] = "9100";
+  env["P2P_DATABASE_URL"] = "postgresql://u:pw@db:5432/x";
+  env["P2P_LOG_LEVEL"] = "warn";
+  env["P2P_API_KEYS"] = " first-key-0123456789 , second-key-0123456789 ,";
+  const auto config = parse_config(document, env);
+  EXPECT_EQ(config.http.port, 9100);
+  EXPECT_EQ(config.http.host, "0.0.0.0");
+  EXPECT_EQ(config.database.url, "postgresql://u:pw@db:5432/x");
+  EXPECT_EQ(config.log.level, "warn");
+  EXPECT_EQ(config.auth.api_keys, (std::vector<std::string>{"first-key-0123456789", "second-key-0123456789"}));
+}
+
+TEST(Config, ReportsEveryProblemWithItsKeyPath) {
+  const json document = {{"http", {{"port", 70000}, {"threads", "two"}, {"bodyLimit", 5}}},
+                         {"log", {{"level", "loud"}}},
+                         {"database", {{"url", "mysql://x"}}}};
+  EXPECT_EQ(issues_of(document, kWithKey),
+            (std::vector<std::string>{
+                "http.bodyLimit: unknown key; the keys allowed here are: host, port, threads, blockingThreads, "
+                "bodyLimitBytes, headerTimeoutSeconds, readTimeoutSeconds, writeTimeoutSeconds, idleTimeoutSeconds, "
+                "shutdownGraceSeconds, swaggerUiDir",
+                "http.port: must be between 1 and 65535, got 70000",
+                "http.threads: must be an integer between 1 and 256",
+                "database.url: must be a libpq URL starting with postgresql://, e.g. postgresql://p2p:secret@db:5432/p2p",
+                "log.level: must be one of trace, debug, info, warn, error, critical, off; got \"loud\""}));
+}
+
+TEST(Config, NamesTheEnvironmentVariableAProblemCameFrom) {
+  Environment env = kWithKey;
+  env["P2P_HTTP_PORT"] = "eighty";
+  env["P2P_HTTP_THREADS"] = "0";
+  EXPECT_EQ(issues_of(json::object(), env),
+            (std::vector<std::string>{"http.port (from P2P_HTTP_PORT): must be an integer, got \"eighty\"",
+                                      "http.threads (from P2P_HTTP_THREADS): must be between 1 and 256, got 0"}));
+}
+
+TEST(Config, ApiKeysAreRequiredUnlessAuthIsExplicitlyOff) {
+  EXPECT_EQ(issues_of(json::object(), {}),
+            (std::vector<std::string>{"auth.apiKeys: at least one API key is required (set P2P_API_KEYS or "
+                                      "auth.apiKeys), or set auth.mode to \"none\" to run without authentication in "
+                                      "development"}));
+  const auto config = parse_config({{"auth", {{"mode", "none"}}}}, {});
+  EXPECT_EQ(config.auth.mode, p2p::config::AuthMode::kNone);
+  EXPECT_EQ(issues_of({{"auth", {{"apiKeys", {"short"}}}}}, {}),
+            (std::vector<std::string>{
+                "auth.apiKeys[0]: must be at least 16 characters (use a random key, e.g. openssl rand -hex 32)",
+                "auth.apiKeys: at least one API key is required (set P2P_API_KEYS or auth.apiKeys), or set "
+                "auth.mode to \"none\" to run without authentication in development"}));
+  EXPECT_EQ(issues_of({{"auth", {{"mode", "basic"}}}}, kWithKey),
+            (std::vector<std::string>{"auth.mode: must be \"apiKey\" or \"none\", got \"basic\""}));
+}
+
+TEST(Config, ReadsOidcServerDefinitions) {
+  const json document = {{"oidcServers",
+                          {{{"name", "P2P Source Payer A"},
+                            {"issuer", "https://sourcepayerA.com/issuer"},
+                            {"clientId", "p2pexchangeclientId"},
+                            {"clientSecret", "s3cret"},
+                            {"scopes", "openid profile offline_access"},
+                            {"customTokenParams", "memberId"},
+                            {"authWellKnown", "https://sourcepayerA.com/.well-known/openid-configuration"},
+                            {"tokenEndpoint", "https://sourcepayerA.com/token-endpoint"},
+                            {"fhirEndpoint", "https://sourcepayerA.com/fhir-endpoint"},
+                            {"responseType", "code id_token"},
+                            {"organizationId", "ABCD"},
+                            {"notes", "registration at https://sourcepayerA.com/register"}}}}};
+  const auto config = parse_config(document, kWithKey);
+  ASSERT_EQ(config.oidc_servers.size(), 1u);
+  const auto& server = config.oidc_servers[0];
+  EXPECT_EQ(server.name, "P2P Source Payer A");
+  EXPECT_EQ(server.issuer, "https://sourcepayerA.com/issuer");
+  EXPECT_EQ(server.client_secret, "s3cret");
+  EXPECT_EQ(server.response_type, "code id_token");
+  EXPECT_EQ(server.fhir_endpoint, "https://sourcepayerA.com/fhir-endpoint");
+  EXPECT_FALSE(server.jwk_text.has_value());
+}
+
+TEST(Config, RejectsBadOidcServerDefinitions) {
+  const json document = {
+      {"oidcServers",
+       {{{"name", "A"}, {"issuer", "https://a.example.com/"}, {"responseType", "code_token"}},
+        {{"name", "  "}, {"issuer", "https://a.example.com"}, {"fhirEndpoint", "ftp://a.example.com/fhir"}},
+        {{"issuer", "https://user:pw@b.example.com"}, {"tokenEndpoint", "/token"}, {"jwkText", "not json"}}}}};
+  EXPECT_EQ(
+      issues_of(document, kWithKey),
+      (std::vector<std::string>{
+          "oidcServers[0].responseType: must be one of: code, token, id_token, \"id_token token\", \"code id_token\", "
+          "\"code token\", \"code id_token token\", none; got \"code_token\"",
+          "oidcServers[1].name: must not be empty",
+          "oidcServers[1].issuer: duplicates the issuer of oidcServers[0] (issuers are compared without trailing "
+          "slashes)",
+          "oidcServers[1].fhirEndpoint: must use http or https, not \"ftp\"",
+          "oidcServers[2].name: is required",
+          "oidcServers[2].issuer: must not carry user or password in the URL",
+          "oidcServers[2].tokenEndpoint: must be an absolute URL such as https://payer.example.com/fhir (mismatch)",
+          "oidcServers[2].jwkText: must be a JSON Web Key (a JSON object)"}));
+}
+
+TEST(Config, UnreadableOrInvalidFilesAreReportedByPath) {
+  try {
+    p2p::config::load_config(std::filesystem::path("/nonexistent/p2p.json"), kWithKey);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& error) {
+    EXPECT_EQ(std::string(error.what()),
+              "invalid configuration:\n  /nonexistent/p2p.json: cannot be read: check the path and its permissions");
+  }
+}
+
+TEST(Config, HostMustBeAnIpAddress) {
+  EXPECT_EQ(issues_of({{"http", {{"host", "localhost"}}}}, kWithKey),
+            (std::vector<std::string>{"http.host: must be an IP address to listen on, such as 127.0.0.1 or 0.0.0.0 "
+                                      "(or :: for IPv6), got \"localhost\""}));
+  EXPECT_EQ(parse_config({{"http", {{"host", "::"}}}}, kWithKey).http.host, "::");
+}

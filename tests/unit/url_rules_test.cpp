@@ -1,0 +1,41 @@
+#include <gtest/gtest.h>
+
+#include "p2p/util/url_rules.hpp"
+
+using p2p::util::check_absolute_http_url;
+
+TEST(UrlRules, AcceptsAbsoluteHttpUrls) {
+  for (const char* url : {"https://payer.example.com", "http://127.0.0.1:8080/fhir", "https://a.example.com/x/y?z=1",
+                          "HTTPS://A.EXAMPLE.COM/", "http://[::1]:9000/fhir"}) {
+    EXPECT_EQ(check_absolute_http_url(url), std::nullopt) << url;
+  }
+}
+
+TEST(UrlRules, RejectsEverythingElseWithAReason) {
+  struct Case {
+    const char* url;
+    const char* reason;
+  };
+  const Case cases[] = {
+      {"ftp://a.example.com", "must use http or https, not \"ftp\""},
+      {"https://user:pw@a.example.com", "must not carry user or password in the URL"},
+      {"https:///path-only", "must name a host, e.g. https://payer.example.com/..."},
+      {"//a.example.com/x", "must be an absolute URL such as https://payer.example.com/fhir (mismatch)"},
+      {"not a url", "must be an absolute URL such as https://payer.example.com/fhir (mismatch)"},
+      {"", "must be an absolute URL such as https://payer.example.com/fhir (mismatch)"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(check_absolute_http_url(c.url), std::optional<std::string>(c.reason)) << c.url;
+}
+
+TEST(UrlRules, NormalizesIssuersByTrailingSlash) {
+  EXPECT_EQ(p2p::util::normalize_issuer("https://a.example.com/issuer/"), "https://a.example.com/issuer");
+  EXPECT_EQ(p2p::util::normalize_issuer("https://a.example.com/issuer//"), "https://a.example.com/issuer");
+  EXPECT_EQ(p2p::util::normalize_issuer("https://a.example.com/issuer"), "https://a.example.com/issuer");
+}
+
+TEST(UrlRules, RedactsPasswords) {
+  EXPECT_EQ(p2p::util::redact_url_password("postgresql://p2p:hunter2@db:5432/p2p"), "postgresql://p2p:***@db:5432/p2p");
+  EXPECT_EQ(p2p::util::redact_url_password("postgresql://db/p2p?user=p2p&password=hunter2"),
+            "postgresql://db/p2p?user=p2p&password=***");
+  EXPECT_EQ(p2p::util::redact_url_password("postgresql://p2p@db/p2p"), "postgresql://p2p@db/p2p");
+}
