@@ -1,6 +1,7 @@
 # Helpers to run a private PostgreSQL 15 cluster on loopback, sourced by the other scripts.
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the "postgres" user.
-#   pg_start DATADIR PORT   initialise (first time) and start; trust auth, 127.0.0.1 only
+#   pg_start DATADIR PORT [SERVER OPTIONS]
+#                           initialise (first time) and start; trust auth, 127.0.0.1 only, no Unix socket
 #   pg_stop DATADIR         fast shutdown (no-op when not running)
 #   pg_free_port            print a free TCP port on 127.0.0.1
 
@@ -16,7 +17,7 @@ pg_as_owner() {
 }
 
 pg_start() {
-  local data=$1 port=$2 bin
+  local data=$1 port=$2 extra=${3:-} bin
   bin=$(pg_bindir) || return 1
   mkdir -p "$data"
   if [ "$(id -u)" = 0 ]; then
@@ -31,7 +32,7 @@ pg_start() {
       { cat "$data.initdb.log" >&2; return 1; }
   fi
   pg_as_owner "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k '' -c unix_socket_directories='' -c fsync=off -c max_connections=200" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c max_connections=200 $extra" \
     start >/dev/null || { tail -n 20 "$data/server.log" >&2; return 1; }
 }
 

@@ -1,6 +1,7 @@
 #include "p2p/http/server.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -177,6 +178,7 @@ struct Server::Impl {
     }
     beast::flat_buffer buffer;
     bool first = true;
+    bool linger = false;  // a refused request may still be arriving
     while (!stopping) {
       // Wait for the next request's first bytes (idle: closable at shutdown), then read it under
       // the header and body timeouts.
@@ -196,7 +198,7 @@ struct Server::Impl {
       auto [header_error, header_bytes] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
       (void)header_bytes;
       if (header_error) {
-        co_await reject_unreadable(*connection, header_error, parser);
+        linger = co_await reject_unreadable(*connection, header_error, parser);
         break;
       }
       if (parser.get()[bhttp::field::expect] == "100-continue") {
@@ -210,7 +212,7 @@ struct Server::Impl {
       auto [body_error, body_bytes] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
       (void)body_bytes;
       if (body_error) {
-        co_await reject_unreadable(*connection, body_error, parser);
+        linger = co_await reject_unreadable(*connection, body_error, parser);
         break;
       }
       ++in_flight;
@@ -221,9 +223,27 @@ struct Server::Impl {
     }
     boost::system::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (linger) co_await drain(stream);
   }
 
-  asio::awaitable<void> reject_unreadable(Connection& connection, boost::system::error_code error,
+  // After refusing a request whose body is still arriving, read and discard it for a bounded time
+  // before closing: closing at once would reset the connection and the client could lose the
+  // error response it has not read yet.
+  static asio::awaitable<void> drain(beast::tcp_stream& stream) {
+    std::array<char, 16384> scratch{};
+    std::size_t total = 0;
+    constexpr std::size_t kMaxDrainBytes = 64 * 1024 * 1024;
+    stream.expires_after(std::chrono::seconds(2));
+    while (total < kMaxDrainBytes) {
+      auto [error, bytes] = co_await stream.async_read_some(asio::buffer(scratch), kTuple);
+      if (error) break;
+      total += bytes;
+    }
+  }
+
+  // Answers a request that could not be read, when there is someone to answer. Returns whether the
+  // connection should linger (the client may still be sending).
+  asio::awaitable<bool> reject_unreadable(Connection& connection, boost::system::error_code error,
                                           bhttp::request_parser<bhttp::string_body>& parser) {
     const std::string path = parser.is_header_done() ? std::string(parser.get().target()) : std::string();
     const unsigned version = parser.is_header_done() ? parser.get().version() : 11;
@@ -233,7 +253,9 @@ struct Server::Impl {
                       "the request body is larger than the limit of " + std::to_string(options.body_limit_bytes) +
                           " bytes",
                       safe_path, version);
-    } else if (error == bhttp::error::header_limit) {
+      co_return true;
+    }
+    if (error == bhttp::error::header_limit) {
       co_await reject(connection, 431, "the request headers are larger than the limit of " +
                                            std::to_string(options.header_limit_bytes) + " bytes",
                       safe_path, version);
@@ -246,8 +268,10 @@ struct Server::Impl {
       if (parser.got_some()) {
         co_await reject(connection, 400, "the request is not valid HTTP/1.1: " + error.message(), safe_path,
                         version);
+        co_return true;
       }
     }
+    co_return false;
   }
 
   // Answers one request; returns whether the connection stays open.

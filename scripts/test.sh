@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need (Debian packages, npm peers from the lock file),
+# builds, starts a throwaway PostgreSQL on a free loopback port, runs ctest, tears everything down.
+# Exits non-zero on any failure. .ci/run calls exactly this.
+#   P2P_BUILD_DIR, P2P_BUILD_TYPE, P2P_CMAKE_ARGS  as for scripts/setup.sh
+#   P2P_CTEST_ARGS  extra ctest arguments, e.g. "-L unit" or "-R Config"
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+# shellcheck source=scripts/pg.sh
+source scripts/pg.sh
+
+scripts/setup.sh
+build_dir=${P2P_BUILD_DIR:-build}
+
+work=$(mktemp -d /tmp/p2p-test.XXXXXX)
+chmod 755 "$work"
+port=$(pg_free_port)
+cleanup() {
+  pg_stop "$work/data"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+echo "==> starting a throwaway PostgreSQL on 127.0.0.1:$port"
+pg_start "$work/data" "$port" "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+export P2P_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
+
+echo "==> running the tests"
+# shellcheck disable=SC2086
+ctest --test-dir "$build_dir" --output-on-failure -j 2 --timeout 300 ${P2P_CTEST_ARGS:-}
