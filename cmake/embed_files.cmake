@@ -17,6 +17,7 @@ else()
 endif()
 string(APPEND text "std::string_view openapi_document() {\n  static constexpr std::string_view kDocument = ${openapi_literal};\n  return kDocument;\n}\n\n")
 
+string(REPLACE "|" ";" MIGRATIONS "${MIGRATIONS}")
 set(entries "")
 foreach(path IN LISTS MIGRATIONS)
   get_filename_component(name "${path}" NAME)

@@ -16,6 +16,7 @@
 #include "p2p/http/server.hpp"
 #include "p2p/log/log.hpp"
 #include "p2p/store/bootstrap.hpp"
+#include "p2p/store/change_notified_cache.hpp"
 #include "p2p/store/database.hpp"
 #include "p2p/util/url_rules.hpp"
 
@@ -123,19 +124,24 @@ int main(int argc, char** argv) {
                                             exit_code = 1;
                                             server.stop();
                                           });
-  p2p::api::add_routes(router, {database, bootstrap, metrics, swagger_ui});
+  p2p::store::ChangeNotifiedCache oidc_server_cache(config.database.url, "p2p_oidc_servers_changed");
+  p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui});
 
   try {
     server.listen();
   } catch (const std::exception& error) {
     spdlog::critical("{}", error.what());
+    p2p::log::shutdown();
     return 1;
   }
   bootstrap.start();
+  oidc_server_cache.start();
   spdlog::info("listening on http://{}:{} (API docs at http://{}:{}/)", config.http.host, server.port(),
                config.http.host, server.port());
   server.run();
   bootstrap.stop();
+  oidc_server_cache.stop();
   spdlog::info("p2p-exchange stopped");
+  p2p::log::shutdown();
   return exit_code;
 }

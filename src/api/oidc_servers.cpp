@@ -5,6 +5,7 @@
 #include "database_call.hpp"
 #include "path_params.hpp"
 #include "p2p/api/routes.hpp"
+#include "p2p/store/change_notified_cache.hpp"
 #include "p2p/store/oidc_server_repository.hpp"
 
 namespace p2p::api {
@@ -14,10 +15,6 @@ using nlohmann::ordered_json;
 
 ordered_json nullable(const std::optional<std::string>& value) {
   return value ? ordered_json(*value) : ordered_json(nullptr);
-}
-
-http::Response json_response(int status, const ordered_json& body) {
-  return http::Response::text(status, body.dump(), "application/json");
 }
 
 }  // namespace
@@ -38,23 +35,43 @@ ordered_json oidc_server_json(const store::OidcServerPublic& server) {
 }
 
 void add_oidc_server_routes(http::Router& router, ApiContext context) {
-  const http::RouteOptions options{.requires_auth = true, .blocking = true};
   store::Database& database = context.database;
+  store::ChangeNotifiedCache& cache = context.oidc_server_cache;
 
+  // Both routes answer from the cache on the I/O thread when they can; a miss reads PostgreSQL on the
+  // blocking pool and fills the cache (emptied by PostgreSQL's notification of any change).
+  http::RouteOptions list_options{.requires_auth = true, .blocking = true};
+  list_options.try_inline = [&cache](const http::Request&, const http::PathParams&) -> std::optional<http::Response> {
+    if (auto body = cache.get("list")) return http::Response::text(200, std::move(*body), "application/json");
+    return std::nullopt;
+  };
   router.add("GET", "/api/oidc_servers",
-             [&database](const http::Request&, const http::PathParams&) {
+             [&database, &cache](const http::Request&, const http::PathParams&) {
+               const auto generation = cache.generation();
                auto servers = with_database(database, [](pqxx::connection& connection) {
                  return store::OidcServerRepository(connection).list_summaries();
                });
                ordered_json list = ordered_json::array();
                for (const auto& server : servers) list.push_back({{"pid", server.pid}, {"name", server.name}});
-               return json_response(200, ordered_json{{"servers", std::move(list)}});
+               auto body = ordered_json{{"servers", std::move(list)}}.dump();
+               cache.put("list", body, generation);
+               return http::Response::text(200, std::move(body), "application/json");
              },
-             options);
+             list_options);
 
+  http::RouteOptions one_options{.requires_auth = true, .blocking = true};
+  one_options.try_inline = [&cache](const http::Request&,
+                                    const http::PathParams& params) -> std::optional<http::Response> {
+    const int pid = parse_positive_id(params, "server_id");
+    if (auto body = cache.get("server:" + std::to_string(pid))) {
+      return http::Response::text(200, std::move(*body), "application/json");
+    }
+    return std::nullopt;
+  };
   router.add("GET", "/api/oidc_servers/{server_id}",
-             [&database](const http::Request&, const http::PathParams& params) {
+             [&database, &cache](const http::Request&, const http::PathParams& params) {
                const int pid = parse_positive_id(params, "server_id");
+               const auto generation = cache.generation();
                auto server = with_database(database, [pid](pqxx::connection& connection) {
                  return store::OidcServerRepository(connection).find_public(pid);
                });
@@ -62,9 +79,11 @@ void add_oidc_server_routes(http::Router& router, ApiContext context) {
                  throw http::ApiError(404, "there is no OIDC server with pid " + std::to_string(pid) +
                                                "; GET /api/oidc_servers lists them");
                }
-               return json_response(200, oidc_server_json(*server));
+               auto body = oidc_server_json(*server).dump();
+               cache.put("server:" + std::to_string(pid), body, generation);
+               return http::Response::text(200, std::move(body), "application/json");
              },
-             options);
+             one_options);
 }
 
 }  // namespace p2p::api

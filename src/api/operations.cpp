@@ -4,6 +4,7 @@
 #include "database_call.hpp"
 #include "p2p/api/routes.hpp"
 #include "p2p/store/bootstrap.hpp"
+#include "p2p/store/change_notified_cache.hpp"
 #include "p2p/store/migrations.hpp"
 #include "p2p/util/embedded_files.hpp"
 
@@ -48,7 +49,7 @@ void add_operations_routes(http::Router& router, ApiContext context) {
              },
              open);
 
-  context.metrics.add_collector([&database = context.database](std::string& out) {
+  context.metrics.add_collector([&database = context.database, &cache = context.oidc_server_cache](std::string& out) {
     const auto stats = database.stats();
     out += "# HELP p2p_db_pool_connections PostgreSQL connections of the pool, by state.\n";
     out += "# TYPE p2p_db_pool_connections gauge\n";
@@ -58,6 +59,13 @@ void add_operations_routes(http::Router& router, ApiContext context) {
     out += "# HELP p2p_db_pool_waits_total Times a caller waited for a free connection.\n";
     out += "# TYPE p2p_db_pool_waits_total counter\n";
     out += http::metric_line("p2p_db_pool_waits_total", "", static_cast<double>(stats.waits));
+    out += "# HELP p2p_oidc_server_cache_total Reads of the oidc_servers routes answered from memory (hit) or PostgreSQL (miss).\n";
+    out += "# TYPE p2p_oidc_server_cache_total counter\n";
+    out += http::metric_line("p2p_oidc_server_cache_total", "result=\"hit\"", static_cast<double>(cache.hits()));
+    out += http::metric_line("p2p_oidc_server_cache_total", "result=\"miss\"", static_cast<double>(cache.misses()));
+    out += "# HELP p2p_oidc_server_cache_listening 1 while the change listener is connected (the cache is in use).\n";
+    out += "# TYPE p2p_oidc_server_cache_listening gauge\n";
+    out += http::metric_line("p2p_oidc_server_cache_listening", "", cache.listening() ? 1 : 0);
     out += "# HELP p2p_db_connection_failures_total Connections that could not be made or were lost.\n";
     out += "# TYPE p2p_db_connection_failures_total counter\n";
     out += http::metric_line("p2p_db_connection_failures_total", "", static_cast<double>(stats.connection_failures));

@@ -342,6 +342,10 @@ struct Server::Impl {
           throw ApiError(415, "request bodies must be JSON: send Content-Type: application/json");
         }
       }
+      if (route.options.try_inline) {
+        log::RequestIdScope scope(request.request_id);
+        if (auto answer = route.options.try_inline(request, match.params)) co_return std::move(*answer);
+      }
       if (!route.options.blocking) {
         log::RequestIdScope scope(request.request_id);
         co_return route.handler(request, match.params);

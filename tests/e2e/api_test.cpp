@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "e2e_fixture.hpp"
+#include "p2p/store/migrations.hpp"
 
 using nlohmann::json;
 using namespace p2p::test;
@@ -77,14 +78,20 @@ TEST_F(ApiTest, HeadAnswersWithHeadersOnly) {
 }
 
 TEST_F(ApiTest, SqlEditsShowThroughTheApiAtOnce) {
+  // Read first so that both routes are cached; the edit must still show (PostgreSQL notifies the
+  // service on commit, which empties its cache).
+  ASSERT_EQ(json::parse(get("/api/oidc_servers/1").body)["name"], "P2P Source Payer A");
+  ASSERT_EQ(json::parse(get("/api/oidc_servers").body)["servers"].size(), 2u);
   exec_sql(database_.url(), "UPDATE oidc_servers SET name = 'Renamed A', notes = 'register at https://a.example' "
                             "WHERE issuer = 'https://sourcepayerA.com/issuer'");
-  const auto a = json::parse(get("/api/oidc_servers/1").body);
-  EXPECT_EQ(a["name"], "Renamed A");
-  EXPECT_EQ(a["notes"], "register at https://a.example");
+  EXPECT_TRUE(eventually([&] { return json::parse(get("/api/oidc_servers/1").body)["name"] == "Renamed A"; }));
+  EXPECT_EQ(json::parse(get("/api/oidc_servers/1").body)["notes"], "register at https://a.example");
   exec_sql(database_.url(), "DELETE FROM oidc_servers WHERE pid = 2");
-  EXPECT_EQ(get("/api/oidc_servers/2").status, 404);
+  EXPECT_TRUE(eventually([&] { return get("/api/oidc_servers/2").status == 404; }));
   EXPECT_EQ(json::parse(get("/api/oidc_servers").body)["servers"].size(), 1u);
+  const auto metrics = get("/metrics", false).body;
+  EXPECT_NE(metrics.find("p2p_oidc_server_cache_listening 1\n"), std::string::npos);
+  EXPECT_EQ(metrics.find("p2p_oidc_server_cache_total{result=\"hit\"} 0\n"), std::string::npos) << "reads are cached";
 }
 
 TEST_F(ApiTest, ErrorsAreProblemJsonThatSayWhatToFix) {
@@ -130,7 +137,8 @@ TEST_F(ApiTest, ApiRoutesNeedAValidKeyAndOperationsRoutesStayOpen) {
   EXPECT_EQ(wrong.header("www-authenticate"), "Bearer realm=\"p2p-exchange\", error=\"invalid_token\"");
 
   EXPECT_EQ(get("/healthz", false).body, R"({"status":"ok"})");
-  EXPECT_EQ(json::parse(get("/readyz", false).body), json::parse(R"({"status":"ready","schemaVersion":1})"));
+  EXPECT_EQ(json::parse(get("/readyz", false).body),
+            json({{"status", "ready"}, {"schemaVersion", p2p::store::latest_known_migration()}}));
   EXPECT_EQ(get("/metrics", false).status, 200);
   EXPECT_EQ(get("/api/openapi.json", false).status, 200);
   EXPECT_EQ(get("/", false).status, 200);

@@ -161,6 +161,8 @@ TEST(Database, StoppedAndRestartedUnderTheRunningService) {
   ASSERT_EQ(http_get(service.url("/api/oidc_servers/1"), {kAuthHeader}).status, 200);
 
   cluster.stop();
+  // The cached answer is dropped as soon as the service's change listener loses its connection.
+  EXPECT_TRUE(eventually([&] { return http_get(service.url("/api/oidc_servers/1"), {kAuthHeader}).status == 503; }));
   const auto down = http_get(service.url("/api/oidc_servers/1"), {kAuthHeader});
   EXPECT_EQ(down.status, 503);
   EXPECT_EQ(down.header("content-type"), "application/problem+json");
@@ -199,7 +201,10 @@ TEST(Database, SeveralInstancesStartingAtOnceMigrateOnce) {
   EXPECT_EQ(tx.exec1("SELECT count(*) FROM schema_migrations")[0].as<int>(), p2p::store::latest_known_migration());
   int applied_logs = 0;
   for (auto& instance : instances) {
+    instance->send_signal(SIGTERM);  // an orderly exit flushes each log
+    EXPECT_EQ(instance->wait_exit(10s), 0);
     if (instance->log().find("applying database migration 0001_init.sql") != std::string::npos) ++applied_logs;
+    EXPECT_NE(instance->log().find("p2p-exchange stopped"), std::string::npos);
   }
   EXPECT_EQ(applied_logs, 1);
 }

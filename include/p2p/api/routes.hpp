@@ -6,6 +6,7 @@
 #include "p2p/http/router.hpp"
 
 namespace p2p::store {
+class ChangeNotifiedCache;
 class Database;
 class DatabaseBootstrap;
 }  // namespace p2p::store
@@ -17,6 +18,7 @@ class SwaggerUi;
 struct ApiContext {
   store::Database& database;
   const store::DatabaseBootstrap& bootstrap;
+  store::ChangeNotifiedCache& oidc_server_cache;  // response bodies of the oidc_servers routes
   http::Metrics& metrics;
   const SwaggerUi& swagger_ui;
 };

@@ -2,6 +2,7 @@
 // Maps a method and path to a handler. Templates use {name} for a path segment, e.g.
 // "/api/oidc_servers/{server_id}". HEAD is answered by the GET route. Pure: no I/O, no Beast.
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -11,10 +12,14 @@
 namespace p2p::http {
 
 using Handler = std::function<Response(const Request&, const PathParams&)>;
+// Answers from memory on the I/O thread when it can (a cache hit); nullopt sends the request on to
+// the route's handler.
+using InlineHandler = std::function<std::optional<Response>(const Request&, const PathParams&)>;
 
 struct RouteOptions {
   bool requires_auth = true;  // API key needed (when auth is on)
   bool blocking = false;      // the handler may block (SQL): it runs on the blocking pool, not an I/O thread
+  InlineHandler try_inline;   // optional fast path tried first, on the I/O thread; must not block
 };
 
 struct Route {

@@ -8,8 +8,12 @@
 
 namespace p2p::log {
 
-// Configures the default logger (stderr, UTC timestamps, request ids). Throws on an unknown level.
+// Configures the default logger (stderr, UTC timestamps, request ids). Lines below warning level are
+// written in batches at least every second; call shutdown() before exiting. Throws on an unknown level.
 void init(std::string_view level);
+
+// Writes what is buffered and stops the periodic flusher.
+void shutdown();
 
 // While alive, log lines written on this thread carry `request_id`.
 class RequestIdScope {
