@@ -44,7 +44,7 @@ TEST(ApiKeyAuth, OffAcceptsEveryone) {
 
 TEST(RequestId, EchoesSafeIdsAndReplacesOthers) {
   EXPECT_EQ(p2p::http::request_id_for("portal-7f3a.1_b"), "portal-7f3a.1_b");
-  for (const char* unsafe : {"", "has space", "new\nline", "quote\"", std::string(129, 'a').c_str()}) {
+  for (const std::string& unsafe : std::vector<std::string>{"", "has space", "new\nline", "quote\"", std::string(129, 'a')}) {
     const auto id = p2p::http::request_id_for(std::string_view(unsafe));
     EXPECT_NE(id, unsafe);
     EXPECT_EQ(id.size(), 32u);
