@@ -1,0 +1,126 @@
+#include "p2p/fhir/source_url.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
+
+namespace p2p::fhir {
+namespace {
+
+namespace urls = boost::urls;
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+bool is_fhir_id(std::string_view id) {
+  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '.';
+  });
+}
+
+std::uint16_t effective_port(const urls::url& url) {
+  if (url.has_port()) return url.port_number();
+  return url.scheme_id() == urls::scheme::https ? 443 : 80;
+}
+
+urls::url parse_endpoint(std::string_view fhir_endpoint) {
+  auto parsed = urls::parse_absolute_uri(fhir_endpoint);
+  if (!parsed) throw SourceUrlError("the OIDC server's fhirEndpoint is not an absolute URL");
+  urls::url endpoint(*parsed);
+  endpoint.normalize();
+  if (endpoint.scheme_id() != urls::scheme::http && endpoint.scheme_id() != urls::scheme::https) {
+    throw SourceUrlError("the OIDC server's fhirEndpoint must use http or https");
+  }
+  endpoint.remove_query();
+  // The base path ends with '/', so relative requests resolve below it.
+  std::string path(endpoint.encoded_path());
+  if (path.empty() || path.back() != '/') path += '/';
+  endpoint.set_encoded_path(path);
+  return endpoint;
+}
+
+// `candidate` (absolute, normalised) must be under `endpoint`.
+// With `allow_endpoint_itself`, the endpoint's own path is accepted too (HAPI-style paging links such
+// as {base}?_getpages=...).
+void check_under(const urls::url& endpoint, const urls::url& candidate, bool allow_endpoint_itself) {
+  if (candidate.scheme_id() != endpoint.scheme_id()) {
+    throw SourceUrlError("it must use the FHIR endpoint's scheme (" + std::string(endpoint.scheme()) + ")");
+  }
+  if (candidate.has_userinfo()) throw SourceUrlError("it must not carry user or password");
+  if (lower(candidate.encoded_host()) != lower(endpoint.encoded_host()) ||
+      effective_port(candidate) != effective_port(endpoint)) {
+    throw SourceUrlError("it must stay on the FHIR endpoint's host and port (" + std::string(endpoint.encoded_host_and_port()) + ")");
+  }
+  if (candidate.has_fragment()) throw SourceUrlError("it must not have a #fragment");
+  const std::string path = lower(candidate.encoded_path());
+  // Encoded slashes, backslashes and dots could be decoded by a server into a path outside the endpoint.
+  for (const char* forbidden : {"%2f", "%5c", "\\", "%2e"}) {
+    if (path.find(forbidden) != std::string::npos) {
+      throw SourceUrlError("its path must not contain encoded slashes, backslashes or dots");
+    }
+  }
+  const std::string base(endpoint.encoded_path());
+  const std::string_view candidate_path = candidate.encoded_path();
+  const std::string_view base_itself = std::string_view(base).substr(0, base.size() - 1);
+  if (allow_endpoint_itself && (candidate_path == base || candidate_path == base_itself)) return;
+  if (!candidate_path.starts_with(base) || candidate_path.size() == base.size()) {
+    throw SourceUrlError("it must be a path under the FHIR endpoint " + std::string(endpoint.buffer()));
+  }
+}
+
+}  // namespace
+
+std::string resolve_bundle_request(std::string_view fhir_endpoint, std::string_view bundle_request,
+                                   std::string_view source_patient_id) {
+  const urls::url endpoint = parse_endpoint(fhir_endpoint);
+  std::string request(bundle_request);
+  if (request.empty()) {
+    if (!is_fhir_id(source_patient_id)) {
+      throw SourceUrlError("sourcePayer.patientId must be a FHIR id (1-64 of A-Z a-z 0-9 - .)");
+    }
+    request = "Patient/" + std::string(source_patient_id) + "/$everything";
+  }
+  if (std::any_of(request.begin(), request.end(), [](unsigned char c) { return c <= 0x20 || c == 0x7f; })) {
+    throw SourceUrlError("fhirBundleRequest must not contain spaces or control characters");
+  }
+  auto reference = urls::parse_uri_reference(request);
+  if (!reference) throw SourceUrlError("fhirBundleRequest is not a valid URL or relative path");
+  if (!reference->has_scheme() && reference->has_authority()) {
+    throw SourceUrlError("fhirBundleRequest must be a path relative to the FHIR endpoint or an absolute URL under it");
+  }
+  if (reference->has_scheme() && reference->scheme_id() != urls::scheme::http &&
+      reference->scheme_id() != urls::scheme::https) {
+    throw SourceUrlError("fhirBundleRequest must use http or https");
+  }
+  urls::url resolved;
+  const auto result = urls::resolve(endpoint, *reference, resolved);
+  if (!result) throw SourceUrlError("fhirBundleRequest cannot be resolved against the FHIR endpoint");
+  resolved.normalize();
+  try {
+    check_under(endpoint, resolved, false);
+  } catch (const SourceUrlError& error) {
+    throw SourceUrlError(std::string("fhirBundleRequest is refused: ") + error.what());
+  }
+  return std::string(resolved.buffer());
+}
+
+std::string require_under_endpoint(std::string_view fhir_endpoint, std::string_view url) {
+  const urls::url endpoint = parse_endpoint(fhir_endpoint);
+  auto parsed = urls::parse_absolute_uri(url);
+  if (!parsed) throw SourceUrlError("the next link is not an absolute URL");
+  urls::url candidate(*parsed);
+  candidate.normalize();
+  try {
+    check_under(endpoint, candidate, true);
+  } catch (const SourceUrlError& error) {
+    throw SourceUrlError(std::string("the next link is refused: ") + error.what());
+  }
+  return std::string(candidate.buffer());
+}
+
+}  // namespace p2p::fhir

@@ -1,0 +1,509 @@
+#!/usr/bin/env node
+// Test peer: a real OAuth 2.0 / OpenID Connect authorization server (oidc-provider 9, panva)
+// standing in for a SOURCE payer's token server in p2p-exchange integration tests.
+//
+//   node tests/peers/oauth-server.mjs [--port 0] [--host 127.0.0.1]
+//        --client-id ID --client-secret SECRET [--access-ttl 3600] [--refresh-ttl 1209600]
+//        [--introspection-client-id ID2 --introspection-client-secret SECRET2]
+//        [--redirect-uri http://127.0.0.1/callback] [--extra-token-param memberId ...]
+//        [--scope "extra/scope another/scope"]
+//
+// When listening it prints exactly one JSON line to stdout:
+//   {"ready":true,"port":N,"issuer":"http://127.0.0.1:N","token_endpoint":...,
+//    "introspection_endpoint":...,"revocation_endpoint":...,"well_known":...}
+// and then logs to stderr only (oidc-provider's own notices included). Secrets and token values
+// are never logged.
+//
+// What is real (oidc-provider): discovery, JWKS, token endpoint (refresh_token and
+// authorization_code grants; client_secret_basic and client_secret_post both accepted for every
+// client), RFC 7662 introspection, RFC 7009 revocation, userinfo. Opaque access tokens, kept in
+// oidc-provider's in-memory adapter. Refresh-token rotation is on.
+//
+// Test controls (no auth, JSON in/out), served by this script next to the provider:
+//   POST   /__control/issue            {"sub","scope"?,"accessTtl"?} -> mint Grant+AccessToken(+RefreshToken)
+//   POST   /__control/expire-access    {"access_token"}  -> the access token is destroyed (introspects inactive)
+//   POST   /__control/revoke-refresh   {"refresh_token"} -> the refresh token is destroyed (refresh gets invalid_grant)
+//   GET    /__control/token-requests   -> every request seen at the token endpoint since start (or last clear)
+//   DELETE /__control/token-requests   -> clear that list
+//
+// Only loopback hosts are accepted: /__control has no authentication.
+
+import crypto from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import { parseArgs } from 'node:util';
+
+// oidc-provider prints its NOTICEs with console.info (stdout). stdout is reserved for the single
+// ready line, so every console method is routed to stderr before the library is loaded.
+const toStderr = (...args) => console.error(...args);
+console.log = toStderr;
+console.info = toStderr;
+console.debug = toStderr;
+
+const log = (msg) => process.stderr.write(`[oauth-server] ${msg}\n`);
+
+function fail(msg) {
+  process.stderr.write(`oauth-server: ${msg}\n`);
+  process.exit(2);
+}
+
+let args;
+try {
+  ({ values: args } = parseArgs({
+    options: {
+      port: { type: 'string', default: '0' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'client-id': { type: 'string' },
+      'client-secret': { type: 'string' },
+      'access-ttl': { type: 'string', default: '3600' },
+      'refresh-ttl': { type: 'string', default: String(14 * 24 * 3600) },
+      'introspection-client-id': { type: 'string' },
+      'introspection-client-secret': { type: 'string' },
+      'redirect-uri': { type: 'string', default: 'http://127.0.0.1/callback' },
+      'extra-token-param': { type: 'string', multiple: true, default: ['memberId'] },
+      scope: { type: 'string', multiple: true, default: [] },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  }));
+} catch (err) {
+  fail(err.message);
+}
+
+if (args.help) {
+  process.stderr.write('usage: node tests/peers/oauth-server.mjs [--port 0] [--host 127.0.0.1] '
+    + '--client-id ID --client-secret SECRET [--access-ttl 3600] [--refresh-ttl 1209600] '
+    + '[--introspection-client-id ID2 --introspection-client-secret SECRET2] '
+    + '[--redirect-uri URI] [--extra-token-param NAME ...] [--scope "a b" ...]\n');
+  process.exit(0);
+}
+
+function positiveInt(name, value, { allowZero = false } = {}) {
+  if (!/^\d+$/.test(value)) fail(`--${name} must be a non-negative integer`);
+  const n = Number(value);
+  if (!allowZero && n === 0) fail(`--${name} must be > 0`);
+  return n;
+}
+
+const port = positiveInt('port', args.port, { allowZero: true });
+if (port > 65535) fail('--port must be <= 65535');
+const accessTtl = positiveInt('access-ttl', args['access-ttl']);
+const refreshTtl = positiveInt('refresh-ttl', args['refresh-ttl']);
+const clientId = args['client-id'];
+const clientSecret = args['client-secret'];
+if (!clientId || !clientSecret) fail('--client-id and --client-secret are required');
+const introspectionClientId = args['introspection-client-id'];
+const introspectionClientSecret = args['introspection-client-secret'];
+if (Boolean(introspectionClientId) !== Boolean(introspectionClientSecret)) {
+  fail('--introspection-client-id and --introspection-client-secret go together');
+}
+
+const host = args.host;
+function isLoopback(h) {
+  if (h === 'localhost') return true;
+  if (net.isIPv4(h)) return h.startsWith('127.');
+  if (net.isIPv6(h)) return h === '::1';
+  return false;
+}
+if (!isLoopback(host)) fail(`--host ${host} is not a loopback address`);
+
+const extraTokenParams = [...new Set(args['extra-token-param'])];
+
+// SMART-on-FHIR style scope names on top of the OIDC ones. oidc-provider 9 keeps access-token
+// scopes to those of the Grant; the `scopes` configuration (also published as scopes_supported)
+// is what a `scope` parameter on a token request is filtered against.
+const SCOPES = [
+  'openid', 'offline_access', 'profile', 'fhirUser', 'launch/patient',
+  'patient/*.read', 'patient/*.rs', 'user/*.read', 'user/*.rs',
+  ...args.scope.flatMap((s) => s.split(/\s+/)).filter(Boolean),
+];
+const DEFAULT_ISSUE_SCOPE = 'openid offline_access patient/*.read';
+
+// Form parameters never copied into the token-requests log (secrets and tokens).
+const SECRET_PARAMS = new Set([
+  'client_secret', 'client_assertion', 'refresh_token', 'code', 'code_verifier', 'password',
+  'assertion', 'subject_token', 'actor_token', 'device_code', 'auth_req_id', 'token',
+]);
+
+// ---------------------------------------------------------------------------------------------
+
+const { default: Provider, errors } = await import('oidc-provider');
+// oidc-provider has no "exports" map, so its modules can be imported directly. They are used to
+// (1) keep the stock in-memory adapter but give it a store without the default 1000-entry LRU
+// cap, and (2) re-register the stock refresh_token grant handler with extra allowed parameters.
+const { default: MemoryAdapter } = await import('oidc-provider/lib/adapters/memory_adapter.js');
+const { default: LRU } = await import('oidc-provider/lib/helpers/lru.js');
+const refreshTokenGrant = await import('oidc-provider/lib/actions/grants/refresh_token.js');
+const grantHelpers = await import('oidc-provider/lib/helpers/grants.js');
+
+function signingJwks() {
+  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { keys: [{ ...jwk, use: 'sig', alg: 'RS256', kid: crypto.randomUUID() }] };
+}
+
+const introspectors = new Set([clientId]);
+if (introspectionClientId) introspectors.add(introspectionClientId);
+
+function clientsConfig() {
+  const clients = [{
+    client_id: clientId,
+    client_secret: clientSecret,
+    client_name: 'p2p-exchange (test)',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: [args['redirect-uri']],
+    token_endpoint_auth_method: 'client_secret_basic',
+  }];
+  if (introspectionClientId && introspectionClientId !== clientId) {
+    clients.push({
+      client_id: introspectionClientId,
+      client_secret: introspectionClientSecret,
+      client_name: 'FHIR resource server (test introspection client)',
+      grant_types: [],
+      response_types: [],
+      redirect_uris: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    });
+  }
+  return clients;
+}
+
+const store = new LRU({ maxSize: 1_000_000 });
+
+const configuration = {
+  adapter: (name) => new MemoryAdapter(name, store, 0),
+  clients: clientsConfig(),
+  jwks: signingJwks(),
+  cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
+  scopes: SCOPES,
+  // Only affects the authorization endpoint / PAR in oidc-provider 9 (see extra-token-param below).
+  extraParams: extraTokenParams,
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+  async findAccount(ctx, sub) {
+    return { accountId: sub, async claims() { return { sub }; } };
+  },
+  features: {
+    devInteractions: { enabled: true },
+    introspection: {
+      enabled: true,
+      // The default lets any confidential client introspect any token. Here: the token's own
+      // client, or the FHIR server's introspection client.
+      async allowedPolicy(ctx, client, token) {
+        return client.clientId === token.clientId || introspectors.has(client.clientId);
+      },
+    },
+    revocation: {
+      enabled: true,
+      async allowedPolicy(ctx, client, token) {
+        if (token.clientId !== client.clientId) {
+          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        }
+        return true;
+      },
+    },
+    resourceIndicators: { enabled: false },
+  },
+  rotateRefreshToken: true,
+  ttl: {
+    AccessToken: accessTtl,
+    AuthorizationCode: 60,
+    ClientCredentials: 600,
+    IdToken: 3600,
+    RefreshToken: refreshTtl,
+    Grant: Math.max(refreshTtl, 30 * 24 * 3600),
+    Interaction: 3600,
+    Session: 14 * 24 * 3600,
+  },
+};
+
+// --- token-request log -----------------------------------------------------------------------
+
+const tokenRequests = [];
+
+function basicClientId(header) {
+  if (typeof header !== 'string' || !/^basic /i.test(header)) return undefined;
+  try {
+    const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+    const i = decoded.indexOf(':');
+    if (i === -1) return undefined;
+    return decodeURIComponent(decoded.slice(0, i).replace(/\+/g, '%20'));
+  } catch {
+    return undefined;
+  }
+}
+
+function recordTokenRequest(ctx) {
+  const oidc = ctx.oidc; // defined once the token route matched
+  const body = (oidc && oidc.body && typeof oidc.body === 'object') ? oidc.body : {};
+  const params = {};
+  for (const [k, v] of Object.entries(body)) {
+    if (!SECRET_PARAMS.has(k)) params[k] = v;
+  }
+  let authMethod = 'none';
+  if (ctx.headers.authorization !== undefined) authMethod = 'basic';
+  else if (body.client_secret !== undefined) authMethod = 'post';
+  const rec = {
+    time: new Date().toISOString(),
+    grant_type: typeof body.grant_type === 'string' ? body.grant_type : null,
+    client_id: oidc?.client?.clientId ?? basicClientId(ctx.headers.authorization)
+      ?? (typeof body.client_id === 'string' ? body.client_id : null),
+    auth_method: authMethod,
+    params,
+    status: ctx.status,
+    error: (ctx.body && typeof ctx.body === 'object' && ctx.body.error) || null,
+  };
+  tokenRequests.push(rec);
+  log(`token request grant_type=${rec.grant_type} client_id=${rec.client_id} auth=${rec.auth_method}`
+    + ` params=${JSON.stringify(params)} -> ${rec.status}${rec.error ? ` ${rec.error}` : ''}`);
+}
+
+// --- control API ----------------------------------------------------------------------------
+
+class HttpError extends Error {
+  constructor(status, error, description) {
+    super(description);
+    this.status = status;
+    this.error = error;
+  }
+}
+
+async function readJson(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > 64 * 1024) throw new HttpError(413, 'invalid_request', 'body too large');
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (!text) return {};
+  try {
+    const v = JSON.parse(text);
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+    return v;
+  } catch {
+    throw new HttpError(400, 'invalid_request', 'body must be a JSON object');
+  }
+}
+
+function requireString(body, name) {
+  const v = body[name];
+  if (typeof v !== 'string' || v === '') {
+    throw new HttpError(400, 'invalid_request', `"${name}" must be a non-empty string`);
+  }
+  return v;
+}
+
+const epoch = () => Math.floor(Date.now() / 1000);
+
+function controlRoutes(provider) {
+  const supported = new Set(SCOPES);
+  return {
+    // Mints what the token endpoint would mint after an authorization_code exchange, through
+    // the provider's own models: a Grant holding the scope, an AccessToken and (when the scope
+    // has offline_access, as oidc-provider's issueRefreshToken policy requires) a RefreshToken.
+    async 'POST /__control/issue'(body) {
+      const sub = requireString(body, 'sub');
+      const scope = body.scope === undefined ? DEFAULT_ISSUE_SCOPE : requireString(body, 'scope');
+      const scopes = scope.split(' ').filter(Boolean);
+      const unknown = scopes.filter((s) => !supported.has(s));
+      if (unknown.length) {
+        throw new HttpError(400, 'invalid_scope', `unsupported scope(s): ${unknown.join(' ')} (add them with --scope)`);
+      }
+      let ttl;
+      if (body.accessTtl !== undefined) {
+        if (!Number.isInteger(body.accessTtl) || body.accessTtl <= 0) {
+          throw new HttpError(400, 'invalid_request', '"accessTtl" must be a positive integer (seconds)');
+        }
+        ttl = body.accessTtl;
+      }
+      const client = await provider.Client.find(clientId);
+      const normalized = scopes.join(' ');
+
+      const grant = new provider.Grant({ accountId: sub, clientId });
+      grant.addOIDCScope(normalized);
+      const grantId = await grant.save();
+
+      const common = {
+        accountId: sub,
+        client,
+        grantId,
+        gty: 'authorization_code',
+        expiresWithSession: false,
+        scope: normalized,
+      };
+      const at = new provider.AccessToken({ ...common, ...(ttl ? { expiresIn: ttl } : {}) });
+      const accessToken = await at.save();
+
+      let refreshToken;
+      if (scopes.includes('offline_access')) {
+        const rt = new provider.RefreshToken({ ...common, authTime: epoch(), rotations: 0 });
+        refreshToken = await rt.save();
+      }
+      log(`issued tokens sub=${sub} scope="${normalized}" expires_in=${at.expiration}`
+        + ` refresh_token=${refreshToken ? 'yes' : 'no'}`);
+      return {
+        status: 200,
+        body: {
+          access_token: accessToken,
+          token_type: 'Bearer',
+          expires_in: at.expiration,
+          scope: normalized,
+          ...(refreshToken ? { refresh_token: refreshToken } : {}),
+        },
+      };
+    },
+
+    async 'POST /__control/expire-access'(body) {
+      const value = requireString(body, 'access_token');
+      const at = await provider.AccessToken.find(value, { ignoreExpiration: true });
+      if (!at) throw new HttpError(404, 'not_found', 'unknown access token');
+      await at.destroy();
+      log(`access token destroyed (sub=${at.accountId})`);
+      return { status: 200, body: { expired: true } };
+    },
+
+    async 'POST /__control/revoke-refresh'(body) {
+      const value = requireString(body, 'refresh_token');
+      const rt = await provider.RefreshToken.find(value, { ignoreExpiration: true });
+      if (!rt) throw new HttpError(404, 'not_found', 'unknown refresh token');
+      await rt.destroy();
+      log(`refresh token destroyed (sub=${rt.accountId})`);
+      return { status: 200, body: { revoked: true } };
+    },
+
+    async 'GET /__control/token-requests'() {
+      return { status: 200, body: tokenRequests };
+    },
+
+    async 'DELETE /__control/token-requests'() {
+      const cleared = tokenRequests.length;
+      tokenRequests.length = 0;
+      return { status: 200, body: { cleared } };
+    },
+  };
+}
+
+async function handleControl(routes, req, res) {
+  const path = new URL(req.url, 'http://x').pathname;
+  const route = routes[`${req.method} ${path}`];
+  let status;
+  let body;
+  try {
+    if (!route) {
+      const known = Object.keys(routes).some((k) => k.endsWith(` ${path}`));
+      throw new HttpError(known ? 405 : 404, known ? 'method_not_allowed' : 'not_found', `${req.method} ${path}`);
+    }
+    const input = req.method === 'POST' ? await readJson(req) : {};
+    ({ status, body } = await route(input));
+  } catch (err) {
+    if (err instanceof HttpError) {
+      status = err.status;
+      body = { error: err.error, error_description: err.message };
+    } else {
+      log(`control error on ${req.method} ${path}: ${err && err.stack}`);
+      status = 500;
+      body = { error: 'server_error', error_description: String(err && err.message) };
+    }
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+  log(`${req.method} ${path} -> ${status}`);
+}
+
+// --- start ------------------------------------------------------------------------------------
+
+// Listen first: with --port 0 the issuer (which embeds the port) is only known afterwards.
+let dispatch = (req, res) => { res.writeHead(503); res.end(); };
+const server = http.createServer((req, res) => dispatch(req, res));
+server.on('clientError', (err, socket) => {
+  if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+});
+
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(port, host, () => { server.off('error', reject); resolve(); });
+}).catch((err) => fail(`cannot listen on ${host}:${port}: ${err.message}`));
+
+const actualPort = server.address().port;
+const issuer = `http://${net.isIPv6(host) ? `[${host}]` : host}:${actualPort}`;
+
+let provider;
+try {
+  provider = new Provider(issuer, configuration);
+} catch (err) {
+  fail(`oidc-provider configuration rejected: ${err.message}`);
+}
+provider.proxy = false;
+
+// oidc-provider 9 only accepts `extraParams` at the authorization endpoint; unknown token
+// endpoint parameters are silently dropped. Re-register the stock refresh_token grant handler
+// (public registerGrantType API) so the extra parameters are recognised token request
+// parameters (ctx.oidc.params.memberId) of that grant.
+{
+  const helpers = Object.fromEntries(
+    Object.entries(grantHelpers).map(([name, fn]) => [name, fn.bind(undefined, provider)]),
+  );
+  provider.registerGrantType(
+    refreshTokenGrant.grantType,
+    refreshTokenGrant.handler.bind(undefined, provider, helpers),
+    new Set([...refreshTokenGrant.parameters, ...extraTokenParams]),
+  );
+}
+
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.method === 'POST' && ctx.oidc?.route === 'token') recordTokenRequest(ctx);
+  else if (!ctx.path.startsWith('/__control')) log(`${ctx.method} ${ctx.path} -> ${ctx.status}`);
+});
+provider.on('grant.error', (ctx, err) => {
+  log(`token endpoint error: ${err.error}${err.error_detail ? ` (${err.error_detail})` : ''}`);
+});
+provider.on('introspection.error', (ctx, err) => log(`introspection error: ${err.error} ${err.error_description ?? ''}`));
+provider.on('revocation.error', (ctx, err) => log(`revocation error: ${err.error} ${err.error_description ?? ''}`));
+provider.on('server_error', (ctx, err) => log(`server error: ${err && err.stack}`));
+
+const routes = controlRoutes(provider);
+const providerCallback = provider.callback();
+dispatch = (req, res) => {
+  if (req.url === '/__control' || req.url.startsWith('/__control/') || req.url.startsWith('/__control?')) {
+    handleControl(routes, req, res).catch((err) => {
+      log(`control failure: ${err && err.stack}`);
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  } else {
+    providerCallback(req, res);
+  }
+};
+
+process.stdout.write(`${JSON.stringify({
+  ready: true,
+  port: actualPort,
+  issuer,
+  token_endpoint: provider.urlFor('token'),
+  introspection_endpoint: provider.urlFor('introspection'),
+  revocation_endpoint: provider.urlFor('revocation'),
+  well_known: `${issuer}/.well-known/openid-configuration`,
+})}\n`);
+log(`listening on ${issuer} (client ${clientId}${introspectionClientId ? `, introspection client ${introspectionClientId}` : ''}, access ttl ${accessTtl}s)`);
+
+let stopping = false;
+function shutdown(signal) {
+  if (stopping) return;
+  stopping = true;
+  log(`${signal}: shutting down`);
+  const timer = setTimeout(() => process.exit(0), 3000);
+  timer.unref();
+  server.close(() => process.exit(0));
+  server.closeIdleConnections();
+  setTimeout(() => server.closeAllConnections(), 500).unref();
+}
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));

@@ -1,0 +1,69 @@
+#include <gtest/gtest.h>
+
+#include "p2p/fhir/source_url.hpp"
+
+using p2p::fhir::require_under_endpoint;
+using p2p::fhir::resolve_bundle_request;
+using p2p::fhir::SourceUrlError;
+
+namespace {
+const std::string kEndpoint = "https://sourcepayerA.com/fhir-endpoint";
+
+std::string refusal(const std::string& request) {
+  try {
+    return "accepted " + resolve_bundle_request(kEndpoint, request, "m-1");
+  } catch (const SourceUrlError& error) {
+    return error.what();
+  }
+}
+}  // namespace
+
+TEST(SourceUrl, ResolvesRequestsUnderTheEndpoint) {
+  EXPECT_EQ(resolve_bundle_request(kEndpoint, "", "m-1"), "https://sourcepayera.com/fhir-endpoint/Patient/m-1/$everything");
+  EXPECT_THROW(resolve_bundle_request(kEndpoint, "", "a b/c"), SourceUrlError) << "not a FHIR id";
+  EXPECT_EQ(resolve_bundle_request(kEndpoint + "/", "Patient/m-1/$everything?_count=50", "m-1"),
+            "https://sourcepayera.com/fhir-endpoint/Patient/m-1/$everything?_count=50");
+  EXPECT_EQ(resolve_bundle_request(kEndpoint, "Observation?patient=m-1&_count=100", "m-1"),
+            "https://sourcepayera.com/fhir-endpoint/Observation?patient=m-1&_count=100");
+  EXPECT_EQ(resolve_bundle_request(kEndpoint, "https://SOURCEPAYERA.com:443/fhir-endpoint/Patient/m-1", "m-1"),
+            "https://sourcepayera.com:443/fhir-endpoint/Patient/m-1");
+  EXPECT_EQ(resolve_bundle_request(kEndpoint, "/fhir-endpoint/Coverage?beneficiary=m-1", "m-1"),
+            "https://sourcepayera.com/fhir-endpoint/Coverage?beneficiary=m-1");
+}
+
+TEST(SourceUrl, RefusesEverythingThatLeavesTheEndpoint) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"https://evil.example.com/fhir-endpoint/Patient/1",
+       "fhirBundleRequest is refused: it must stay on the FHIR endpoint's host and port (sourcepayera.com)"},
+      {"https://sourcepayerA.com:8443/fhir-endpoint/Patient/1",
+       "fhirBundleRequest is refused: it must stay on the FHIR endpoint's host and port (sourcepayera.com)"},
+      {"http://sourcepayerA.com/fhir-endpoint/Patient/1",
+       "fhirBundleRequest is refused: it must use the FHIR endpoint's scheme (https)"},
+      {"https://user:pw@sourcepayerA.com/fhir-endpoint/Patient/1", "fhirBundleRequest is refused: it must not carry user or password"},
+      {"//evil.example.com/x", "fhirBundleRequest must be a path relative to the FHIR endpoint or an absolute URL under it"},
+      {"../admin", "fhirBundleRequest is refused: it must be a path under the FHIR endpoint https://sourcepayera.com/fhir-endpoint/"},
+      {"Patient/../../admin", "fhirBundleRequest is refused: it must be a path under the FHIR endpoint https://sourcepayera.com/fhir-endpoint/"},
+      {"/other/Patient/1", "fhirBundleRequest is refused: it must be a path under the FHIR endpoint https://sourcepayera.com/fhir-endpoint/"},
+      {"/fhir-endpoint-evil/Patient/1", "fhirBundleRequest is refused: it must be a path under the FHIR endpoint https://sourcepayera.com/fhir-endpoint/"},
+      {"Patient/%2e%2e/%2e%2e/admin", "fhirBundleRequest is refused: it must be a path under the FHIR endpoint https://sourcepayera.com/fhir-endpoint/"},
+      {"Patient%2F..%2F..%2Fadmin", "fhirBundleRequest is refused: it must be a path under the FHIR endpoint https://sourcepayera.com/fhir-endpoint/"},
+      {"Patient/x%5c..%5c..%5cadmin", "fhirBundleRequest is refused: its path must not contain encoded slashes, backslashes or dots"},
+      {"file:///etc/passwd", "fhirBundleRequest must use http or https"},
+      {"gopher://sourcepayerA.com/fhir-endpoint", "fhirBundleRequest must use http or https"},
+      {"Patient/1#frag", "fhirBundleRequest is refused: it must not have a #fragment"},
+      {"Patient/1 HTTP/1.1\r\nHost: evil", "fhirBundleRequest must not contain spaces or control characters"},
+      {"?_count=5", "fhirBundleRequest is refused: it must be a path under the FHIR endpoint https://sourcepayera.com/fhir-endpoint/"},
+  };
+  for (const auto& [request, reason] : cases) EXPECT_EQ(refusal(request), reason) << request;
+}
+
+TEST(SourceUrl, NextLinksMustStayUnderTheEndpoint) {
+  EXPECT_EQ(require_under_endpoint(kEndpoint, "https://sourcepayerA.com/fhir-endpoint?_getpages=abc&_offset=50"),
+            "https://sourcepayera.com/fhir-endpoint?_getpages=abc&_offset=50")
+      << "HAPI-style paging links point at the base itself";
+  EXPECT_EQ(require_under_endpoint(kEndpoint, "https://sourcepayera.com/fhir-endpoint/Patient/1/$everything?_offset=50"),
+            "https://sourcepayera.com/fhir-endpoint/Patient/1/$everything?_offset=50");
+  EXPECT_THROW(require_under_endpoint(kEndpoint, "https://evil.example.com/fhir-endpoint?page=2"), SourceUrlError);
+  EXPECT_THROW(require_under_endpoint(kEndpoint, "Patient?page=2"), SourceUrlError);
+  EXPECT_THROW(require_under_endpoint(kEndpoint, "https://sourcepayerA.com/other?page=2"), SourceUrlError);
+}
