@@ -177,6 +177,7 @@ const configuration = {
   jwks: signingJwks(),
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   scopes: SCOPES,
+  responseTypes: ['code'],
   // Only affects the authorization endpoint / PAR in oidc-provider 9 (see extra-token-param below).
   extraParams: extraTokenParams,
   clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
@@ -252,10 +253,13 @@ function recordTokenRequest(ctx) {
     params,
     status: ctx.status,
     error: (ctx.body && typeof ctx.body === 'object' && ctx.body.error) || null,
+    // oidc-provider's internal reason (e.g. "refresh token already used"), not sent to clients
+    error_detail: ctx.state.grantErrorDetail ?? null,
   };
   tokenRequests.push(rec);
   log(`token request grant_type=${rec.grant_type} client_id=${rec.client_id} auth=${rec.auth_method}`
-    + ` params=${JSON.stringify(params)} -> ${rec.status}${rec.error ? ` ${rec.error}` : ''}`);
+    + ` params=${JSON.stringify(params)} -> ${rec.status}${rec.error ? ` ${rec.error}` : ''}`
+    + `${rec.error_detail ? ` (${rec.error_detail})` : ''}`);
 }
 
 // --- control API ----------------------------------------------------------------------------
@@ -463,7 +467,7 @@ provider.use(async (ctx, next) => {
   else if (!ctx.path.startsWith('/__control')) log(`${ctx.method} ${ctx.path} -> ${ctx.status}`);
 });
 provider.on('grant.error', (ctx, err) => {
-  log(`token endpoint error: ${err.error}${err.error_detail ? ` (${err.error_detail})` : ''}`);
+  ctx.state.grantErrorDetail = err.error_detail ?? err.error_description ?? null;
 });
 provider.on('introspection.error', (ctx, err) => log(`introspection error: ${err.error} ${err.error_description ?? ''}`));
 provider.on('revocation.error', (ctx, err) => log(`revocation error: ${err.error} ${err.error_description ?? ''}`));

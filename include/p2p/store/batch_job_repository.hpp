@@ -1,0 +1,95 @@
+#pragma once
+// Table batch_jobs: the exchanges. The member's tokens are sealed (AES-256-GCM, bound to the job id)
+// on the way in and opened only for the runner that holds the job's lease; they are deleted when the
+// job ends. Runner updates are fenced by the lease owner, so an instance that lost its lease cannot
+// overwrite the progress of the one that took the job over.
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "p2p/crypto/token_cipher.hpp"
+
+namespace p2p::store {
+
+struct BatchJob {
+  long long id = 0;
+  int server_pid = 0;
+  std::string status;
+  std::string job_configuration_name;
+  std::string source_patient_id;
+  std::string target_patient_id;
+  std::optional<std::string> target_organization_id;
+  std::string first_url;
+  std::optional<std::string> next_url;
+  std::optional<std::string> task_id;
+  int pages_completed = 0;
+  int resources_written = 0;
+  std::optional<std::string> last_error;
+  int attempts = 0;
+  std::string create_time;  // ISO 8601 UTC with milliseconds, e.g. 2026-11-25T10:00:00.123Z
+  std::optional<std::string> start_time;
+  std::optional<std::string> end_time;
+  std::string last_updated;
+};
+
+struct NewBatchJob {
+  int server_pid = 0;
+  std::string source_patient_id;
+  std::string target_patient_id;
+  std::optional<std::string> target_organization_id;
+  std::string first_url;
+  std::string access_token;
+  std::optional<std::string> refresh_token;
+};
+
+// A job claimed by a runner, with its tokens opened.
+struct ClaimedJob {
+  BatchJob job;
+  std::string access_token;
+  std::optional<std::string> refresh_token;
+};
+
+enum class CancelOutcome { kStopping, kAlreadyEnded, kNotFound };
+
+class BatchJobRepository {
+ public:
+  BatchJobRepository(pqxx::connection& connection, const crypto::TokenCipher& cipher)
+      : connection_(connection), cipher_(cipher) {}
+
+  BatchJob create(const NewBatchJob& job);
+  std::optional<BatchJob> find(int server_pid, long long id);
+  // Newest first; only jobs with id < before_id when given.
+  std::vector<BatchJob> list(int server_pid, int limit, std::optional<long long> before_id);
+  // STARTING/STARTED -> STOPPING (the runner stops at the next page boundary); a job that has not
+  // started yet is STOPPED at once.
+  CancelOutcome request_cancel(int server_pid, long long id);
+
+  // Claims up to `max_jobs` runnable jobs whose lease is free or expired, for `lease`.
+  std::vector<ClaimedJob> claim(const std::string& owner, std::chrono::seconds lease, int max_jobs);
+  // Extends the lease of the owner's jobs; returns the ids still held (a job cancelled or taken over
+  // is not among them).
+  std::vector<long long> renew_leases(const std::string& owner, std::chrono::seconds lease);
+
+  // Records a written page: the next URL (nullopt when it was the last), counts. False when the owner
+  // no longer holds the job.
+  bool record_page(long long id, const std::string& owner, const std::optional<std::string>& next_url,
+                   int resources_written);
+  bool store_tokens(long long id, const std::string& owner, const std::string& access_token,
+                    const std::optional<std::string>& refresh_token);
+  bool set_task_id(long long id, const std::string& owner, const std::string& task_id);
+  bool record_error(long long id, const std::string& owner, const std::string& error);
+  // Ends the job (COMPLETED, FAILED or STOPPED), deletes its tokens and releases the lease.
+  bool finish(long long id, const std::string& owner, const std::string& status,
+              const std::optional<std::string>& error);
+  // The job's status as the runner should see it now (to notice STOPPING).
+  std::optional<std::string> status_of(long long id);
+
+ private:
+  pqxx::connection& connection_;
+  const crypto::TokenCipher& cipher_;
+};
+
+}  // namespace p2p::store

@@ -1,0 +1,206 @@
+#include "p2p/store/batch_job_repository.hpp"
+
+namespace p2p::store {
+namespace {
+
+// A macro so the SQL is joined at compile time (std::string + on these literals trips GCC 12's
+// -Warray-bounds false positive).
+#define P2P_BATCH_JOB_COLUMNS                                                                                \
+    "id, server_pid, status, job_configuration_name, source_patient_id, target_patient_id, target_organization_id,"  \
+    " first_url, next_url, task_id, pages_completed, resources_written, last_error, attempts,"                \
+    " to_char(create_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                              \
+    " to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                               \
+    " to_char(end_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                                 \
+    " to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+std::optional<std::string> optional_text(const pqxx::field& field) {
+  if (field.is_null()) return std::nullopt;
+  return field.as<std::string>();
+}
+
+const char* nullable(const std::optional<std::string>& value) { return value ? value->c_str() : nullptr; }
+
+BatchJob read_job(const pqxx::row& row) {
+  BatchJob job;
+  job.id = row[0].as<long long>();
+  job.server_pid = row[1].as<int>();
+  job.status = row[2].as<std::string>();
+  job.job_configuration_name = row[3].as<std::string>();
+  job.source_patient_id = row[4].as<std::string>();
+  job.target_patient_id = row[5].as<std::string>();
+  job.target_organization_id = optional_text(row[6]);
+  job.first_url = row[7].as<std::string>();
+  job.next_url = optional_text(row[8]);
+  job.task_id = optional_text(row[9]);
+  job.pages_completed = row[10].as<int>();
+  job.resources_written = row[11].as<int>();
+  job.last_error = optional_text(row[12]);
+  job.attempts = row[13].as<int>();
+  job.create_time = row[14].as<std::string>();
+  job.start_time = optional_text(row[15]);
+  job.end_time = optional_text(row[16]);
+  job.last_updated = row[17].as<std::string>();
+  return job;
+}
+
+std::string owner_of(long long id) { return "batch_job:" + std::to_string(id); }
+
+std::string seconds_text(std::chrono::seconds lease) { return std::to_string(lease.count()) + " seconds"; }
+
+}  // namespace
+
+BatchJob BatchJobRepository::create(const NewBatchJob& job) {
+  pqxx::work tx(connection_);
+  const auto row = tx.exec_params1(
+      "INSERT INTO batch_jobs (server_pid, source_patient_id, target_patient_id, target_organization_id,"
+      " first_url, next_url) VALUES ($1, $2, $3, $4, $5, $5) RETURNING " P2P_BATCH_JOB_COLUMNS,
+      job.server_pid, job.source_patient_id, job.target_patient_id, nullable(job.target_organization_id),
+      job.first_url);
+  BatchJob created = read_job(row);
+  // The tokens are sealed with the job id as associated data, so they only open for this row.
+  const auto access = cipher_.seal(job.access_token, owner_of(created.id));
+  std::optional<std::string> refresh;
+  if (job.refresh_token) refresh = cipher_.seal(*job.refresh_token, owner_of(created.id));
+  tx.exec_params("UPDATE batch_jobs SET access_token_sealed = $2, refresh_token_sealed = $3 WHERE id = $1",
+                 created.id, access, nullable(refresh));
+  tx.commit();
+  return created;
+}
+
+std::optional<BatchJob> BatchJobRepository::find(int server_pid, long long id) {
+  pqxx::read_transaction tx(connection_);
+  const auto rows = tx.exec_params(
+      "SELECT " P2P_BATCH_JOB_COLUMNS " FROM batch_jobs WHERE id = $1 AND server_pid = $2", id, server_pid);
+  if (rows.empty()) return std::nullopt;
+  return read_job(rows[0]);
+}
+
+std::vector<BatchJob> BatchJobRepository::list(int server_pid, int limit, std::optional<long long> before_id) {
+  pqxx::read_transaction tx(connection_);
+  const auto rows = tx.exec_params("SELECT " P2P_BATCH_JOB_COLUMNS
+                                   " FROM batch_jobs WHERE server_pid = $1 AND ($2::bigint IS NULL OR id < $2)"
+                                   " ORDER BY id DESC LIMIT $3",
+                                   server_pid, before_id ? std::to_string(*before_id).c_str() : nullptr, limit);
+  std::vector<BatchJob> jobs;
+  for (const auto& row : rows) jobs.push_back(read_job(row));
+  return jobs;
+}
+
+CancelOutcome BatchJobRepository::request_cancel(int server_pid, long long id) {
+  pqxx::work tx(connection_);
+  const auto rows = tx.exec_params(
+      "SELECT status, lease_owner IS NOT NULL AND lease_expires_at > now() FROM batch_jobs"
+      " WHERE id = $1 AND server_pid = $2 FOR UPDATE",
+      id, server_pid);
+  if (rows.empty()) return CancelOutcome::kNotFound;
+  const auto status = rows[0][0].as<std::string>();
+  if (status != "STARTING" && status != "STARTED" && status != "STOPPING") return CancelOutcome::kAlreadyEnded;
+  const bool running = rows[0][1].as<bool>();
+  if (running || status == "STARTED") {
+    tx.exec_params("UPDATE batch_jobs SET status = 'STOPPING' WHERE id = $1", id);
+  } else {
+    // Nobody runs it: stop it now, and delete the tokens with it.
+    tx.exec_params(
+        "UPDATE batch_jobs SET status = 'STOPPED', end_time = now(), access_token_sealed = NULL,"
+        " refresh_token_sealed = NULL, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+        id);
+  }
+  tx.commit();
+  return CancelOutcome::kStopping;
+}
+
+std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std::chrono::seconds lease, int max_jobs) {
+  pqxx::work tx(connection_);
+  const auto rows = tx.exec_params(
+      "UPDATE batch_jobs SET lease_owner = $1, lease_expires_at = now() + $2::interval,"
+      " status = CASE WHEN status = 'STARTING' THEN 'STARTED' ELSE status END,"
+      " start_time = coalesce(start_time, now()), attempts = attempts + 1"
+      " WHERE id IN (SELECT id FROM batch_jobs WHERE status IN ('STARTING', 'STARTED', 'STOPPING')"
+      " AND (lease_expires_at IS NULL OR lease_expires_at < now())"
+      " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $3)"
+      " RETURNING " P2P_BATCH_JOB_COLUMNS ", access_token_sealed, refresh_token_sealed",
+      owner, seconds_text(lease), max_jobs);
+  tx.commit();
+  std::vector<ClaimedJob> claimed;
+  for (const auto& row : rows) {
+    ClaimedJob job{read_job(row), {}, std::nullopt};
+    if (!row[18].is_null()) job.access_token = cipher_.open(row[18].as<std::string>(), owner_of(job.job.id));
+    if (!row[19].is_null()) job.refresh_token = cipher_.open(row[19].as<std::string>(), owner_of(job.job.id));
+    claimed.push_back(std::move(job));
+  }
+  return claimed;
+}
+
+std::vector<long long> BatchJobRepository::renew_leases(const std::string& owner, std::chrono::seconds lease) {
+  pqxx::work tx(connection_);
+  const auto rows = tx.exec_params(
+      "UPDATE batch_jobs SET lease_expires_at = now() + $2::interval WHERE lease_owner = $1"
+      " AND status IN ('STARTED', 'STOPPING') RETURNING id",
+      owner, seconds_text(lease));
+  tx.commit();
+  std::vector<long long> ids;
+  for (const auto& row : rows) ids.push_back(row[0].as<long long>());
+  return ids;
+}
+
+bool BatchJobRepository::record_page(long long id, const std::string& owner, const std::optional<std::string>& next_url,
+                                     int resources_written) {
+  pqxx::work tx(connection_);
+  const auto result = tx.exec_params(
+      "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + 1,"
+      " resources_written = resources_written + $4, last_error = NULL WHERE id = $1 AND lease_owner = $2",
+      id, owner, nullable(next_url), resources_written);
+  tx.commit();
+  return result.affected_rows() == 1;
+}
+
+bool BatchJobRepository::store_tokens(long long id, const std::string& owner, const std::string& access_token,
+                                      const std::optional<std::string>& refresh_token) {
+  const auto access = cipher_.seal(access_token, owner_of(id));
+  std::optional<std::string> refresh;
+  if (refresh_token) refresh = cipher_.seal(*refresh_token, owner_of(id));
+  pqxx::work tx(connection_);
+  const auto result = tx.exec_params(
+      "UPDATE batch_jobs SET access_token_sealed = $3, refresh_token_sealed = coalesce($4, refresh_token_sealed)"
+      " WHERE id = $1 AND lease_owner = $2",
+      id, owner, access, nullable(refresh));
+  tx.commit();
+  return result.affected_rows() == 1;
+}
+
+bool BatchJobRepository::set_task_id(long long id, const std::string& owner, const std::string& task_id) {
+  pqxx::work tx(connection_);
+  const auto result =
+      tx.exec_params("UPDATE batch_jobs SET task_id = $3 WHERE id = $1 AND lease_owner = $2", id, owner, task_id);
+  tx.commit();
+  return result.affected_rows() == 1;
+}
+
+bool BatchJobRepository::record_error(long long id, const std::string& owner, const std::string& error) {
+  pqxx::work tx(connection_);
+  const auto result =
+      tx.exec_params("UPDATE batch_jobs SET last_error = $3 WHERE id = $1 AND lease_owner = $2", id, owner, error);
+  tx.commit();
+  return result.affected_rows() == 1;
+}
+
+bool BatchJobRepository::finish(long long id, const std::string& owner, const std::string& status,
+                                const std::optional<std::string>& error) {
+  pqxx::work tx(connection_);
+  const auto result = tx.exec_params(
+      "UPDATE batch_jobs SET status = $3, last_error = coalesce($4, last_error), end_time = now(),"
+      " access_token_sealed = NULL, refresh_token_sealed = NULL, lease_owner = NULL, lease_expires_at = NULL"
+      " WHERE id = $1 AND lease_owner = $2",
+      id, owner, status, nullable(error));
+  tx.commit();
+  return result.affected_rows() == 1;
+}
+
+std::optional<std::string> BatchJobRepository::status_of(long long id) {
+  pqxx::read_transaction tx(connection_);
+  const auto rows = tx.exec_params("SELECT status FROM batch_jobs WHERE id = $1", id);
+  if (rows.empty()) return std::nullopt;
+  return rows[0][0].as<std::string>();
+}
+
+}  // namespace p2p::store

@@ -1,0 +1,163 @@
+// batch_jobs against a real PostgreSQL: tokens sealed at rest, claiming shared between instances with
+// SKIP LOCKED, leases that expire, fencing by lease owner, cancellation.
+#include <gtest/gtest.h>
+
+#include <barrier>
+#include <set>
+#include <thread>
+
+#include "p2p/store/batch_job_repository.hpp"
+#include "p2p/store/migrations.hpp"
+#include "test_database.hpp"
+
+using p2p::store::BatchJobRepository;
+using p2p::store::CancelOutcome;
+using p2p::store::NewBatchJob;
+using namespace std::chrono_literals;
+
+namespace {
+
+const p2p::crypto::TokenCipher kCipher("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
+
+NewBatchJob new_job(int server_pid, const std::string& member) {
+  return {server_pid, member, "t-" + member, "TGT", "https://src.example.com/fhir/Patient/" + member + "/$everything",
+          "access-" + member, "refresh-" + member};
+}
+
+class BatchJobStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    connection_ = std::make_unique<pqxx::connection>(database_.url());
+    p2p::store::apply_migrations(*connection_);
+  }
+  std::string scalar(const std::string& sql) {
+    pqxx::read_transaction tx(*connection_);
+    const auto field = tx.exec1(sql)[0];
+    return field.is_null() ? "NULL" : field.as<std::string>();
+  }
+  void exec(const std::string& sql) {
+    pqxx::work tx(*connection_);
+    tx.exec(sql);
+    tx.commit();
+  }
+  p2p::test::TestDatabase database_;
+  std::unique_ptr<pqxx::connection> connection_;
+};
+
+}  // namespace
+
+TEST_F(BatchJobStore, CreatesJobsWithSealedTokensAndPagesNewestFirst) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto first = jobs.create(new_job(1, "m1"));
+  EXPECT_EQ(first.status, "STARTING");
+  EXPECT_EQ(first.job_configuration_name, "p2pExchange");
+  EXPECT_EQ(first.next_url, first.first_url);
+  EXPECT_EQ(first.start_time, std::nullopt);
+  EXPECT_EQ(first.create_time.size(), 24u) << first.create_time;
+  const std::string sealed = scalar("SELECT access_token_sealed FROM batch_jobs WHERE id = " + std::to_string(first.id));
+  EXPECT_EQ(sealed.find("access-m1"), std::string::npos);
+  EXPECT_EQ(kCipher.open(sealed, "batch_job:" + std::to_string(first.id)), "access-m1");
+
+  for (const char* member : {"m2", "m3", "m4"}) jobs.create(new_job(1, member));
+  jobs.create(new_job(2, "other-server"));
+  auto page = jobs.list(1, 2, std::nullopt);
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(page[0].source_patient_id, "m4");
+  EXPECT_EQ(page[1].source_patient_id, "m3");
+  page = jobs.list(1, 10, page[1].id);
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(page[1].source_patient_id, "m1");
+  EXPECT_EQ(jobs.find(2, first.id), std::nullopt) << "a job belongs to its server";
+  EXPECT_EQ(jobs.find(1, first.id)->target_patient_id, "t-m1");
+}
+
+TEST_F(BatchJobStore, InstancesClaimEachJobOnceAndTakeOverExpiredLeases) {
+  BatchJobRepository setup(*connection_, kCipher);
+  for (int i = 0; i < 20; ++i) setup.create(new_job(1, "m" + std::to_string(i)));
+
+  constexpr int kInstances = 4;
+  std::barrier start(kInstances);
+  std::vector<std::vector<long long>> claimed(kInstances);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kInstances; ++i) {
+    threads.emplace_back([&, i] {
+      pqxx::connection connection(database_.url());
+      BatchJobRepository jobs(connection, kCipher);
+      start.arrive_and_wait();
+      for (int round = 0; round < 5; ++round) {
+        for (const auto& job : jobs.claim("instance-" + std::to_string(i), 60s, 2)) {
+          EXPECT_EQ(job.access_token, "access-" + job.job.source_patient_id);
+          EXPECT_EQ(job.refresh_token, "refresh-" + job.job.source_patient_id);
+          EXPECT_EQ(job.job.status, "STARTED");
+          claimed[static_cast<std::size_t>(i)].push_back(job.job.id);
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::multiset<long long> all;
+  for (const auto& ids : claimed) all.insert(ids.begin(), ids.end());
+  EXPECT_EQ(all.size(), 20u);
+  EXPECT_EQ(std::set<long long>(all.begin(), all.end()).size(), 20u) << "no job claimed twice";
+
+  // Nothing is left to claim while the leases hold; an expired lease is taken over, and the old
+  // owner's writes are fenced off.
+  BatchJobRepository jobs(*connection_, kCipher);
+  EXPECT_TRUE(jobs.claim("late", 60s, 50).empty());
+  const long long taken = claimed[0].empty() ? claimed[1][0] : claimed[0][0];
+  const std::string old_owner = claimed[0].empty() ? "instance-1" : "instance-0";
+  exec("UPDATE batch_jobs SET lease_expires_at = now() - interval '1 second' WHERE id = " + std::to_string(taken));
+  const auto retaken = jobs.claim("successor", 60s, 50);
+  ASSERT_EQ(retaken.size(), 1u);
+  EXPECT_EQ(retaken[0].job.id, taken);
+  EXPECT_EQ(retaken[0].job.attempts, 2);
+  EXPECT_FALSE(jobs.record_page(taken, old_owner, "https://src.example.com/fhir?page=2", 10));
+  EXPECT_TRUE(jobs.record_page(taken, "successor", "https://src.example.com/fhir?page=2", 10));
+  EXPECT_EQ(jobs.renew_leases("successor", 60s), std::vector<long long>{taken});
+}
+
+TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto job = jobs.create(new_job(1, "m1"));
+  ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
+  EXPECT_TRUE(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 50));
+  EXPECT_TRUE(jobs.record_page(job.id, "me", std::nullopt, 7));
+  EXPECT_TRUE(jobs.store_tokens(job.id, "me", "access-2", std::nullopt));
+  EXPECT_TRUE(jobs.set_task_id(job.id, "me", "task-1"));
+  auto now = *jobs.find(1, job.id);
+  EXPECT_EQ(now.pages_completed, 2);
+  EXPECT_EQ(now.resources_written, 57);
+  EXPECT_EQ(now.next_url, std::nullopt);
+  EXPECT_EQ(now.task_id, "task-1");
+  EXPECT_NE(now.start_time, std::nullopt);
+  EXPECT_EQ(kCipher.open(scalar("SELECT refresh_token_sealed FROM batch_jobs"), "batch_job:" + std::to_string(job.id)),
+            "refresh-m1") << "a refresh that returns no new refresh token keeps the old one";
+
+  EXPECT_TRUE(jobs.finish(job.id, "me", "COMPLETED", std::nullopt));
+  now = *jobs.find(1, job.id);
+  EXPECT_EQ(now.status, "COMPLETED");
+  EXPECT_NE(now.end_time, std::nullopt);
+  EXPECT_EQ(scalar("SELECT count(*) FROM batch_jobs WHERE access_token_sealed IS NOT NULL OR refresh_token_sealed IS NOT NULL"), "0")
+      << "tokens are deleted when the job ends";
+  EXPECT_TRUE(jobs.claim("me", 60s, 1).empty());
+}
+
+TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageBoundary) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto waiting = jobs.create(new_job(1, "m1"));
+  EXPECT_EQ(jobs.request_cancel(1, waiting.id), CancelOutcome::kStopping);
+  EXPECT_EQ(jobs.find(1, waiting.id)->status, "STOPPED");
+  EXPECT_EQ(jobs.request_cancel(1, waiting.id), CancelOutcome::kAlreadyEnded);
+  EXPECT_EQ(jobs.request_cancel(2, waiting.id), CancelOutcome::kNotFound);
+
+  const auto running = jobs.create(new_job(1, "m2"));
+  ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
+  EXPECT_EQ(jobs.request_cancel(1, running.id), CancelOutcome::kStopping);
+  EXPECT_EQ(jobs.status_of(running.id), "STOPPING");
+  EXPECT_TRUE(jobs.finish(running.id, "me", "STOPPED", std::nullopt));
+  EXPECT_EQ(jobs.find(1, running.id)->status, "STOPPED");
+
+  // The database refuses an ended job that still holds tokens.
+  EXPECT_THROW(exec("UPDATE batch_jobs SET access_token_sealed = 'x' WHERE id = " + std::to_string(running.id)),
+               pqxx::check_violation);
+}
