@@ -34,6 +34,7 @@ psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -c "CREATE DATABASE p2p"
 key=$(openssl rand -hex 32)
 http_port=$(pg_free_port)
 P2P_DATABASE_URL="postgresql://postgres@127.0.0.1:$pg_port/p2p" P2P_API_KEYS="$key" P2P_HTTP_PORT="$http_port" \
+  P2P_TOKEN_ENCRYPTION_KEY="$(openssl rand -base64 32)" \
   P2P_HTTP_THREADS="$threads" build/p2p-exchange >"$work/service.log" 2>&1 &
 service_pid=$!
 until curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1; do sleep 0.2; done

@@ -38,6 +38,11 @@ if [ ! -s .data/api-key ]; then
   (umask 077 && openssl rand -hex 32 > .data/api-key)
 fi
 export P2P_API_KEYS=${P2P_API_KEYS:-$(cat .data/api-key)}
+# The key that encrypts members' tokens at rest, made once (losing it only loses running jobs' tokens).
+if [ ! -s .data/token-encryption-key ]; then
+  (umask 077 && openssl rand -base64 32 > .data/token-encryption-key)
+fi
+export P2P_TOKEN_ENCRYPTION_KEY=${P2P_TOKEN_ENCRYPTION_KEY:-$(cat .data/token-encryption-key)}
 export P2P_DATABASE_URL=${P2P_DATABASE_URL:-postgresql://p2p@127.0.0.1:$pg_port/p2p}
 http_port=${P2P_HTTP_PORT:-8080}
 export P2P_HTTP_PORT=$http_port

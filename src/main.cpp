@@ -13,7 +13,10 @@
 #include "p2p/api/swagger_ui.hpp"
 #include "p2p/config/config.hpp"
 #include "p2p/http/api_key_auth.hpp"
+#include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/server.hpp"
+#include "p2p/jobs/job_runner.hpp"
+#include "p2p/util/crypto.hpp"
 #include "p2p/log/log.hpp"
 #include "p2p/store/bootstrap.hpp"
 #include "p2p/store/change_notified_cache.hpp"
@@ -125,7 +128,20 @@ int main(int argc, char** argv) {
                                             server.stop();
                                           });
   p2p::store::ChangeNotifiedCache oidc_server_cache(config.database.url, "p2p_oidc_servers_changed");
-  p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui});
+  std::string token_key = config.exchange.token_encryption_key;
+  if (token_key.empty()) {  // only possible in development mode (config validation)
+    token_key = p2p::crypto::base64_encode(p2p::util::random_hex(16));
+    spdlog::warn("*** DEVELOPMENT MODE: members' tokens are encrypted with a throwaway key; jobs cannot resume after "
+                 "a restart. Set P2P_TOKEN_ENCRYPTION_KEY in any real deployment. ***");
+  }
+  const p2p::crypto::TokenCipher token_cipher(token_key, config.exchange.retired_token_encryption_keys);
+  spdlog::info("members' tokens are encrypted with key {}", token_cipher.primary_key_id());
+  if (config.exchange.fhir_persistence_url.empty()) {
+    spdlog::warn("exchange.fhirPersistenceUrl (P2P_FHIR_PERSISTENCE_URL) is not set: batch jobs are refused until it is");
+  }
+  p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui, token_cipher, config.exchange});
+  const std::string instance_id = p2p::util::random_hex(6) + "-" + std::to_string(::getpid());
+  p2p::jobs::JobRunner job_runner(config.exchange, database, token_cipher, instance_id, metrics);
 
   try {
     server.listen();
@@ -136,9 +152,11 @@ int main(int argc, char** argv) {
   }
   bootstrap.start();
   oidc_server_cache.start();
+  job_runner.start([&bootstrap] { return bootstrap.done(); });
   spdlog::info("listening on http://{}:{} (API docs at http://{}:{}/)", config.http.host, server.port(),
                config.http.host, server.port());
   server.run();
+  job_runner.stop();
   bootstrap.stop();
   oidc_server_cache.stop();
   spdlog::info("p2p-exchange stopped");

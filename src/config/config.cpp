@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <nlohmann/json.hpp>
 
+#include "p2p/crypto/token_cipher.hpp"
 #include "p2p/util/url_rules.hpp"
 
 extern char** environ;
@@ -18,7 +19,7 @@ namespace {
 
 using nlohmann::json;
 
-enum class Kind { kString, kInteger, kStringList };
+enum class Kind { kString, kInteger, kStringList, kBoolean };
 
 struct OverrideSpec {
   EnvOverride names;
@@ -37,6 +38,14 @@ const std::vector<OverrideSpec>& override_specs() {
       {{"P2P_LOG_LEVEL", "log.level"}, Kind::kString},
       {{"P2P_AUTH_MODE", "auth.mode"}, Kind::kString},
       {{"P2P_API_KEYS", "auth.apiKeys"}, Kind::kStringList},
+      {{"P2P_FHIR_PERSISTENCE_URL", "exchange.fhirPersistenceUrl"}, Kind::kString},
+      {{"P2P_FHIR_PERSISTENCE_AUTHORIZATION", "exchange.fhirPersistenceAuthorization"}, Kind::kString},
+      {{"P2P_TOKEN_ENCRYPTION_KEY", "exchange.tokenEncryptionKey"}, Kind::kString},
+      {{"P2P_RETIRED_TOKEN_ENCRYPTION_KEYS", "exchange.retiredTokenEncryptionKeys"}, Kind::kStringList},
+      {{"P2P_DEVELOPMENT_MODE", "exchange.developmentMode"}, Kind::kBoolean},
+      {{"P2P_VERSIONED_REFERENCES", "exchange.versionedReferences"}, Kind::kBoolean},
+      {{"P2P_ALLOW_PLAIN_HTTP", "exchange.allowPlainHttp"}, Kind::kBoolean},
+      {{"P2P_EXCHANGE_CONCURRENCY", "exchange.concurrency"}, Kind::kInteger},
   };
   return kSpecs;
 }
@@ -107,6 +116,33 @@ class Reader {
     }
     out = found->get<std::string>();
     if (presence != Presence::kOptional && trim(out).empty()) fail(path, "must not be empty");
+  }
+
+  void read_bool(const json& object, const std::string& name, const std::string& path, bool& out) {
+    auto found = object.find(name);
+    if (found == object.end() || found->is_null()) return;
+    if (!found->is_boolean()) {
+      fail(path, "must be true or false");
+      return;
+    }
+    out = found->get<bool>();
+  }
+
+  void read_string_list(const json& object, const std::string& name, const std::string& path,
+                        std::vector<std::string>& out) {
+    auto found = object.find(name);
+    if (found == object.end() || found->is_null()) return;
+    if (!found->is_array()) {
+      fail(path, "must be an array of strings");
+      return;
+    }
+    for (std::size_t i = 0; i < found->size(); ++i) {
+      if (!(*found)[i].is_string()) {
+        fail(path + "[" + std::to_string(i) + "]", "must be a string");
+      } else {
+        out.push_back((*found)[i].get<std::string>());
+      }
+    }
   }
 
   void read_optional_string(const json& object, const std::string& name, const std::string& path,
@@ -239,6 +275,78 @@ void read_auth(Reader& reader, const json& root, AuthConfig& auth) {
   }
 }
 
+void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
+  const json* section = reader.section(root, "exchange", "exchange");
+  if (section != nullptr) {
+    reader.check_known_keys(*section, "exchange",
+                            {"fhirPersistenceUrl", "fhirPersistenceAuthorization", "tokenEncryptionKey",
+                             "retiredTokenEncryptionKeys", "developmentMode", "versionedReferences", "allowPlainHttp",
+                             "mdmPatientIdentifier", "traceabilitySystemBase", "exchangeTagSystem", "concurrency",
+                             "leaseSeconds", "pollIntervalMilliseconds", "maxAttempts", "initialBackoffMilliseconds",
+                             "maxBackoffSeconds", "requestTimeoutSeconds", "maxResponseBytes", "verifyTls", "caFile"});
+    reader.read_string(*section, "fhirPersistenceUrl", "exchange.fhirPersistenceUrl", exchange.fhir_persistence_url);
+    reader.read_string(*section, "fhirPersistenceAuthorization", "exchange.fhirPersistenceAuthorization",
+                       exchange.fhir_persistence_authorization);
+    reader.read_string(*section, "tokenEncryptionKey", "exchange.tokenEncryptionKey", exchange.token_encryption_key);
+    reader.read_string_list(*section, "retiredTokenEncryptionKeys", "exchange.retiredTokenEncryptionKeys",
+                            exchange.retired_token_encryption_keys);
+    reader.read_bool(*section, "developmentMode", "exchange.developmentMode", exchange.development_mode);
+    reader.read_bool(*section, "versionedReferences", "exchange.versionedReferences", exchange.versioned_references);
+    reader.read_bool(*section, "allowPlainHttp", "exchange.allowPlainHttp", exchange.allow_plain_http);
+    reader.read_bool(*section, "verifyTls", "exchange.verifyTls", exchange.verify_tls);
+    reader.read_string(*section, "caFile", "exchange.caFile", exchange.ca_file);
+    reader.read_string(*section, "traceabilitySystemBase", "exchange.traceabilitySystemBase",
+                       exchange.traceability_system_base, Reader::Presence::kNotEmptyWhenSet);
+    reader.read_string(*section, "exchangeTagSystem", "exchange.exchangeTagSystem", exchange.exchange_tag_system,
+                       Reader::Presence::kNotEmptyWhenSet);
+    reader.read_integer(*section, "concurrency", "exchange.concurrency", exchange.concurrency, 1, 256);
+    reader.read_integer(*section, "leaseSeconds", "exchange.leaseSeconds", exchange.lease_seconds, 5, 3600);
+    reader.read_integer(*section, "pollIntervalMilliseconds", "exchange.pollIntervalMilliseconds",
+                        exchange.poll_interval_milliseconds, 10, 60000);
+    reader.read_integer(*section, "maxAttempts", "exchange.maxAttempts", exchange.max_attempts, 1, 100);
+    reader.read_integer(*section, "initialBackoffMilliseconds", "exchange.initialBackoffMilliseconds",
+                        exchange.initial_backoff_milliseconds, 1, 600000);
+    reader.read_integer(*section, "maxBackoffSeconds", "exchange.maxBackoffSeconds", exchange.max_backoff_seconds, 1,
+                        3600);
+    reader.read_integer(*section, "requestTimeoutSeconds", "exchange.requestTimeoutSeconds",
+                        exchange.request_timeout_seconds, 1, 3600);
+    reader.read_integer(*section, "maxResponseBytes", "exchange.maxResponseBytes", exchange.max_response_bytes, 1024,
+                        std::int64_t{1} << 32);
+    if (const json* mdm = reader.section(*section, "mdmPatientIdentifier", "exchange.mdmPatientIdentifier")) {
+      reader.check_known_keys(*mdm, "exchange.mdmPatientIdentifier", {"system", "code", "identifierSystem"});
+      MdmIdentifierConfig identifier;
+      reader.read_string(*mdm, "system", "exchange.mdmPatientIdentifier.system", identifier.system,
+                         Reader::Presence::kNotEmptyWhenSet);
+      reader.read_string(*mdm, "code", "exchange.mdmPatientIdentifier.code", identifier.code,
+                         Reader::Presence::kNotEmptyWhenSet);
+      reader.read_string(*mdm, "identifierSystem", "exchange.mdmPatientIdentifier.identifierSystem",
+                         identifier.identifier_system, Reader::Presence::kRequired);
+      exchange.mdm_patient_identifier = identifier;
+    }
+  }
+  if (!exchange.fhir_persistence_url.empty()) {
+    if (auto problem = util::check_absolute_http_url(exchange.fhir_persistence_url)) {
+      reader.fail("exchange.fhirPersistenceUrl", *problem);
+    } else if (exchange.fhir_persistence_url.starts_with("http://") && !exchange.allow_plain_http) {
+      reader.fail("exchange.fhirPersistenceUrl",
+                  "must use https (plain http:// is refused unless exchange.allowPlainHttp / P2P_ALLOW_PLAIN_HTTP is true)");
+    }
+  }
+  if (exchange.token_encryption_key.empty()) {
+    if (!exchange.development_mode) {
+      reader.fail("exchange.tokenEncryptionKey",
+                  "is required to encrypt members' tokens at rest: set P2P_TOKEN_ENCRYPTION_KEY to the output of "
+                  "`openssl rand -base64 32` (or set exchange.developmentMode to true for a throwaway key in development)");
+    }
+  } else {
+    try {
+      crypto::TokenCipher check(exchange.token_encryption_key, exchange.retired_token_encryption_keys);
+    } catch (const crypto::CipherError& error) {
+      reader.fail("exchange.tokenEncryptionKey", error.what());
+    }
+  }
+}
+
 void read_url_field(Reader& reader, const std::optional<std::string>& value, const std::string& path) {
   if (!value) return;
   if (auto problem = util::check_absolute_http_url(*value)) reader.fail(path, *problem);
@@ -333,6 +441,19 @@ void apply_environment(json& document, const Environment& env, std::map<std::str
         value = number;
         break;
       }
+      case Kind::kBoolean: {
+        const std::string text = trim(raw);
+        if (text == "true" || text == "1") {
+          value = true;
+        } else if (text == "false" || text == "0" || text.empty()) {
+          value = false;
+        } else {
+          issues.push_back({std::string(spec.names.key) + " (from " + spec.names.variable + ")",
+                            "must be true or false, got \"" + raw + "\""});
+          continue;
+        }
+        break;
+      }
       case Kind::kStringList: {
         value = json::array();
         std::stringstream stream(raw);
@@ -394,12 +515,13 @@ Config parse_config(const nlohmann::json& document, const Environment& env) {
   apply_environment(merged, env, env_sources, issues);
 
   Reader reader(issues, env_sources);
-  reader.check_known_keys(merged, "", {"http", "database", "log", "auth", "oidcServers"});
+  reader.check_known_keys(merged, "", {"http", "database", "log", "auth", "exchange", "oidcServers"});
   Config config;
   read_http(reader, merged, config.http);
   read_database(reader, merged, config.database);
   read_log(reader, merged, config.log);
   read_auth(reader, merged, config.auth);
+  read_exchange(reader, merged, config.exchange);
   read_oidc_servers(reader, merged, config.oidc_servers);
   if (!issues.empty()) throw ConfigError(std::move(issues));
   return config;

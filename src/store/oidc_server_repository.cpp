@@ -46,6 +46,14 @@ std::optional<OidcServerPublic> OidcServerRepository::find_public(int pid) {
   return server;
 }
 
+std::optional<OidcServerForExchange> OidcServerRepository::find_for_exchange(int pid) {
+  auto definition = find_public(pid);
+  if (!definition) return std::nullopt;
+  pqxx::read_transaction tx(connection_);
+  const auto row = tx.exec_params1("SELECT client_secret FROM oidc_servers WHERE pid = $1", pid);
+  return OidcServerForExchange{std::move(*definition), optional_text(row[0])};
+}
+
 int OidcServerRepository::upsert_by_issuer(const config::OidcServerDefinition& d) {
   pqxx::work tx(connection_);
   auto row = tx.exec_params1(

@@ -16,9 +16,13 @@ namespace p2p::test {
 
 inline const std::string kApiKey = "e2e-api-key-0123456789abcdef";
 inline const std::string kAuthHeader = "Authorization: Bearer " + kApiKey;
+inline const std::string kTokenKey = "ZTJlLXRva2VuLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";  // base64 of 32 bytes
 
 inline std::map<std::string, std::string> service_env(const TestDatabase& database) {
-  return {{"P2P_DATABASE_URL", database.url()}, {"P2P_API_KEYS", kApiKey}, {"P2P_LOG_LEVEL", "info"}};
+  return {{"P2P_DATABASE_URL", database.url()},
+          {"P2P_API_KEYS", kApiKey},
+          {"P2P_TOKEN_ENCRYPTION_KEY", kTokenKey},
+          {"P2P_LOG_LEVEL", "info"}};
 }
 
 // Polls `condition` until it holds or `timeout` passes. For effects that arrive asynchronously, such

@@ -73,19 +73,20 @@ TEST(CommandLine, VersionHelpAndUnknownArguments) {
 
 TEST(CommandLine, CheckConfigValidatesTheExampleAndReportsProblemsByKey) {
   auto [code, out] = run_binary("--check-config --config " + std::string(P2P_SOURCE_DIR) + "/config/p2p-exchange.json",
-                                "P2P_API_KEYS=local-key-0123456789abcdef");
+                                "P2P_API_KEYS=local-key-0123456789abcdef P2P_TOKEN_ENCRYPTION_KEY=" + kTokenKey + "");
   EXPECT_EQ(code, 0) << out;
   EXPECT_NE(out.find("configuration is valid"), std::string::npos);
 
-  std::tie(code, out) = run_binary("--check-config", "P2P_API_KEYS=local-key-0123456789abcdef P2P_HTTP_PORT=eighty");
+  std::tie(code, out) = run_binary("--check-config", "P2P_API_KEYS=local-key-0123456789abcdef P2P_TOKEN_ENCRYPTION_KEY=" + kTokenKey + " P2P_HTTP_PORT=eighty");
   EXPECT_EQ(code, 2);
   EXPECT_EQ(out, "p2p-exchange: invalid configuration:\n  http.port (from P2P_HTTP_PORT): must be an integer, got \"eighty\"\n");
 
   std::tie(code, out) = run_binary("--check-config");
   EXPECT_EQ(code, 2);
   EXPECT_NE(out.find("auth.apiKeys: at least one API key is required"), std::string::npos);
+  EXPECT_NE(out.find("exchange.tokenEncryptionKey: is required to encrypt members' tokens at rest"), std::string::npos);
 
-  std::tie(code, out) = run_binary("--check-config --config /nonexistent.json", "P2P_API_KEYS=local-key-0123456789abcdef");
+  std::tie(code, out) = run_binary("--check-config --config /nonexistent.json", "P2P_API_KEYS=local-key-0123456789abcdef P2P_TOKEN_ENCRYPTION_KEY=" + kTokenKey + "");
   EXPECT_EQ(code, 2);
   EXPECT_EQ(out, "p2p-exchange: invalid configuration:\n  /nonexistent.json: cannot be read: check the path and its permissions\n");
 }
@@ -155,7 +156,7 @@ TEST(Database, StoppedAndRestartedUnderTheRunningService) {
     pqxx::nontransaction tx(admin);
     tx.exec0("CREATE DATABASE p2p");
   }
-  ServiceProcess service({{"P2P_DATABASE_URL", cluster.url("p2p")}, {"P2P_API_KEYS", kApiKey}});
+  ServiceProcess service({{"P2P_DATABASE_URL", cluster.url("p2p")}, {"P2P_API_KEYS", kApiKey}, {"P2P_TOKEN_ENCRYPTION_KEY", kTokenKey}});
   ASSERT_TRUE(service.wait_for("/readyz", 200)) << service.log();
   exec_sql(cluster.url("p2p"), "INSERT INTO oidc_servers (name, issuer) VALUES ('A', 'https://a.example.com')");
   ASSERT_EQ(http_get(service.url("/api/oidc_servers/1"), {kAuthHeader}).status, 200);
@@ -182,7 +183,8 @@ TEST(Database, StoppedAndRestartedUnderTheRunningService) {
 TEST(Database, ServiceStartsBeforeItsDatabaseAndMigratesWhenItArrives) {
   PrivateCluster cluster;
   cluster.stop();
-  ServiceProcess service({{"P2P_DATABASE_URL", cluster.url("postgres")}, {"P2P_API_KEYS", kApiKey}});
+  ServiceProcess service({{"P2P_DATABASE_URL", cluster.url("postgres")}, {"P2P_API_KEYS", kApiKey},
+                          {"P2P_TOKEN_ENCRYPTION_KEY", kTokenKey}});
   ASSERT_TRUE(service.wait_for("/healthz", 200)) << service.log();
   EXPECT_EQ(http_get(service.url("/readyz")).status, 503);
   EXPECT_EQ(http_get(service.url("/api/oidc_servers"), {kAuthHeader}).status, 503);

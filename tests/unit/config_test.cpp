@@ -10,7 +10,9 @@ using p2p::config::parse_config;
 
 namespace {
 
-const Environment kWithKey = {{"P2P_API_KEYS", "0123456789abcdef-key"}};
+const std::string kTokenKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const Environment kWithKey = {{"P2P_API_KEYS", "0123456789abcdef-key"}, {"P2P_TOKEN_ENCRYPTION_KEY", kTokenKey}};
+const Environment kTokenKeyOnly = {{"P2P_TOKEN_ENCRYPTION_KEY", kTokenKey}};
 
 // The messages of a ConfigError as "key: reason" lines, to assert on exact wording.
 std::vector<std::string> issues_of(const json& document, const Environment& env) {
@@ -80,13 +82,13 @@ TEST(Config, NamesTheEnvironmentVariableAProblemCameFrom) {
 }
 
 TEST(Config, ApiKeysAreRequiredUnlessAuthIsExplicitlyOff) {
-  EXPECT_EQ(issues_of(json::object(), {}),
+  EXPECT_EQ(issues_of(json::object(), kTokenKeyOnly),
             (std::vector<std::string>{"auth.apiKeys: at least one API key is required (set P2P_API_KEYS or "
                                       "auth.apiKeys), or set auth.mode to \"none\" to run without authentication in "
                                       "development"}));
-  const auto config = parse_config({{"auth", {{"mode", "none"}}}}, {});
+  const auto config = parse_config({{"auth", {{"mode", "none"}}}}, kTokenKeyOnly);
   EXPECT_EQ(config.auth.mode, p2p::config::AuthMode::kNone);
-  EXPECT_EQ(issues_of({{"auth", {{"apiKeys", {"short"}}}}}, {}),
+  EXPECT_EQ(issues_of({{"auth", {{"apiKeys", {"short"}}}}}, kTokenKeyOnly),
             (std::vector<std::string>{
                 "auth.apiKeys[0]: must be at least 16 characters (use a random key, e.g. openssl rand -hex 32)",
                 "auth.apiKeys: at least one API key is required (set P2P_API_KEYS or auth.apiKeys), or set "
@@ -156,4 +158,45 @@ TEST(Config, HostMustBeAnIpAddress) {
             (std::vector<std::string>{"http.host: must be an IP address to listen on, such as 127.0.0.1 or 0.0.0.0 "
                                       "(or :: for IPv6), got \"localhost\""}));
   EXPECT_EQ(parse_config({{"http", {{"host", "::"}}}}, kWithKey).http.host, "::");
+}
+
+TEST(Config, ExchangeSettingsFromFileAndEnvironment) {
+  Environment env = kWithKey;
+  env["P2P_FHIR_PERSISTENCE_URL"] = "http://127.0.0.1:9000/fhir";
+  env["P2P_ALLOW_PLAIN_HTTP"] = "true";
+  env["P2P_VERSIONED_REFERENCES"] = "1";
+  const json document = {{"exchange", {{"concurrency", 2}, {"mdmPatientIdentifier", {{"identifierSystem", "urn:tgt:member"}}}}}};
+  const auto config = parse_config(document, env);
+  EXPECT_EQ(config.exchange.fhir_persistence_url, "http://127.0.0.1:9000/fhir");
+  EXPECT_TRUE(config.exchange.allow_plain_http);
+  EXPECT_TRUE(config.exchange.versioned_references);
+  EXPECT_EQ(config.exchange.concurrency, 2);
+  ASSERT_TRUE(config.exchange.mdm_patient_identifier.has_value());
+  EXPECT_EQ(config.exchange.mdm_patient_identifier->code, "um");
+  EXPECT_EQ(config.exchange.mdm_patient_identifier->system, "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBIdentifierType");
+  EXPECT_EQ(config.exchange.mdm_patient_identifier->identifier_system, "urn:tgt:member");
+  EXPECT_FALSE(parse_config(json::object(), kWithKey).exchange.mdm_patient_identifier.has_value());
+}
+
+TEST(Config, TheTokenKeyIsRequiredOutsideDevelopmentAndPlainHttpMustBeAllowed) {
+  const Environment api_key_only = {{"P2P_API_KEYS", "0123456789abcdef-key"}};
+  EXPECT_EQ(issues_of(json::object(), api_key_only),
+            (std::vector<std::string>{"exchange.tokenEncryptionKey: is required to encrypt members' tokens at rest: set "
+                                      "P2P_TOKEN_ENCRYPTION_KEY to the output of `openssl rand -base64 32` (or set "
+                                      "exchange.developmentMode to true for a throwaway key in development)"}));
+  Environment development = api_key_only;
+  development["P2P_DEVELOPMENT_MODE"] = "true";
+  EXPECT_TRUE(parse_config(json::object(), development).exchange.development_mode);
+
+  Environment bad = kWithKey;
+  bad["P2P_TOKEN_ENCRYPTION_KEY"] = "c2hvcnQ=";
+  bad["P2P_FHIR_PERSISTENCE_URL"] = "http://target.example.com/fhir";
+  bad["P2P_VERSIONED_REFERENCES"] = "yes";
+  EXPECT_EQ(issues_of(json::object(), bad),
+            (std::vector<std::string>{
+                "exchange.versionedReferences (from P2P_VERSIONED_REFERENCES): must be true or false, got \"yes\"",
+                "exchange.fhirPersistenceUrl (from P2P_FHIR_PERSISTENCE_URL): must use https (plain http:// is refused "
+                "unless exchange.allowPlainHttp / P2P_ALLOW_PLAIN_HTTP is true)",
+                "exchange.tokenEncryptionKey (from P2P_TOKEN_ENCRYPTION_KEY): the token encryption key must be base64 of "
+                "exactly 32 bytes (got 5 bytes); make one with: openssl rand -base64 32"}));
 }

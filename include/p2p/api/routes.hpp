@@ -2,6 +2,8 @@
 // The HTTP API: registers every route on a Router. Handlers are small; the work lives in store/.
 #include <filesystem>
 
+#include "p2p/config/config.hpp"
+#include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/metrics.hpp"
 #include "p2p/http/router.hpp"
 
@@ -21,6 +23,8 @@ struct ApiContext {
   store::ChangeNotifiedCache& oidc_server_cache;  // response bodies of the oidc_servers routes
   http::Metrics& metrics;
   const SwaggerUi& swagger_ui;
+  const crypto::TokenCipher& token_cipher;
+  const config::ExchangeConfig& exchange;
 };
 
 void add_routes(http::Router& router, ApiContext context);

@@ -63,11 +63,43 @@ struct OidcServerDefinition {
   std::optional<std::string> notes;
 };
 
+// The CARIN BB patient identifier type added to the member's source Patient for MDM matching.
+struct MdmIdentifierConfig {
+  std::string system = "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBIdentifierType";
+  std::string code = "um";
+  std::string identifier_system;  // system of the added identifier, e.g. the target payer's member-id system
+};
+
+// The exchange itself: the target FHIR server, token encryption, the job runner.
+struct ExchangeConfig {
+  std::string fhir_persistence_url;            // the target FHIR base; batch jobs are refused while empty
+  std::string fhir_persistence_authorization;  // Authorization header value for it, e.g. "Bearer ..."
+  std::string token_encryption_key;            // base64 of 32 bytes
+  std::vector<std::string> retired_token_encryption_keys;
+  bool development_mode = false;               // allows an ephemeral key when none is set
+  bool versioned_references = false;
+  bool allow_plain_http = false;               // http:// source and target endpoints (loopback tests)
+  std::optional<MdmIdentifierConfig> mdm_patient_identifier;
+  std::string traceability_system_base = "urn:p2p-exchange:source:";  // + the source's organization id
+  std::string exchange_tag_system = "urn:p2p-exchange:exchange";
+  int concurrency = 4;                         // jobs run at once by this instance
+  int lease_seconds = 60;
+  int poll_interval_milliseconds = 1000;
+  int max_attempts = 8;                        // per request, for 429 / 5xx / connection errors
+  int initial_backoff_milliseconds = 500;
+  int max_backoff_seconds = 60;
+  int request_timeout_seconds = 60;
+  std::size_t max_response_bytes = 64 * 1024 * 1024;
+  bool verify_tls = true;
+  std::string ca_file;
+};
+
 struct Config {
   HttpConfig http;
   DatabaseConfig database;
   LogConfig log;
   AuthConfig auth;
+  ExchangeConfig exchange;
   std::vector<OidcServerDefinition> oidc_servers;
 };
 

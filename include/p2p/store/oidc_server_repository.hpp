@@ -32,12 +32,19 @@ struct OidcServerPublic {
   std::optional<std::string> notes;
 };
 
+// What the job runner needs to call the source payer, secret included. Never serialised to a response.
+struct OidcServerForExchange {
+  OidcServerPublic definition;
+  std::optional<std::string> client_secret;
+};
+
 class OidcServerRepository {
  public:
   explicit OidcServerRepository(pqxx::connection& connection) : connection_(connection) {}
 
   std::vector<OidcServerSummary> list_summaries();
   std::optional<OidcServerPublic> find_public(int pid);
+  std::optional<OidcServerForExchange> find_for_exchange(int pid);
 
   // Inserts the definition, or updates the one whose issuer matches after trailing-slash
   // normalisation. Returns its pid. Idempotent. A client secret or JWK the definition leaves out is

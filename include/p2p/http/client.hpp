@@ -1,0 +1,98 @@
+#pragma once
+// Outbound HTTP/1.1 client (Beast + OpenSSL): TLS verified by default with SNI and host-name checks,
+// connect and read deadlines, keep-alive connection reuse per origin, a response size limit, gzip.
+// It moves bytes and reports transport failures; what a status or a body means is the caller's job.
+// Beast and OpenSSL stay inside client.cpp; this header is cheap to include.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+namespace p2p::http {
+
+struct ClientOptions {
+  bool verify_tls = true;
+  std::string ca_file;                 // empty: the system's default trust store
+  int connect_timeout_seconds = 10;    // DNS + TCP + TLS handshake
+  int read_timeout_seconds = 60;       // whole response once the request is sent (and the request write)
+  std::size_t max_response_bytes = 64 * 1024 * 1024;  // after decompression
+  std::size_t max_idle_connections_per_origin = 4;
+  std::string user_agent = "p2p-exchange";
+};
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string url;  // absolute http:// or https:// URL; the fragment is not sent
+  // Sent as given, after the defaults are applied: a Host, User-Agent or Accept-Encoding given here
+  // replaces the default. Content-Length and Transfer-Encoding are always set by the client.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+struct ClientResponse {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names as received
+  std::string body;  // decoded when the server sent it gzip-encoded
+
+  // The first header with this (case-insensitive) name.
+  std::optional<std::string_view> header(std::string_view name) const;
+};
+
+// A transport-level failure: there is no HTTP status to act on.
+class FetchError : public std::runtime_error {
+ public:
+  enum class Kind {
+    kResolve,   // the host name did not resolve (the request was not sent)
+    kConnect,   // no TCP connection could be made (the request was not sent)
+    kTls,       // the TLS handshake or the TLS layer failed, e.g. the certificate was not trusted
+    kTimeout,   // the connect or read deadline passed
+    kTooLarge,  // the response (after decompression) or its headers exceed the limits
+    kProtocol,  // a bad URL or request, or a response that was cut off or is not valid HTTP/gzip
+  };
+  FetchError(Kind kind, std::string message);
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+// The name of a kind, e.g. "timeout", for logs and metrics.
+std::string_view to_string(FetchError::Kind kind);
+
+class HttpClient {
+ public:
+  // Throws std::runtime_error if the CA file cannot be loaded.
+  HttpClient(boost::asio::any_io_executor executor, ClientOptions options);
+  // Closes the idle connections. Every send() must have finished before the client is destroyed.
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Sends the request and reads the whole response (body decoded when gzip). Reuses an idle kept-alive
+  // connection to the same origin when there is one; a reused connection that turns out closed by the
+  // server is retried once on a fresh connection (only for requests that were not partly answered).
+  // Any HTTP status is a response; transport failures throw FetchError. Callable concurrently from
+  // coroutines on any thread of a multi-threaded io_context.
+  boost::asio::awaitable<ClientResponse> send(ClientRequest request);
+
+  struct Stats {
+    std::uint64_t connections_opened = 0;
+    std::uint64_t requests = 0;
+    std::uint64_t idle_connections = 0;  // kept-alive connections waiting in the pool now
+  };
+  Stats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace p2p::http

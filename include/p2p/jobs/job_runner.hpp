@@ -1,0 +1,40 @@
+#pragma once
+// The exchange job runner: claims batch jobs from PostgreSQL (SKIP LOCKED + a lease it renews), and for
+// each pulls the member's Bundles page by page from the source payer, transforms each page and writes
+// it to the target FHIR server as one transaction with its Provenance, recording progress after every
+// page so a job resumed elsewhere continues where it stopped. A Task on the target tracks each job.
+// Runs on its own I/O thread and SQL threads, apart from the API's.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "p2p/config/config.hpp"
+#include "p2p/crypto/token_cipher.hpp"
+#include "p2p/http/metrics.hpp"
+
+namespace p2p::store {
+class Database;
+}
+
+namespace p2p::jobs {
+
+class JobRunner {
+ public:
+  JobRunner(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
+            std::string instance_id, http::Metrics& metrics);
+  ~JobRunner();
+  JobRunner(const JobRunner&) = delete;
+  JobRunner& operator=(const JobRunner&) = delete;
+
+  // Claims nothing until `database_ready` is true (migrations applied).
+  void start(std::function<bool()> database_ready);
+  // Stops claiming and stops running jobs at their next step; their leases lapse and another instance
+  // (or this one after a restart) resumes them from the last recorded page.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace p2p::jobs

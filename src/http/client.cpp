@@ -1,0 +1,567 @@
+#include "p2p/http/client.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/url/parse.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <zlib.h>
+
+namespace p2p::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+namespace urls = boost::urls;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using Kind = FetchError::Kind;
+using Clock = std::chrono::steady_clock;
+using Strand = asio::strand<asio::any_io_executor>;
+using WireRequest = bhttp::request<bhttp::string_body>;
+using Parser = bhttp::response_parser<bhttp::string_body>;
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr std::uint32_t kHeaderLimitBytes = 64 * 1024;
+
+bool iequals(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](unsigned char x, unsigned char y) {
+    return std::tolower(x) == std::tolower(y);
+  });
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+bool is_token(std::string_view text) {
+  constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  return !text.empty() && std::all_of(text.begin(), text.end(), [&](unsigned char c) {
+    return std::isalnum(c) != 0 || kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
+  });
+}
+
+bool is_ip_address(const std::string& host) {
+  error_code error;
+  (void)asio::ip::make_address(host, error);
+  return !error;
+}
+
+// Where a request goes, taken from its URL.
+struct Target {
+  bool tls = false;
+  std::string host;         // for DNS, SNI and the certificate check: decoded, IPv6 without brackets
+  std::string port;         // numeric
+  std::string host_header;  // the Host header: the port only when it is not the scheme's default
+  std::string endpoint;     // "host:port" for connection errors
+  std::string origin;       // "scheme://host:port": the pool key
+  std::string target;       // the request target: path and query
+  std::string where;        // "GET https://host/path" for exchange errors: no query, no credentials
+};
+
+Target parse_target(const ClientRequest& request) {
+  const auto parsed = urls::parse_uri(request.url);
+  if (!parsed) {
+    throw FetchError(Kind::kProtocol, "\"" + request.url.substr(0, 200) + "\" is not an absolute URL (" +
+                                          parsed.error().message() + ")");
+  }
+  const urls::url_view& url = *parsed;
+  Target target;
+  std::uint16_t default_port = 0;
+  if (url.scheme_id() == urls::scheme::http) {
+    default_port = 80;
+  } else if (url.scheme_id() == urls::scheme::https) {
+    default_port = 443;
+    target.tls = true;
+  } else {
+    throw FetchError(Kind::kProtocol,
+                     "only http and https URLs are supported, not \"" + std::string(url.scheme()) + ":\"");
+  }
+  const std::string scheme = target.tls ? "https" : "http";
+  if (url.encoded_host().empty()) throw FetchError(Kind::kProtocol, "the URL has no host: " + scheme + "://");
+  target.host = url.host_address();
+  std::uint16_t port = default_port;
+  if (url.has_port() && !url.port().empty()) {
+    port = url.port_number();
+    if (port == 0) {
+      throw FetchError(Kind::kProtocol, "the port \"" + std::string(url.port()) + "\" of " + scheme + "://" +
+                                            std::string(url.encoded_host()) + " is not valid");
+    }
+  }
+  target.port = std::to_string(port);
+  const std::string encoded_host(url.encoded_host());
+  target.host_header = port == default_port ? encoded_host : encoded_host + ":" + target.port;
+  target.endpoint = encoded_host + ":" + target.port;
+  target.origin = scheme + "://" + target.endpoint;
+  const std::string path = url.encoded_path().empty() ? "/" : std::string(url.encoded_path());
+  target.target = url.has_query() ? path + "?" + std::string(url.encoded_query()) : path;
+  target.where = request.method + " " + scheme + "://" + target.host_header + path;
+  return target;
+}
+
+WireRequest make_wire_request(const ClientRequest& request, const Target& target, const ClientOptions& options) {
+  if (!is_token(request.method)) {
+    throw FetchError(Kind::kProtocol, "\"" + request.method.substr(0, 40) + "\" is not an HTTP method");
+  }
+  WireRequest wire;
+  wire.version(11);
+  wire.method_string(request.method);
+  wire.target(target.target);
+  wire.set(bhttp::field::host, target.host_header);
+  wire.set(bhttp::field::user_agent, options.user_agent);
+  wire.set(bhttp::field::accept_encoding, "gzip");
+  for (const auto& [name, value] : request.headers) {
+    if (!is_token(name)) throw FetchError(Kind::kProtocol, "\"" + name.substr(0, 60) + "\" is not a header name");
+    // The value is not quoted: it may be a credential.
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      throw FetchError(Kind::kProtocol, "the value of the header " + name + " contains a line break or NUL");
+    }
+    if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) continue;  // framing is ours
+    if (iequals(name, "host") || iequals(name, "user-agent") || iequals(name, "accept-encoding")) {
+      wire.set(name, value);
+    } else {
+      wire.insert(name, value);
+    }
+  }
+  wire.body() = request.body;
+  try {
+    wire.prepare_payload();
+  } catch (const std::exception& error) {  // e.g. TRACE with a body
+    throw FetchError(Kind::kProtocol, target.where + ": " + error.what());
+  }
+  return wire;
+}
+
+// The OpenSSL reason ("certificate verify failed") and, when the peer's certificate was refused, why
+// ("self-signed certificate", "hostname mismatch").
+std::string describe_tls_error(const error_code& error, SSL* ssl) {
+  std::string text;
+  if (error.category() == asio::error::get_ssl_category()) {
+    const char* reason = ERR_reason_error_string(static_cast<unsigned long>(error.value()));
+    text = reason != nullptr ? reason : error.message();
+  } else {
+    text = error.message();
+  }
+  if (ssl != nullptr) {
+    const long verify = SSL_get_verify_result(ssl);
+    if (verify != X509_V_OK) text += std::string(": ") + X509_verify_cert_error_string(verify);
+  }
+  return text;
+}
+
+// The peer closed the connection (or reset it): on a reused idle connection this means the server
+// dropped it while it sat in the pool, and the request can be sent again on a fresh one.
+bool is_closed_by_peer(const error_code& error) {
+  return error == bhttp::error::end_of_stream || error == bhttp::error::partial_message ||
+         error == asio::error::eof || error == asio::error::connection_reset ||
+         error == asio::error::connection_aborted || error == asio::error::broken_pipe ||
+         error == ssl::error::stream_truncated;
+}
+
+FetchError exchange_error(const error_code& error, bool sending, const Target& target, const ClientOptions& options,
+                          SSL* ssl) {
+  if (error == beast::error::timeout) {
+    return {Kind::kTimeout, target.where + ": " +
+                                (sending ? "the request could not be sent" : "no complete response arrived") +
+                                " within " + std::to_string(options.read_timeout_seconds) +
+                                " s (read_timeout_seconds)"};
+  }
+  if (error == bhttp::error::body_limit) {
+    return {Kind::kTooLarge, target.where + ": the response body is larger than the limit of " +
+                                 std::to_string(options.max_response_bytes) + " bytes (max_response_bytes)"};
+  }
+  if (error == bhttp::error::header_limit) {
+    return {Kind::kTooLarge, target.where + ": the response headers are larger than the limit of " +
+                                 std::to_string(kHeaderLimitBytes) + " bytes"};
+  }
+  if (is_closed_by_peer(error)) {
+    return {Kind::kProtocol, target.where + ": the server closed the connection " +
+                                 (sending ? "while the request was being sent" : "before the response was complete") +
+                                 " (" + error.message() + ")"};
+  }
+  if (error.category() == asio::error::get_ssl_category()) {
+    return {Kind::kTls, target.where + ": the TLS connection failed: " + describe_tls_error(error, ssl)};
+  }
+  if (sending) return {Kind::kProtocol, target.where + ": sending the request failed: " + error.message()};
+  return {Kind::kProtocol, target.where + ": the response is not valid HTTP/1.1: " + error.message()};
+}
+
+bool is_gzip(std::string_view content_encoding) {
+  const auto value = trim(content_encoding);
+  return iequals(value, "gzip") || iequals(value, "x-gzip");
+}
+
+// Inflates a gzip body (one or more members), refusing to produce more than `limit` bytes so a small
+// compressed body cannot expand without bound.
+std::string gunzip(std::string_view input, std::size_t limit, const std::string& where) {
+  z_stream zs{};
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
+    throw FetchError(Kind::kProtocol, where + ": zlib could not be initialised to decode the gzip response");
+  }
+  struct End {
+    z_stream& zs;
+    ~End() { inflateEnd(&zs); }
+  } end{zs};
+  std::string output;
+  std::array<unsigned char, 64 * 1024> chunk{};
+  std::size_t consumed = 0;  // bytes of input handed to zlib
+  for (;;) {
+    if (zs.avail_in == 0 && consumed < input.size()) {
+      const std::size_t take = std::min<std::size_t>(input.size() - consumed, 1U << 30);
+      // zlib's next_in is not const but inflate does not write through it.
+      zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data() + consumed));
+      zs.avail_in = static_cast<uInt>(take);
+      consumed += take;
+    }
+    zs.next_out = chunk.data();
+    zs.avail_out = static_cast<uInt>(chunk.size());
+    const int result = inflate(&zs, Z_NO_FLUSH);
+    const std::size_t produced = chunk.size() - zs.avail_out;
+    if (produced > limit - output.size()) {
+      throw FetchError(Kind::kTooLarge, where + ": the gzip-decoded response is larger than the limit of " +
+                                            std::to_string(limit) + " bytes (max_response_bytes)");
+    }
+    output.append(reinterpret_cast<const char*>(chunk.data()), produced);
+    const bool input_left = zs.avail_in > 0 || consumed < input.size();
+    if (result == Z_STREAM_END) {
+      if (!input_left) return output;
+      inflateReset(&zs);  // another gzip member follows
+      continue;
+    }
+    if (result == Z_OK) continue;
+    if (result == Z_BUF_ERROR && !input_left) {
+      throw FetchError(Kind::kProtocol, where + ": the gzip response body is truncated");
+    }
+    if (result == Z_BUF_ERROR) continue;
+    throw FetchError(Kind::kProtocol, where + ": the response body is not valid gzip" +
+                                          (zs.msg != nullptr ? std::string(" (") + zs.msg + ")" : std::string()));
+  }
+}
+
+ssl::context make_tls_context(const ClientOptions& options) {
+  ssl::context context(ssl::context::tls_client);
+  if (SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION) != 1) {
+    throw std::runtime_error("OpenSSL refused to set TLS 1.2 as the minimum version");
+  }
+  context.set_options(ssl::context::default_workarounds | ssl::context::no_compression);
+  error_code error;
+  if (!options.ca_file.empty()) {
+    context.load_verify_file(options.ca_file, error);
+    if (error) {
+      throw std::runtime_error("cannot load the CA file \"" + options.ca_file + "\" (ca_file): " + error.message() +
+                               "; it must be readable PEM with one or more certificates");
+    }
+  } else if (options.verify_tls) {
+    context.set_default_verify_paths(error);
+    if (error) throw std::runtime_error("cannot load the system's trusted CA certificates: " + error.message());
+  }
+  context.set_verify_mode(options.verify_tls ? ssl::verify_peer : ssl::verify_none);
+  return context;
+}
+
+// One connection to an origin. Its streams run on their own strand, and every operation on it runs on
+// that strand: the timeouts of tcp_stream fire as handlers on the stream's executor.
+struct Connection {
+  Connection(Strand executor, ssl::context* tls_context) : strand(std::move(executor)) {
+    if (tls_context != nullptr) {
+      tls.emplace(strand, *tls_context);
+    } else {
+      plain.emplace(strand);
+    }
+  }
+  beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+
+  Strand strand;
+  std::optional<beast::tcp_stream> plain;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
+};
+
+// The outcome of writing a request and reading its response on one connection.
+struct Exchanged {
+  error_code error;
+  bool sending = false;    // the error happened while writing the request
+  bool answered = false;   // some bytes of a response arrived
+  bool reusable = false;   // the response allows keep-alive, was read to its end and nothing followed it
+  bhttp::response<bhttp::string_body> message;
+};
+
+template <class Stream>
+asio::awaitable<Exchanged> write_and_read(Stream& stream, beast::tcp_stream& lowest, const WireRequest& wire,
+                                          const ClientOptions& options) {
+  Exchanged out;
+  lowest.expires_after(std::chrono::seconds(options.read_timeout_seconds));
+  auto [write_error, written] = co_await bhttp::async_write(stream, wire, kTuple);
+  (void)written;
+  if (write_error) {
+    out.error = write_error;
+    out.sending = true;
+    co_return out;
+  }
+  lowest.expires_after(std::chrono::seconds(options.read_timeout_seconds));  // covers every read below
+  beast::flat_buffer buffer;
+  for (;;) {
+    Parser parser;
+    parser.header_limit(kHeaderLimitBytes);
+    parser.body_limit(static_cast<std::uint64_t>(options.max_response_bytes));
+    if (wire.method() == bhttp::verb::head) parser.skip(true);
+    auto [read_error, read] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
+    (void)read;
+    out.answered = out.answered || parser.got_some() || buffer.size() > 0;
+    if (read_error == ssl::error::stream_truncated && parser.is_header_done() && parser.need_eof()) {
+      // A body delimited by the end of the connection, closed without TLS close_notify: take it, as
+      // browsers and curl do (the body is JSON that a truncation would break anyway).
+      read_error = {};
+      parser.put_eof(read_error);
+    }
+    if (read_error) {
+      out.error = read_error;
+      co_return out;
+    }
+    const unsigned status = parser.get().result_int();
+    if (status >= 100 && status < 200 && status != 101) continue;  // an interim response: the final one follows
+    out.reusable = parser.get().keep_alive() && parser.is_done() && buffer.size() == 0 && status != 101;
+    out.message = parser.release();
+    break;
+  }
+  co_return out;
+}
+
+}  // namespace
+
+FetchError::FetchError(Kind kind, std::string message) : std::runtime_error(std::move(message)), kind_(kind) {}
+
+std::string_view to_string(FetchError::Kind kind) {
+  switch (kind) {
+    case Kind::kResolve:
+      return "resolve";
+    case Kind::kConnect:
+      return "connect";
+    case Kind::kTls:
+      return "tls";
+    case Kind::kTimeout:
+      return "timeout";
+    case Kind::kTooLarge:
+      return "too_large";
+    case Kind::kProtocol:
+      return "protocol";
+  }
+  return "unknown";
+}
+
+std::optional<std::string_view> ClientResponse::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (iequals(key, name)) return std::string_view(value);
+  }
+  return std::nullopt;
+}
+
+struct HttpClient::Impl {
+  Impl(asio::any_io_executor exec, ClientOptions opts)
+      : executor(std::move(exec)), options(std::move(opts)), tls_context(make_tls_context(options)) {}
+
+  asio::any_io_executor executor;
+  ClientOptions options;
+  ssl::context tls_context;
+  std::mutex pool_mutex;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> idle;  // by origin, newest last
+  std::atomic<std::uint64_t> connections_opened{0};
+  std::atomic<std::uint64_t> requests{0};
+
+  std::unique_ptr<Connection> take_idle(const std::string& origin) {
+    std::lock_guard lock(pool_mutex);
+    const auto found = idle.find(origin);
+    if (found == idle.end() || found->second.empty()) return nullptr;
+    auto connection = std::move(found->second.back());
+    found->second.pop_back();
+    return connection;
+  }
+
+  void give_back(const std::string& origin, std::unique_ptr<Connection> connection) {
+    connection->tcp().expires_never();
+    std::unique_ptr<Connection> surplus;  // closed after the lock is released
+    std::lock_guard lock(pool_mutex);
+    auto& connections = idle[origin];
+    if (connections.size() >= options.max_idle_connections_per_origin) {
+      surplus = std::move(connection);
+    } else {
+      connections.push_back(std::move(connection));
+    }
+  }
+
+  std::unique_ptr<Connection> new_connection(const Target& target) {
+    return std::make_unique<Connection>(asio::make_strand(executor), target.tls ? &tls_context : nullptr);
+  }
+
+  // Resolves under the connect deadline. asio cannot interrupt getaddrinfo, so instead of cancelling the
+  // lookup this stops waiting for it: the lookup finishes in the background and its result is dropped.
+  asio::awaitable<tcp::resolver::results_type> resolve(const Strand& strand, const Target& target,
+                                                       Clock::time_point deadline) {
+    struct Lookup {
+      explicit Lookup(const Strand& s) : resolver(s), done(s) {}
+      tcp::resolver resolver;
+      asio::steady_timer done;
+      std::optional<std::pair<error_code, tcp::resolver::results_type>> result;
+    };
+    auto lookup = std::make_shared<Lookup>(strand);
+    lookup->done.expires_at(deadline);
+    lookup->resolver.async_resolve(target.host, target.port,
+                                   [lookup](error_code error, tcp::resolver::results_type results) {
+                                     lookup->result.emplace(error, std::move(results));
+                                     lookup->done.cancel();
+                                   });
+    co_await lookup->done.async_wait(kTuple);
+    if (!lookup->result) {
+      lookup->resolver.cancel();
+      throw FetchError(Kind::kTimeout, "resolving " + target.host + " took longer than " +
+                                           std::to_string(options.connect_timeout_seconds) +
+                                           " s (connect_timeout_seconds)");
+    }
+    auto& [error, results] = *lookup->result;
+    if (error) throw FetchError(Kind::kResolve, "resolving " + target.host + " failed: " + error.message());
+    co_return results;
+  }
+
+  // DNS, TCP connect and the TLS handshake, all under the connect deadline.
+  asio::awaitable<void> open(Connection& connection, const Target& target) {
+    const auto deadline = Clock::now() + std::chrono::seconds(options.connect_timeout_seconds);
+    const auto connect_limit = std::to_string(options.connect_timeout_seconds) + " s (connect_timeout_seconds)";
+    const auto endpoints = co_await resolve(connection.strand, target, deadline);
+    auto& lowest = connection.tcp();
+    lowest.expires_at(deadline);
+    auto [connect_error, endpoint] = co_await lowest.async_connect(endpoints, kTuple);
+    (void)endpoint;
+    if (connect_error == beast::error::timeout) {
+      throw FetchError(Kind::kTimeout, "connecting to " + target.endpoint + " took longer than " + connect_limit);
+    }
+    if (connect_error) {
+      throw FetchError(Kind::kConnect, "connecting to " + target.endpoint + " failed: " + connect_error.message());
+    }
+    connections_opened.fetch_add(1, std::memory_order_relaxed);
+    if (connection.tls) {
+      SSL* ssl = connection.tls->native_handle();
+      const bool ip = is_ip_address(target.host);
+      // SNI carries host names only (RFC 6066), never IP literals.
+      // (SSL_set_tlsext_host_name spelled out: the macro casts in C style.)
+      if (!ip && SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                          const_cast<char*>(target.host.c_str())) != 1) {
+        throw FetchError(Kind::kTls, "TLS handshake with " + target.endpoint + " failed: cannot set SNI");
+      }
+      if (options.verify_tls) {
+        // OpenSSL's own host check (the one ssl::host_name_verification makes, inside the chain
+        // verification) so a mismatch is reported as "hostname mismatch", not as an unspecified failure.
+        const int set = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), target.host.c_str())
+                           : SSL_set1_host(ssl, target.host.c_str());
+        if (set != 1) {
+          throw FetchError(Kind::kTls, "TLS handshake with " + target.endpoint +
+                                           " failed: cannot check the certificate against \"" + target.host + "\"");
+        }
+      }
+      auto [handshake_error] = co_await connection.tls->async_handshake(ssl::stream_base::client, kTuple);
+      if (handshake_error == beast::error::timeout) {
+        throw FetchError(Kind::kTimeout,
+                         "TLS handshake with " + target.endpoint + " took longer than " + connect_limit);
+      }
+      if (handshake_error) {
+        throw FetchError(Kind::kTls, "TLS handshake with " + target.endpoint +
+                                         " failed: " + describe_tls_error(handshake_error, ssl));
+      }
+    }
+    lowest.expires_never();
+  }
+
+  // Runs on the connection's strand. Returns nullopt when a reused connection turned out closed
+  // before any of the response arrived: the caller sends the request again on a fresh connection.
+  asio::awaitable<std::optional<ClientResponse>> exchange(std::unique_ptr<Connection> connection,
+                                                          const Target& target, const WireRequest& wire,
+                                                          bool reused) {
+    if (!reused) co_await open(*connection, target);
+    Exchanged result;
+    if (connection->tls) {
+      result = co_await write_and_read(*connection->tls, connection->tcp(), wire, options);
+    } else {
+      result = co_await write_and_read(*connection->plain, connection->tcp(), wire, options);
+    }
+    if (result.error) {
+      if (reused && !result.answered && is_closed_by_peer(result.error)) co_return std::nullopt;
+      throw exchange_error(result.error, result.sending, target, options,
+                           connection->tls ? connection->tls->native_handle() : nullptr);
+    }
+    auto& message = result.message;
+    ClientResponse response;
+    response.status = static_cast<int>(message.result_int());
+    response.headers.reserve(static_cast<std::size_t>(std::distance(message.begin(), message.end())));
+    for (const auto& field : message) {
+      response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    response.body = std::move(message.body());
+    if (result.reusable && options.max_idle_connections_per_origin > 0) give_back(target.origin, std::move(connection));
+    co_return response;
+  }
+};
+
+HttpClient::HttpClient(boost::asio::any_io_executor executor, ClientOptions options)
+    : impl_(std::make_unique<Impl>(std::move(executor), std::move(options))) {}
+
+HttpClient::~HttpClient() = default;
+
+HttpClient::Stats HttpClient::stats() const {
+  Stats stats{impl_->connections_opened.load(std::memory_order_relaxed),
+              impl_->requests.load(std::memory_order_relaxed)};
+  std::lock_guard lock(impl_->pool_mutex);
+  for (const auto& [origin, connections] : impl_->idle) stats.idle_connections += connections.size();
+  return stats;
+}
+
+boost::asio::awaitable<ClientResponse> HttpClient::send(ClientRequest request) {
+  Impl& impl = *impl_;
+  const Target target = parse_target(request);
+  const WireRequest wire = make_wire_request(request, target, impl.options);
+  impl.requests.fetch_add(1, std::memory_order_relaxed);
+
+  std::optional<ClientResponse> response;
+  for (int attempt = 0; !response; ++attempt) {
+    // Only the first attempt may use an idle connection, so a retry always gets a fresh one.
+    auto connection = attempt == 0 ? impl.take_idle(target.origin) : nullptr;
+    const bool reused = connection != nullptr;
+    if (!connection) connection = impl.new_connection(target);
+    const Strand strand = connection->strand;
+    response = co_await asio::co_spawn(strand, impl.exchange(std::move(connection), target, wire, reused),
+                                       asio::use_awaitable);
+  }
+
+  if (!response->body.empty()) {
+    const auto encoding = response->header("content-encoding");
+    if (encoding && is_gzip(*encoding)) {
+      response->body = gunzip(response->body, impl.options.max_response_bytes, target.where);
+      std::erase_if(response->headers, [](const auto& header) {
+        return iequals(header.first, "content-encoding") || iequals(header.first, "content-length");
+      });
+    }
+  }
+  co_return std::move(*response);
+}
+
+}  // namespace p2p::http

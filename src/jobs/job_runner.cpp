@@ -1,0 +1,566 @@
+#include "p2p/jobs/job_runner.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <chrono>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/url/parse.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "p2p/fhir/page_transform.hpp"
+#include "p2p/fhir/source_url.hpp"
+#include "p2p/http/client.hpp"
+#include "p2p/log/log.hpp"
+#include "p2p/oauth/token_refresher.hpp"
+#include "p2p/store/batch_job_repository.hpp"
+#include "p2p/store/database.hpp"
+#include "p2p/store/oidc_server_repository.hpp"
+
+namespace p2p::jobs {
+namespace {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// A reason to end the job as FAILED, worded for the member portal and the operator.
+class JobFailure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The job lost its lease, or the service is stopping: leave it for whoever holds it next.
+class JobLeft : public std::runtime_error {
+ public:
+  JobLeft() : std::runtime_error("left") {}
+};
+
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto time = std::chrono::system_clock::to_time_t(now);
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&time, &tm);
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
+  return buffer;
+}
+
+// The text of an OperationOutcome (diagnostics or details), or the start of the body.
+std::string outcome_text(const std::string& body) {
+  const auto outcome = json::parse(body, nullptr, false);
+  std::string text;
+  if (outcome.is_object() && outcome.contains("issue") && outcome["issue"].is_array()) {
+    for (const auto& issue : outcome["issue"]) {
+      std::string part = issue.value("diagnostics", "");
+      if (part.empty()) part = issue.value("/details/text"_json_pointer, std::string());
+      if (part.empty()) part = issue.value("code", "");
+      if (!part.empty()) text += (text.empty() ? "" : "; ") + part;
+    }
+  }
+  if (text.empty()) text = body.substr(0, 200);
+  return text.size() > 500 ? text.substr(0, 500) + "..." : text;
+}
+
+// Where a URL points, without its query (which may identify the member).
+std::string origin_and_path(const std::string& url) {
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  if (!parsed) return "(unparseable URL)";
+  return std::string(parsed->scheme()) + "://" + std::string(parsed->encoded_host_and_port()) +
+         std::string(parsed->encoded_path());
+}
+
+struct JobState {
+  store::BatchJob job;
+  std::string access_token;
+  std::optional<std::string> refresh_token;
+  store::OidcServerForExchange server;
+  std::optional<std::string> token_endpoint;
+  std::string task_id;
+  int pages = 0;
+  int resources = 0;
+};
+
+}  // namespace
+
+struct JobRunner::Impl {
+  Impl(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci, std::string o,
+       http::Metrics& m)
+      : config(c), database(d), cipher(ci), owner(std::move(o)), metrics(m) {
+    http::ClientOptions options;
+    options.verify_tls = config.verify_tls;
+    options.ca_file = config.ca_file;
+    options.read_timeout_seconds = config.request_timeout_seconds;
+    options.max_response_bytes = config.max_response_bytes;
+    options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
+    client = std::make_unique<http::HttpClient>(io.get_executor(), options);
+  }
+
+  const config::ExchangeConfig& config;
+  store::Database& database;
+  const crypto::TokenCipher& cipher;
+  std::string owner;
+  http::Metrics& metrics;
+  asio::io_context io{1};
+  asio::thread_pool sql{2};
+  std::unique_ptr<http::HttpClient> client;
+  std::atomic<bool> stopping{false};
+  std::thread thread;
+  std::set<long long> running;  // touched on the I/O thread only
+  std::set<long long> lost;
+  std::mt19937_64 random{std::random_device{}()};
+  std::atomic<std::uint64_t> pages_written{0}, resources_written{0}, completed{0}, failed{0}, stopped{0};
+  std::atomic<int> running_count{0};
+  std::function<bool()> database_ready;
+
+  // Runs blocking store work on the SQL threads and resumes on the I/O thread. Plain handlers, not a
+  // coroutine lambda. Callers capture strings by reference (the awaiting frame outlives the work):
+  // GCC 12 destroys temporaries with non-trivial destructors in a co_await expression twice.
+  template <typename Work>
+  auto run_sql(Work work) -> asio::awaitable<decltype(work(std::declval<pqxx::connection&>()))> {
+    using Result = decltype(work(std::declval<pqxx::connection&>()));
+    return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
+        [this, work = std::move(work)](auto handler) mutable {
+          auto executor = asio::get_associated_executor(handler, io.get_executor());
+          asio::post(sql, [this, work = std::move(work), handler = std::move(handler), executor]() mutable {
+            std::exception_ptr error;
+            Result result{};
+            try {
+              result = database.with_connection(work);
+            } catch (...) {
+              error = std::current_exception();
+            }
+            asio::post(executor, [handler = std::move(handler), error, result = std::move(result)]() mutable {
+              std::move(handler)(error, std::move(result));
+            });
+          });
+        },
+        asio::use_awaitable);
+  }
+
+  template <typename Work>
+  auto on_sql(Work work) -> asio::awaitable<decltype(work(std::declval<store::BatchJobRepository&>()))> {
+    return run_sql([this, work = std::move(work)](pqxx::connection& connection) mutable {
+      store::BatchJobRepository jobs(connection, cipher);
+      return work(jobs);
+    });
+  }
+
+  asio::awaitable<void> sleep_for(std::chrono::milliseconds delay) {
+    asio::steady_timer timer(io, delay);
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+
+  std::chrono::milliseconds backoff(int attempt, std::optional<int> retry_after_seconds) {
+    const auto cap = std::chrono::milliseconds(config.max_backoff_seconds * 1000LL);
+    if (retry_after_seconds) return std::min(cap, std::chrono::milliseconds(*retry_after_seconds * 1000LL));
+    const double base = config.initial_backoff_milliseconds * std::pow(2.0, attempt - 1);
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);  // "equal jitter": half fixed, half random
+    return std::min(cap, std::chrono::milliseconds(static_cast<long long>(base * jitter(random))));
+  }
+
+  static std::optional<int> retry_after(const http::ClientResponse& response) {
+    const auto header = response.header("Retry-After");
+    if (!header) return std::nullopt;
+    try {
+      return std::max(0, std::stoi(std::string(*header)));
+    } catch (...) {
+      return std::nullopt;  // an HTTP-date: use our own backoff
+    }
+  }
+
+  void check_still_ours(long long id) {
+    if (stopping || lost.contains(id)) throw JobLeft();
+  }
+
+  // GET one page from the source, refreshing the member's tokens once on 401, retrying 429/5xx/network.
+  asio::awaitable<http::ClientResponse> fetch_source(JobState& state, const std::string& url) {
+    bool refreshed = false;
+    for (int attempt = 1;; ++attempt) {
+      check_still_ours(state.job.id);
+      http::ClientResponse response;
+      // Built before co_await: GCC 12 miscompiles braced initializers inside co_await expressions.
+      http::ClientRequest get;
+      get.url = url;
+      get.headers.emplace_back("Authorization", "Bearer " + state.access_token);
+      get.headers.emplace_back("Accept", "application/fhir+json");
+      bool transport_failed = false;
+      try {
+        response = co_await client->send(std::move(get));
+      } catch (const http::FetchError& error) {
+        if (error.kind() == http::FetchError::Kind::kTooLarge || attempt >= config.max_attempts) {
+          throw JobFailure("cannot read from the source payer at " + origin_and_path(url) + ": " + error.what());
+        }
+        transport_failed = true;  // (no co_await inside a handler)
+      }
+      if (transport_failed) {
+        co_await sleep_for(backoff(attempt, std::nullopt));
+        continue;
+      }
+      if (response.status == 200) co_return response;
+      if (response.status == 401 && !refreshed) {
+        co_await refresh_tokens(state);
+        refreshed = true;
+        --attempt;
+        continue;
+      }
+      if ((response.status == 429 || response.status >= 500) && attempt < config.max_attempts) {
+        co_await sleep_for(backoff(attempt, retry_after(response)));
+        continue;
+      }
+      throw JobFailure("the source payer answered " + std::to_string(response.status) + " for " + origin_and_path(url) +
+                       ": " + outcome_text(response.body));
+    }
+  }
+
+  asio::awaitable<void> refresh_tokens(JobState& state) {
+    const auto& definition = state.server.definition;
+    if (!state.token_endpoint) {
+      if (definition.token_endpoint) {
+        state.token_endpoint = *definition.token_endpoint;
+      } else if (definition.auth_well_known) {
+        state.token_endpoint = co_await oauth::discover_token_endpoint(*client, *definition.auth_well_known);
+      } else {
+        throw JobFailure("the access token was refused and the OIDC server definition has neither tokenEndpoint nor "
+                         "authWellKnown to refresh it");
+      }
+    }
+    oauth::Tokens tokens;
+    oauth::RefreshRequest refresh;
+    refresh.token_endpoint = *state.token_endpoint;
+    refresh.refresh_token = state.refresh_token.value_or("");
+    refresh.client_id = definition.client_id;
+    refresh.client_secret = state.server.client_secret;
+    refresh.extra_parameters =
+        oauth::parse_custom_token_params(definition.custom_token_params.value_or(""), state.job.source_patient_id);
+    try {
+      tokens = co_await oauth::refresh_tokens(*client, std::move(refresh));
+    } catch (const oauth::TokenRefreshError& error) {
+      throw JobFailure(error.what());
+    } catch (const http::FetchError& error) {
+      throw JobFailure(std::string("cannot reach the source payer's token endpoint: ") + error.what());
+    }
+    state.access_token = tokens.access_token;
+    if (tokens.refresh_token) state.refresh_token = tokens.refresh_token;
+    // Saved before anything else: with rotation, the old refresh token is now spent.
+    const long long id = state.job.id;
+    const bool held = co_await on_sql([this, id, &tokens](store::BatchJobRepository& jobs) {
+      return jobs.store_tokens(id, owner, tokens.access_token, tokens.refresh_token);
+    });
+    if (!held) throw JobLeft();
+    spdlog::info("job {}: refreshed the member's tokens at the source payer", id);
+  }
+
+  // Sends to the target FHIR server, retrying 429/5xx/network; any other non-2xx fails the job.
+  asio::awaitable<json> send_target(const std::string& method, const std::string& path, const json& body,
+                                    const std::string& what) {
+    std::string base = config.fhir_persistence_url;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    http::ClientRequest request{method, path.empty() ? base : base + "/" + path,
+                                {{"Content-Type", "application/fhir+json"}, {"Accept", "application/fhir+json"}},
+                                body.dump()};
+    if (!config.fhir_persistence_authorization.empty()) {
+      request.headers.emplace_back("Authorization", config.fhir_persistence_authorization);
+    }
+    for (int attempt = 1;; ++attempt) {
+      http::ClientResponse response;
+      bool transport_failed = false;
+      try {
+        response = co_await client->send(request);
+      } catch (const http::FetchError& error) {
+        if (attempt >= config.max_attempts) {
+          throw JobFailure("cannot write " + what + " to the target FHIR server: " + error.what());
+        }
+        transport_failed = true;  // (no co_await inside a handler)
+      }
+      if (transport_failed) {
+        co_await sleep_for(backoff(attempt, std::nullopt));
+        continue;
+      }
+      if (response.status >= 200 && response.status < 300) {
+        auto parsed = json::parse(response.body, nullptr, false);
+        co_return parsed.is_discarded() ? json::object() : parsed;
+      }
+      if ((response.status == 429 || response.status >= 500) && attempt < config.max_attempts) {
+        co_await sleep_for(backoff(attempt, retry_after(response)));
+        continue;
+      }
+      throw JobFailure("the target FHIR server refused " + what + " (" + std::to_string(response.status) +
+                       "): " + outcome_text(response.body));
+    }
+  }
+
+  json task_resource(const JobState& state, const std::string& status, const std::optional<std::string>& reason) {
+    json task = {
+        {"resourceType", "Task"},
+        {"id", state.task_id},
+        {"meta", {{"tag", json::array({{{"system", config.exchange_tag_system},
+                                        {"code", "batch-job-" + std::to_string(state.job.id)}}})}}},
+        {"identifier", json::array({{{"system", "urn:p2p-exchange:batch-job"}, {"value", std::to_string(state.job.id)}}})},
+        {"status", status},
+        {"intent", "order"},
+        {"code", {{"coding", json::array({{{"system", "http://payer-to-payer-exchange/CodeSystem/p2p-internal-codes"},
+                                           {"code", "p2p-exchange"},
+                                           {"display", "Payer-to-payer exchange"}}})},
+                  {"text", "Payer-to-payer exchange"}}},
+        {"for", {{"reference", "Patient/" + state.job.target_patient_id}}},
+        {"authoredOn", state.job.create_time},
+        {"lastModified", utc_now()},
+        {"input", json::array({{{"type", {{"text", "source payer"}}}, {"valueString", state.server.definition.name}},
+                               {{"type", {{"text", "source request"}}}, {"valueString", state.job.first_url}}})},
+        {"output", json::array({{{"type", {{"text", "pages written"}}}, {"valueInteger", state.pages}},
+                                {{"type", {{"text", "resources written"}}}, {"valueInteger", state.resources}}})}};
+    if (state.job.target_organization_id) {
+      task["owner"] = {{"type", "Organization"},
+                       {"identifier", {{"system", "urn:p2p-exchange:payer-id"}, {"value", *state.job.target_organization_id}}}};
+    }
+    if (reason) task["statusReason"] = {{"text", *reason}};
+    return task;
+  }
+
+  asio::awaitable<void> put_task(JobState& state, const std::string& status, const std::optional<std::string>& reason) {
+    co_await send_target("PUT", "Task/" + state.task_id, task_resource(state, status, reason), "the tracking Task");
+  }
+
+  asio::awaitable<void> run_job(store::ClaimedJob claimed) {
+    JobState state{claimed.job, std::move(claimed.access_token), std::move(claimed.refresh_token), {}, std::nullopt,
+                   claimed.job.task_id.value_or("p2p-batch-job-" + std::to_string(claimed.job.id)),
+                   claimed.job.pages_completed, claimed.job.resources_written};
+    const long long id = state.job.id;
+    log::RequestIdScope scope("job-" + std::to_string(id));
+    std::optional<std::string> url = state.job.next_url;
+    std::optional<std::string> failure_reason;  // set in a handler, acted on after it (no co_await there)
+    try {
+      const int pid = state.job.server_pid;
+      auto server = co_await run_sql(
+          [pid](pqxx::connection& connection) { return store::OidcServerRepository(connection).find_for_exchange(pid); });
+      if (!server) throw JobFailure("the OIDC server definition pid " + std::to_string(pid) + " no longer exists");
+      state.server = std::move(*server);
+      const auto& endpoint = state.server.definition.fhir_endpoint;
+      if (!endpoint) throw JobFailure("the OIDC server definition has no fhirEndpoint");
+      if (config.fhir_persistence_url.empty()) throw JobFailure("exchange.fhirPersistenceUrl is not configured");
+      if (!config.allow_plain_http && (endpoint->starts_with("http://") || config.fhir_persistence_url.starts_with("http://"))) {
+        throw JobFailure("plain http:// endpoints are refused (set P2P_ALLOW_PLAIN_HTTP=true only for local tests)");
+      }
+      if (state.job.status == "STOPPING") {
+        co_await finish(state, "STOPPED", std::nullopt);
+        co_return;
+      }
+      if (!state.job.task_id) {
+        co_await put_task(state, "in-progress", std::nullopt);
+        const auto task_id = state.task_id;
+        co_await on_sql([this, id, &task_id](store::BatchJobRepository& jobs) { return jobs.set_task_id(id, owner, task_id); });
+      }
+      spdlog::info("job {}: running for source payer {} (pid {}), from page {}", id, state.server.definition.name,
+                   pid, state.pages + 1);
+
+      fhir::TransformContext context;
+      context.source_fhir_endpoint = *endpoint;
+      context.source_organization_id = state.server.definition.organization_id.value_or("pid-" + std::to_string(pid));
+      context.source_organization_name = state.server.definition.name;
+      context.source_patient_id = state.job.source_patient_id;
+      context.target_patient_id = state.job.target_patient_id;
+      context.traceability_system = config.traceability_system_base + context.source_organization_id;
+      context.exchange_tag_system = config.exchange_tag_system;
+      context.exchange_tag_code = "batch-job-" + std::to_string(id);
+      if (config.mdm_patient_identifier) {
+        context.mdm = fhir::MdmIdentifierType{config.mdm_patient_identifier->system, config.mdm_patient_identifier->code,
+                                              config.mdm_patient_identifier->identifier_system};
+      }
+
+      while (url) {
+        check_still_ours(id);
+        const auto status = co_await on_sql([id](store::BatchJobRepository& jobs) { return jobs.status_of(id); });
+        if (status == "STOPPING") {
+          co_await finish(state, "STOPPED", std::nullopt);
+          co_return;
+        }
+        const auto response = co_await fetch_source(state, *url);
+        const auto page = json::parse(response.body, nullptr, false);
+        if (page.is_discarded()) throw JobFailure("the source payer answered with invalid JSON for " + origin_and_path(*url));
+        context.source_page_url = *url;
+        context.recorded = utc_now();
+        fhir::TransformedPage transformed;
+        try {
+          transformed = fhir::transform_page(page, context);
+        } catch (const std::invalid_argument& error) {
+          throw JobFailure(error.what());
+        }
+        std::optional<std::string> next;
+        if (auto link = fhir::next_link(page)) {
+          try {
+            next = fhir::require_under_endpoint(*endpoint, *link);
+          } catch (const fhir::SourceUrlError& error) {
+            throw JobFailure(std::string("stopped following the source's paging: ") + error.what());
+          }
+        }
+        if (!transformed.target_references.empty()) {
+          const auto result = co_await send_target("POST", "", transformed.transaction, "page " + std::to_string(state.pages + 1));
+          if (config.versioned_references) {
+            const auto& provenance = transformed.transaction["entry"].back()["resource"];
+            co_await send_target("PUT", "Provenance/" + transformed.provenance_id,
+                                 fhir::versioned_provenance(provenance, result), "the page's Provenance");
+          }
+        }
+        const int written = static_cast<int>(transformed.target_references.size());
+        const bool held = co_await on_sql([this, id, &next, written](store::BatchJobRepository& jobs) {
+          return jobs.record_page(id, owner, next, written);
+        });
+        if (!held) throw JobLeft();
+        ++state.pages;
+        state.resources += written;
+        ++pages_written;
+        resources_written += static_cast<std::uint64_t>(written);
+        url = next;
+      }
+      co_await finish(state, "COMPLETED", std::nullopt);
+    } catch (const JobLeft&) {
+      spdlog::info("job {}: left for the next holder of its lease", id);
+    } catch (const JobFailure& failure) {
+      failure_reason = failure.what();
+    } catch (const store::DatabaseUnavailable& error) {
+      spdlog::warn("job {}: database unavailable ({}); the job resumes when its lease expires", id, error.what());
+    } catch (const std::exception& error) {
+      failure_reason = std::string("unexpected error: ") + error.what();
+    }
+    if (failure_reason) co_await fail(state, *failure_reason);
+  }
+
+  asio::awaitable<void> fail(JobState& state, std::string reason) {
+    spdlog::warn("job {}: failed: {}", state.job.id, reason);
+    try {
+      co_await finish(state, "FAILED", reason);
+    } catch (const std::exception& error) {
+      spdlog::error("job {}: could not record the failure (the job resumes when its lease expires): {}", state.job.id,
+                    error.what());
+    }
+  }
+
+  asio::awaitable<void> finish(JobState& state, const std::string& status, const std::optional<std::string>& reason) {
+    const long long id = state.job.id;
+    const std::string task_status = status == "COMPLETED" ? "completed" : status == "STOPPED" ? "cancelled" : "failed";
+    if (!config.fhir_persistence_url.empty() && !state.server.definition.name.empty()) {
+      std::optional<std::string> task_error;
+      try {
+        co_await put_task(state, task_status, reason);
+      } catch (const std::exception& error) {
+        task_error = error.what();
+      }
+      if (task_error) spdlog::warn("job {}: could not update the tracking Task: {}", id, *task_error);
+    }
+    co_await on_sql([this, id, &status, &reason](store::BatchJobRepository& jobs) { return jobs.finish(id, owner, status, reason); });
+    if (status == "COMPLETED") ++completed;
+    if (status == "FAILED") ++failed;
+    if (status == "STOPPED") ++stopped;
+    spdlog::info("job {}: {} ({} pages, {} resources)", id, status, state.pages, state.resources);
+  }
+
+  asio::awaitable<void> claim_loop() {
+    const auto lease = std::chrono::seconds(config.lease_seconds);
+    auto last_renewal = Clock::now();
+    asio::steady_timer timer(io);
+    while (!stopping) {
+      try {
+        if (!database_ready()) {
+          timer.expires_after(std::chrono::milliseconds(config.poll_interval_milliseconds));
+          co_await timer.async_wait(asio::use_awaitable);
+          continue;
+        }
+        if (Clock::now() - last_renewal > lease / 3 && !running.empty()) {
+          const auto held = co_await on_sql([this, lease](store::BatchJobRepository& jobs) { return jobs.renew_leases(owner, lease); });
+          for (long long id : running) {
+            if (std::find(held.begin(), held.end(), id) == held.end()) lost.insert(id);
+          }
+          last_renewal = Clock::now();
+        }
+        const int free = config.concurrency - static_cast<int>(running.size());
+        if (free > 0) {
+          auto claimed = co_await on_sql([this, lease, free](store::BatchJobRepository& jobs) { return jobs.claim(owner, lease, free); });
+          for (auto& job : claimed) {
+            const long long id = job.job.id;
+            running.insert(id);
+            running_count = static_cast<int>(running.size());
+            asio::co_spawn(io, run_job(std::move(job)), [this, id](std::exception_ptr) {
+              running.erase(id);
+              lost.erase(id);
+              running_count = static_cast<int>(running.size());
+            });
+          }
+        }
+      } catch (const std::exception& error) {
+        spdlog::warn("job runner: {}", error.what());
+      }
+      timer.expires_after(std::chrono::milliseconds(config.poll_interval_milliseconds));
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+  }
+};
+
+JobRunner::JobRunner(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
+                     std::string instance_id, http::Metrics& metrics)
+    : impl_(std::make_unique<Impl>(config, database, cipher, std::move(instance_id), metrics)) {
+  metrics.add_collector([impl = impl_.get()](std::string& out) {
+    out += "# HELP p2p_exchange_pages_total Pages written to the target by this instance.\n";
+    out += "# TYPE p2p_exchange_pages_total counter\n";
+    out += http::metric_line("p2p_exchange_pages_total", "", static_cast<double>(impl->pages_written.load()));
+    out += "# HELP p2p_exchange_resources_total Resources written to the target by this instance.\n";
+    out += "# TYPE p2p_exchange_resources_total counter\n";
+    out += http::metric_line("p2p_exchange_resources_total", "", static_cast<double>(impl->resources_written.load()));
+    out += "# HELP p2p_exchange_jobs_total Jobs ended by this instance, by result.\n";
+    out += "# TYPE p2p_exchange_jobs_total counter\n";
+    out += http::metric_line("p2p_exchange_jobs_total", "result=\"completed\"", static_cast<double>(impl->completed.load()));
+    out += http::metric_line("p2p_exchange_jobs_total", "result=\"failed\"", static_cast<double>(impl->failed.load()));
+    out += http::metric_line("p2p_exchange_jobs_total", "result=\"stopped\"", static_cast<double>(impl->stopped.load()));
+    out += "# HELP p2p_exchange_jobs_running Jobs running in this instance now.\n";
+    out += "# TYPE p2p_exchange_jobs_running gauge\n";
+    out += http::metric_line("p2p_exchange_jobs_running", "", impl->running_count.load());
+  });
+}
+
+JobRunner::~JobRunner() { stop(); }
+
+void JobRunner::start(std::function<bool()> database_ready) {
+  impl_->database_ready = std::move(database_ready);
+  asio::co_spawn(impl_->io, impl_->claim_loop(), asio::detached);
+  impl_->thread = std::thread([impl = impl_.get()] { impl->io.run(); });
+}
+
+void JobRunner::stop() {
+  if (impl_->stopping.exchange(true)) return;
+  if (!impl_->thread.joinable()) return;
+  // Running jobs notice `stopping` at their next step (at most one request timeout away) and leave
+  // their job for the next lease holder; then the loop ends.
+  asio::co_spawn(
+      impl_->io,
+      [impl = impl_.get()]() -> asio::awaitable<void> {
+        const auto deadline = Clock::now() + std::chrono::seconds(impl->config.request_timeout_seconds + 5);
+        asio::steady_timer timer(impl->io);
+        while (!impl->running.empty() && Clock::now() < deadline) {
+          timer.expires_after(std::chrono::milliseconds(20));
+          co_await timer.async_wait(asio::use_awaitable);
+        }
+        if (!impl->running.empty()) {
+          spdlog::warn("job runner: {} job(s) still busy at shutdown; their leases will lapse", impl->running.size());
+          // Their coroutines still reference the client: keep it alive until the process exits.
+          static_cast<void>(impl->client.release());
+        }
+        impl->io.stop();
+      },
+      asio::detached);
+  impl_->thread.join();
+  impl_->sql.join();
+}
+
+}  // namespace p2p::jobs

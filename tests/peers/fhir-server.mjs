@@ -1,0 +1,849 @@
+#!/usr/bin/env node
+// FHIR R4 test peer for p2p-exchange: Medplum's FhirRouter + MemoryRepository behind node:http.
+//
+// usage: node tests/peers/fhir-server.mjs [--port 0] [--host 127.0.0.1] [--base /fhir]
+//          [--page-size 50] [--validate-writes] [--quiet]
+//          [--introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET]
+//
+// Prints exactly one line on stdout once listening:
+//   {"ready":true,"port":<n>,"base":"http://127.0.0.1:<n>/fhir"}
+// and logs only to stderr afterwards. See README.md in this directory.
+//
+// All FHIR REST semantics (create, read, vread, update, patch, delete, search matching,
+// history, batch/transaction processing, error outcomes and their status codes) are
+// Medplum's. Everything this file adds on top is marked "p2p-exchange test addition".
+
+import http from 'node:http';
+import {
+  OperationOutcomeError,
+  badRequest,
+  getStatus,
+  normalizeOperationOutcome,
+} from '@medplum/core';
+import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+import { initFhirDefinitions, validateFhir, writeValidationErrors } from './lib/fhir-validation.mjs';
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+function usageExit(message) {
+  process.stderr.write(`fhir-server: ${message}\n`);
+  process.stderr.write(
+    'usage: node tests/peers/fhir-server.mjs [--port 0] [--host 127.0.0.1] [--base /fhir] [--page-size 50]\n' +
+      '         [--validate-writes] [--quiet]\n' +
+      '         [--introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET]\n'
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = {
+    port: 0,
+    host: '127.0.0.1',
+    base: '/fhir',
+    pageSize: 50,
+    introspectionUrl: null,
+    introspectionClientId: null,
+    introspectionClientSecret: null,
+    validateWrites: false,
+    quiet: false,
+  };
+  const valued = {
+    '--port': 'port',
+    '--host': 'host',
+    '--base': 'base',
+    '--page-size': 'pageSize',
+    '--introspection-url': 'introspectionUrl',
+    '--introspection-client-id': 'introspectionClientId',
+    '--introspection-client-secret': 'introspectionClientSecret',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    if (arg === '--validate-writes' || arg === '--quiet') {
+      opts[arg === '--quiet' ? 'quiet' : 'validateWrites'] = true;
+      continue;
+    }
+    if (arg === '-h' || arg === '--help') {
+      usageExit('help');
+    }
+    const key = valued[arg];
+    if (!key) {
+      usageExit(`unknown argument ${arg}`);
+    }
+    if (value === undefined) {
+      if (i + 1 >= argv.length) {
+        usageExit(`${arg} needs a value`);
+      }
+      value = argv[++i];
+    }
+    opts[key] = value;
+  }
+  opts.port = Number(opts.port);
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) {
+    usageExit('--port must be an integer 0..65535');
+  }
+  opts.pageSize = Number(opts.pageSize);
+  if (!Number.isInteger(opts.pageSize) || opts.pageSize < 1) {
+    usageExit('--page-size must be a positive integer');
+  }
+  opts.base = '/' + String(opts.base).replace(/^\/+|\/+$/g, '');
+  if (opts.base === '/') {
+    opts.base = '';
+  }
+  if (opts.base === '/__control' || opts.base.startsWith('/__control/')) {
+    usageExit('--base must not be under /__control');
+  }
+  if (opts.introspectionUrl && (!opts.introspectionClientId || opts.introspectionClientSecret === null)) {
+    usageExit('--introspection-url needs --introspection-client-id and --introspection-client-secret');
+  }
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const MAX_COUNT = 1000; // Medplum's DEFAULT_MAX_SEARCH_COUNT
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
+function log(message) {
+  if (!opts.quiet) {
+    process.stderr.write(`[fhir-server] ${message}\n`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Repository
+
+// p2p-exchange test addition: a MemoryRepository subclass that makes the in-memory store behave
+// like a real FHIR server where Medplum's test double does not:
+//  - the server always assigns meta.versionId / meta.lastUpdated on create (MemoryRepository keeps
+//    the client's values on POST, so a resource copied from another server would keep that
+//    server's version id);
+//  - transactions are atomic (MemoryRepository.withTransaction does not roll back, so a failed
+//    transaction Bundle would leave its earlier entries applied);
+//  - _history does not reorder the stored history (MemoryRepository.readHistory reverses the
+//    stored array in place, so every other call returned oldest-first);
+//  - optional --validate-writes: every create/update is validated (lib/fhir-validation.mjs) and
+//    rejected with 400 OperationOutcome on errors, like Medplum's real server does;
+//  - allResources() for $everything.
+class TestRepository extends MemoryRepository {
+  constructor(validateWrites) {
+    super();
+    this.validateWrites = validateWrites;
+  }
+
+  async createResource(resource) {
+    const copy = JSON.parse(JSON.stringify(resource));
+    if (copy.meta) {
+      delete copy.meta.versionId;
+      delete copy.meta.lastUpdated;
+    }
+    if (this.validateWrites) {
+      const errors = writeValidationErrors(copy);
+      if (errors.length > 0) {
+        throw new OperationOutcomeError({
+          resourceType: 'OperationOutcome',
+          issue: errors.map((e) => ({
+            severity: 'error',
+            code: 'invalid',
+            details: { text: `[${e.validator}] ${e.message}` },
+            ...(e.location ? { expression: [e.location] } : {}),
+          })),
+        });
+      }
+    }
+    return super.createResource(copy);
+  }
+
+  async readHistory(resourceType, id) {
+    await this.readResource(resourceType, id);
+    const versions = [...(this.history.get(resourceType)?.get(id) ?? [])].reverse();
+    const entry = versions.map((v) => ({ resource: JSON.parse(JSON.stringify(v)) }));
+    return { resourceType: 'Bundle', type: 'history', ...(entry.length ? { entry } : undefined) };
+  }
+
+  async withTransaction(callback) {
+    const resources = new Map([...this.resources].map(([type, byId]) => [type, new Map(byId)]));
+    const history = new Map(
+      [...this.history].map(([type, byId]) => [type, new Map([...byId].map(([id, list]) => [id, [...list]]))])
+    );
+    try {
+      return await callback(undefined);
+    } catch (err) {
+      this.resources.clear();
+      for (const [k, v] of resources) {
+        this.resources.set(k, v);
+      }
+      this.history.clear();
+      for (const [k, v] of history) {
+        this.history.set(k, v);
+      }
+      throw err;
+    }
+  }
+
+  *allResources() {
+    for (const byId of this.resources.values()) {
+      yield* byId.values();
+    }
+  }
+}
+
+initFhirDefinitions();
+const repo = new TestRepository(opts.validateWrites);
+const router = new FhirRouter();
+
+// p2p-exchange test addition: requests are handled one at a time (the in-memory repository
+// and the transaction snapshot above assume no interleaving).
+let chain = Promise.resolve();
+function exclusive(fn) {
+  const p = chain.then(fn, fn);
+  chain = p.catch(() => undefined);
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test controls state
+
+let failRules = []; // {status, remaining, retryAfter, match}
+let requestLog = []; // {method, path, authorization, status}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP helpers
+
+function operationOutcome(severity, code, text) {
+  return { resourceType: 'OperationOutcome', issue: [{ severity, code, details: { text } }] };
+}
+
+function send(res, status, body, headers = {}, contentType = 'application/fhir+json; charset=utf-8') {
+  if (res.headersSent) {
+    return;
+  }
+  const payload = body === undefined ? '' : JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': contentType,
+    'Content-Length': Buffer.byteLength(payload),
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
+  res.end(payload);
+}
+
+function sendJson(res, status, body) {
+  send(res, status, body, {}, 'application/json; charset=utf-8');
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(Object.assign(new Error('request body too large'), { status: 413 }));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function parseJsonBody(text) {
+  if (text.trim() === '') {
+    return { ok: true, value: undefined };
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch (err) {
+    return { ok: false, error: err.message };
+  }
+}
+
+function hostForUrl(host) {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+let listenPort = 0;
+
+function originOf(req) {
+  const host = req.headers.host || `${hostForUrl(opts.host)}:${listenPort}`;
+  return `http://${host}`;
+}
+
+function httpDate(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? undefined : d.toUTCString();
+}
+
+/** ETag / Last-Modified (and Location for 201) for single-resource responses. */
+function resourceHeaders(req, status, resource) {
+  const headers = {};
+  const vid = resource?.meta?.versionId;
+  if (resource?.id && vid) {
+    headers.ETag = `W/"${vid}"`;
+    const lm = httpDate(resource.meta.lastUpdated);
+    if (lm) {
+      headers['Last-Modified'] = lm;
+    }
+    if (status === 201) {
+      headers.Location = `${originOf(req)}${opts.base}/${resource.resourceType}/${resource.id}/_history/${vid}`;
+    }
+  }
+  return headers;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paging (p2p-exchange test addition)
+
+function parsePaging(params) {
+  const one = (name) => {
+    const all = params.getAll(name);
+    return all.length ? all[all.length - 1] : undefined;
+  };
+  const countRaw = one('_count');
+  const offsetRaw = one('_offset');
+  let count = opts.pageSize;
+  let offset = 0;
+  if (countRaw !== undefined) {
+    if (!/^\d+$/.test(countRaw)) {
+      return { error: `Invalid _count: ${countRaw}` };
+    }
+    count = Math.min(parseInt(countRaw, 10), MAX_COUNT);
+  }
+  if (offsetRaw !== undefined) {
+    if (!/^\d+$/.test(offsetRaw)) {
+      return { error: `Invalid _offset: ${offsetRaw}` };
+    }
+    offset = parseInt(offsetRaw, 10);
+  }
+  return { count, offset };
+}
+
+function compareStable(a, b) {
+  const la = a.meta?.lastUpdated ?? '';
+  const lb = b.meta?.lastUpdated ?? '';
+  if (la !== lb) {
+    return la < lb ? -1 : 1;
+  }
+  if (a.resourceType !== b.resourceType) {
+    return a.resourceType < b.resourceType ? -1 : 1;
+  }
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/**
+ * Builds one page of a searchset Bundle with absolute self/next/previous links.
+ * @param {object} req - the HTTP request (for the origin)
+ * @param {string} pathname - request path, e.g. /fhir/Observation
+ * @param {URLSearchParams} params - the request's parameters (paging ones are replaced in links)
+ * @param {object[]} all - every matching resource, already in the final total order
+ * @param {{count:number, offset:number}} paging
+ * @param {number} [total] - Bundle.total (defaults to all.length)
+ */
+function pageBundle(req, pathname, params, all, paging, total = all.length) {
+  const origin = originOf(req);
+  const linkFor = (offset) => {
+    const p = new URLSearchParams();
+    for (const [k, v] of params) {
+      if (k !== '_count' && k !== '_offset') {
+        p.append(k, v);
+      }
+    }
+    p.append('_count', String(paging.count));
+    p.append('_offset', String(offset));
+    return `${origin}${pathname}?${p.toString()}`;
+  };
+  const slice = all.slice(paging.offset, paging.offset + paging.count);
+  const link = [{ relation: 'self', url: `${origin}${req.url}` }];
+  if (paging.count > 0 && paging.offset + paging.count < all.length) {
+    link.push({ relation: 'next', url: linkFor(paging.offset + paging.count) });
+  }
+  if (paging.count > 0 && paging.offset > 0) {
+    link.push({ relation: 'previous', url: linkFor(Math.max(0, paging.offset - paging.count)) });
+  }
+  return {
+    resourceType: 'Bundle',
+    type: 'searchset',
+    total,
+    link,
+    ...(slice.length
+      ? {
+          entry: slice.map((resource) => ({
+            fullUrl: `${origin}${opts.base}/${resource.resourceType}/${resource.id}`,
+            resource,
+            search: { mode: 'match' },
+          })),
+        }
+      : {}),
+  };
+}
+
+// p2p-exchange test addition: type-level search through Medplum (matching, _sort), then paged
+// here: all matches are fetched from Medplum without _count/_offset, put in a stable total order
+// (meta.lastUpdated, then id; or Medplum's _sort order when the client gives _sort), sliced, and
+// given Bundle.link self/next/previous with absolute URLs that carry _count and _offset.
+async function pagedSearch(req, pathname, resourceType, params) {
+  const paging = parsePaging(params);
+  if (paging.error) {
+    return [400, badRequest(paging.error)];
+  }
+  const medplumParams = new URLSearchParams();
+  for (const [k, v] of params) {
+    if (k !== '_count' && k !== '_offset') {
+      medplumParams.append(k, v);
+    }
+  }
+  const qs = medplumParams.toString();
+  if (params.get('_summary') === 'count') {
+    // no entries, just Medplum's total
+    const [outcome, bundle] = await router.handleRequest(fhirRequest(req, 'GET', `${resourceType}?${qs}`), repo);
+    if (!bundle) {
+      return [getStatus(outcome), outcome];
+    }
+    return [200, { ...bundle, link: [{ relation: 'self', url: originOf(req) + req.url }] }];
+  }
+  const [outcome, bundle] = await router.handleRequest(
+    fhirRequest(req, 'GET', qs ? `${resourceType}?${qs}` : resourceType),
+    repo
+  );
+  if (!bundle || bundle.resourceType !== 'Bundle') {
+    return [getStatus(outcome), outcome];
+  }
+  const all = (bundle.entry ?? []).map((e) => e.resource).filter(Boolean);
+  if (!params.has('_sort')) {
+    all.sort(compareStable);
+  }
+  return [200, pageBundle(req, pathname, params, all, paging, bundle.total ?? all.length)];
+}
+
+// p2p-exchange test addition: Patient/{id}/$everything = the Patient plus every resource in the
+// repository with any `reference` string pointing at Patient/{id} (relative, absolute, or
+// versioned), Patient first, then stable order; paged like search. Supports _type (comma list of
+// resource types) and _since (meta.lastUpdated >= instant).
+async function everything(req, pathname, patientId, params) {
+  const paging = parsePaging(params);
+  if (paging.error) {
+    return [400, badRequest(paging.error)];
+  }
+  let patient;
+  try {
+    patient = await repo.readResource('Patient', patientId);
+  } catch (err) {
+    const outcome = normalizeOperationOutcome(err);
+    return [getStatus(outcome), outcome];
+  }
+  const types = params.get('_type') ? new Set(params.get('_type').split(',').map((s) => s.trim())) : null;
+  const since = params.get('_since');
+  const sinceMs = since ? Date.parse(since) : NaN;
+  if (since && Number.isNaN(sinceMs)) {
+    return [400, badRequest(`Invalid _since: ${since}`)];
+  }
+  const escaped = patientId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const pointsToPatient = new RegExp(`(^|/)Patient/${escaped}(/_history/[^/]+)?$`);
+  const references = (node) => {
+    if (Array.isArray(node)) {
+      return node.some(references);
+    }
+    if (node && typeof node === 'object') {
+      for (const [k, v] of Object.entries(node)) {
+        if (k === 'reference' && typeof v === 'string' && pointsToPatient.test(v)) {
+          return true;
+        }
+        if (typeof v === 'object' && references(v)) {
+          return true;
+        }
+      }
+    }
+    return false;
+  };
+  const keep = (r) =>
+    (!types || types.has(r.resourceType)) && (!since || Date.parse(r.meta?.lastUpdated ?? '') >= sinceMs);
+  const others = [];
+  for (const r of repo.allResources()) {
+    if (r.resourceType === 'Patient' && r.id === patientId) {
+      continue;
+    }
+    if (keep(r) && references(r)) {
+      others.push(JSON.parse(JSON.stringify(r)));
+    }
+  }
+  others.sort(compareStable);
+  const all = keep(patient) ? [patient, ...others] : others;
+  return [200, pageBundle(req, pathname, params, all, paging)];
+}
+
+// p2p-exchange test addition: entries of a transaction/batch response get
+// response.location = Type/id/_history/vid (Medplum gives only Type/id) for POST/PUT/PATCH, and
+// response.etag = W/"vid" and response.lastModified for every entry that returns a versioned
+// resource.
+function decorateBatchResponse(requestBundle, responseBundle) {
+  const reqEntries = Array.isArray(requestBundle?.entry) ? requestBundle.entry : [];
+  (responseBundle.entry ?? []).forEach((entry, i) => {
+    const resource = entry?.resource;
+    const response = entry?.response;
+    const vid = resource?.meta?.versionId;
+    if (!response || !resource?.id || !vid || !/^2/.test(String(response.status))) {
+      return;
+    }
+    const method = reqEntries[i]?.request?.method;
+    if (method === 'POST' || method === 'PUT' || method === 'PATCH') {
+      response.location = `${resource.resourceType}/${resource.id}/_history/${vid}`;
+    }
+    response.etag = `W/"${vid}"`;
+    if (resource.meta.lastUpdated) {
+      response.lastModified = resource.meta.lastUpdated;
+    }
+  });
+  return responseBundle;
+}
+
+function fhirRequest(req, method, url, body) {
+  return {
+    method,
+    url,
+    pathname: '',
+    body,
+    params: {},
+    query: {},
+    headers: req.headers,
+    config: { transactions: true },
+  };
+}
+
+// p2p-exchange test addition: minimal CapabilityStatement for GET {base}/metadata
+// (Medplum's router has no metadata route).
+function capabilityStatement(req) {
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date: new Date().toISOString(),
+    kind: 'instance',
+    software: { name: 'p2p-exchange test FHIR server (Medplum fhir-router MemoryRepository)' },
+    implementation: { description: 'p2p-exchange test peer', url: `${originOf(req)}${opts.base}` },
+    fhirVersion: '4.0.1',
+    format: ['application/fhir+json'],
+    rest: [
+      {
+        mode: 'server',
+        ...(opts.introspectionUrl
+          ? {
+              security: {
+                service: [
+                  {
+                    coding: [
+                      {
+                        system: 'http://terminology.hl7.org/CodeSystem/restful-security-service',
+                        code: 'OAuth',
+                      },
+                    ],
+                  },
+                ],
+              },
+            }
+          : {}),
+        interaction: [{ code: 'transaction' }, { code: 'batch' }],
+        operation: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }],
+      },
+    ],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth (optional; p2p-exchange test addition)
+
+async function checkBearer(req) {
+  const header = req.headers.authorization;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  if (!m) {
+    return { ok: false, challenge: 'Bearer realm="fhir"', text: 'Missing bearer token' };
+  }
+  const invalid = (text) => ({ ok: false, challenge: 'Bearer error="invalid_token"', text });
+  const formEncode = (s) => encodeURIComponent(s).replace(/%20/g, '+');
+  try {
+    const basic = Buffer.from(
+      `${formEncode(opts.introspectionClientId)}:${formEncode(opts.introspectionClientSecret)}`
+    ).toString('base64');
+    const resp = await fetch(opts.introspectionUrl, {
+      method: 'POST',
+      headers: {
+        'Content-Type': 'application/x-www-form-urlencoded',
+        Accept: 'application/json',
+        Authorization: `Basic ${basic}`,
+      },
+      body: new URLSearchParams({ token: m[1] }).toString(),
+      signal: AbortSignal.timeout(10000),
+    });
+    const text = await resp.text();
+    if (!resp.ok) {
+      log(`introspection answered ${resp.status}: ${text.slice(0, 300)}`);
+      return invalid(`Token introspection failed (HTTP ${resp.status})`);
+    }
+    const json = JSON.parse(text);
+    if (json?.active === true) {
+      return { ok: true };
+    }
+    return invalid('Token is not active');
+  } catch (err) {
+    log(`introspection error: ${err.message}`);
+    return invalid(`Token introspection failed: ${err.message}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FHIR request handling
+
+async function handleFhir(req, res, url) {
+  const bodyText = await readBody(req);
+
+  // p2p-exchange test addition: injected failures (before auth, like a gateway would).
+  const rule = failRules.find((r) => r.remaining > 0 && (!r.match || req.url.includes(r.match)));
+  if (rule) {
+    rule.remaining--;
+    failRules = failRules.filter((r) => r.remaining > 0);
+    const code =
+      rule.status === 429 ? 'throttled' : rule.status === 500 ? 'exception' : rule.status > 500 ? 'transient' : 'processing';
+    const headers = rule.retryAfter !== undefined ? { 'Retry-After': String(rule.retryAfter) } : {};
+    return send(res, rule.status, operationOutcome('error', code, `Injected failure (HTTP ${rule.status})`), headers);
+  }
+
+  if (opts.introspectionUrl) {
+    const auth = await checkBearer(req);
+    if (!auth.ok) {
+      return send(res, 401, operationOutcome('error', 'login', auth.text), { 'WWW-Authenticate': auth.challenge });
+    }
+  }
+
+  const method = req.method;
+  if (!['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) {
+    return send(res, 405, operationOutcome('error', 'not-supported', `Method ${method} not supported`), {
+      Allow: 'GET, POST, PUT, PATCH, DELETE',
+    });
+  }
+
+  const rel = url.pathname.slice(opts.base.length).replace(/^\/+/, '');
+  const segments = rel.split('/').filter(Boolean).map((s) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  });
+  const contentType = String(req.headers['content-type'] ?? '').toLowerCase();
+  let params = url.searchParams;
+  let body;
+  if (method === 'POST' && segments.length === 2 && segments[1] === '_search') {
+    // search by POST: form parameters merged with URL parameters, then paged like GET
+    params = new URLSearchParams(url.searchParams);
+    for (const [k, v] of new URLSearchParams(bodyText)) {
+      params.append(k, v);
+    }
+  } else if (method === 'POST' || method === 'PUT' || method === 'PATCH') {
+    const parsed = parseJsonBody(bodyText);
+    if (!parsed.ok) {
+      return send(res, 400, operationOutcome('error', 'structure', `Invalid JSON body: ${parsed.error}`));
+    }
+    body = parsed.value;
+    if (body !== undefined && (body === null || typeof body !== 'object')) {
+      return send(res, 400, operationOutcome('error', 'structure', 'Body must be a JSON object or array'));
+    }
+    if (contentType && !/json/.test(contentType)) {
+      log(`note: body with Content-Type ${contentType} parsed as JSON`);
+    }
+  }
+
+  return exclusive(async () => {
+    // GET {base}/metadata
+    if (method === 'GET' && segments.length === 1 && segments[0] === 'metadata') {
+      return send(res, 200, capabilityStatement(req));
+    }
+    // GET {base}/Patient/{id}/$everything
+    if (method === 'GET' && segments.length === 3 && segments[0] === 'Patient' && segments[2] === '$everything') {
+      const [status, result] = await everything(req, url.pathname, segments[1], params);
+      return send(res, status, result);
+    }
+    // GET {base}/{Type}?... and POST {base}/{Type}/_search
+    const isTypeSearch =
+      (method === 'GET' && segments.length === 1 && /^[A-Z][A-Za-z]+$/.test(segments[0])) ||
+      (method === 'POST' && segments.length === 2 && segments[1] === '_search');
+    if (isTypeSearch) {
+      const pathname = method === 'GET' ? url.pathname : url.pathname.replace(/\/_search$/, '');
+      const [status, result] = await pagedSearch(req, pathname, segments[0], params);
+      return send(res, status, result);
+    }
+
+    // Everything else: straight to Medplum's router.
+    const routerUrl = rel + url.search;
+    const [outcome, resource] = await router.handleRequest(fhirRequest(req, method, routerUrl, body), repo);
+    const status = getStatus(outcome);
+    if (!resource) {
+      return send(res, status, outcome);
+    }
+    if (
+      resource.resourceType === 'Bundle' &&
+      (resource.type === 'transaction-response' || resource.type === 'batch-response')
+    ) {
+      return send(res, status, decorateBatchResponse(body, resource));
+    }
+    return send(res, status, resource, resourceHeaders(req, status, resource));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control endpoints (p2p-exchange test addition; no auth)
+
+async function handleControl(req, res, url) {
+  const bodyText = await readBody(req);
+  const route = `${req.method} ${url.pathname.replace(/\/+$/, '')}`;
+  const jsonBody = () => {
+    const parsed = parseJsonBody(bodyText);
+    if (!parsed.ok) {
+      sendJson(res, 400, { error: `Invalid JSON body: ${parsed.error}` });
+      return null;
+    }
+    return parsed.value ?? {};
+  };
+  switch (route) {
+    case 'POST /__control/fail-next': {
+      const b = jsonBody();
+      if (b === null) {
+        return;
+      }
+      const status = Number(b.status);
+      const count = b.count === undefined ? 1 : Number(b.count);
+      if (!Number.isInteger(status) || status < 400 || status > 599) {
+        return sendJson(res, 400, { error: 'status must be an HTTP error status (400..599), e.g. 429, 503, 500' });
+      }
+      if (!Number.isInteger(count) || count < 1) {
+        return sendJson(res, 400, { error: 'count must be a positive integer' });
+      }
+      if (b.retryAfter !== undefined && (typeof b.retryAfter !== 'number' || b.retryAfter < 0)) {
+        return sendJson(res, 400, { error: 'retryAfter must be a non-negative number of seconds' });
+      }
+      if (b.match !== undefined && typeof b.match !== 'string') {
+        return sendJson(res, 400, { error: 'match must be a string' });
+      }
+      failRules.push({ status, remaining: count, retryAfter: b.retryAfter, match: b.match || undefined });
+      return sendJson(res, 200, { ok: true, rules: failRules });
+    }
+    case 'POST /__control/reset':
+      await exclusive(async () => {
+        repo.clear();
+        failRules = [];
+        requestLog = [];
+      });
+      return sendJson(res, 200, { ok: true });
+    case 'GET /__control/requests':
+      return sendJson(res, 200, requestLog);
+    case 'POST /__control/validate': {
+      const b = jsonBody();
+      if (b === null) {
+        return;
+      }
+      if (typeof b !== 'object' || Array.isArray(b)) {
+        return sendJson(res, 400, { error: 'body must be a FHIR resource or Bundle (JSON object)' });
+      }
+      const errorsOnly = ['1', 'true'].includes(url.searchParams.get('errorsOnly') ?? '');
+      return sendJson(res, 200, validateFhir(b, { errorsOnly }));
+    }
+    default:
+      return sendJson(res, 404, {
+        error: `unknown control endpoint ${route}`,
+        endpoints: [
+          'POST /__control/fail-next',
+          'POST /__control/reset',
+          'GET /__control/requests',
+          'POST /__control/validate',
+        ],
+      });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+const server = http.createServer(async (req, res) => {
+  const started = Date.now();
+  let url;
+  try {
+    url = new URL(req.url, 'http://placeholder');
+  } catch {
+    return send(res, 400, operationOutcome('error', 'invalid', 'Invalid request target'));
+  }
+  const isControl = url.pathname === '/__control' || url.pathname.startsWith('/__control/');
+  const entry = isControl
+    ? null
+    : { method: req.method, path: req.url, authorization: req.headers.authorization ?? null, status: null };
+  if (entry) {
+    requestLog.push(entry);
+  }
+  res.on('finish', () => {
+    if (entry) {
+      entry.status = res.statusCode;
+    }
+    log(`${req.method} ${req.url} -> ${res.statusCode} (${Date.now() - started} ms)`);
+  });
+  try {
+    if (isControl) {
+      await handleControl(req, res, url);
+    } else if (opts.base === '' || url.pathname === opts.base || url.pathname.startsWith(opts.base + '/')) {
+      await handleFhir(req, res, url);
+    } else {
+      await readBody(req).catch(() => undefined);
+      send(res, 404, operationOutcome('error', 'not-found', `Not under the FHIR base ${opts.base || '/'}`));
+    }
+  } catch (err) {
+    const status = err?.status ?? 500;
+    log(`error handling ${req.method} ${req.url}: ${err?.stack ?? err}`);
+    if (!res.headersSent) {
+      send(res, status, operationOutcome('error', status === 413 ? 'too-costly' : 'exception', String(err?.message ?? err)));
+    } else {
+      res.destroy();
+    }
+  }
+});
+
+server.on('clientError', (err, socket) => {
+  if (socket.writable) {
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  } else {
+    socket.destroy();
+  }
+});
+
+server.listen(opts.port, opts.host, () => {
+  listenPort = server.address().port;
+  const base = `http://${hostForUrl(opts.host)}:${listenPort}${opts.base}`;
+  process.stdout.write(JSON.stringify({ ready: true, port: listenPort, base }) + '\n');
+  log(
+    `listening on ${base} (page size ${opts.pageSize}` +
+      `${opts.introspectionUrl ? `, bearer tokens checked at ${opts.introspectionUrl}` : ''}` +
+      `${opts.validateWrites ? ', writes validated' : ''})`
+  );
+});
+
+server.on('error', (err) => {
+  process.stderr.write(`[fhir-server] listen failed: ${err.message}\n`);
+  process.exit(1);
+});
+
+let stopping = false;
+function stop(signal) {
+  if (stopping) {
+    return;
+  }
+  stopping = true;
+  log(`${signal}: shutting down`);
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+  setTimeout(() => process.exit(0), 2000).unref();
+}
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
+process.on('unhandledRejection', (err) => log(`unhandled rejection: ${err?.stack ?? err}`));
