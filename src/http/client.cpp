@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <iterator>
 #include <mutex>
 #include <unordered_map>
 
@@ -102,6 +103,10 @@ Target parse_target(const ClientRequest& request) {
   }
   const std::string scheme = target.tls ? "https" : "http";
   if (url.encoded_host().empty()) throw FetchError(Kind::kProtocol, "the URL has no host: " + scheme + "://");
+  if (url.has_userinfo()) {
+    throw FetchError(Kind::kProtocol, "the URL of " + scheme + "://" + std::string(url.encoded_host()) +
+                                          " has credentials in it; send them in an Authorization header instead");
+  }
   target.host = url.host_address();
   std::uint16_t port = default_port;
   if (url.has_port() && !url.port().empty()) {
@@ -197,6 +202,7 @@ FetchError exchange_error(const error_code& error, bool sending, const Target& t
     return {Kind::kTooLarge, target.where + ": the response headers are larger than the limit of " +
                                  std::to_string(kHeaderLimitBytes) + " bytes"};
   }
+  if (error == asio::error::operation_aborted) return {Kind::kProtocol, target.where + ": the request was cancelled"};
   if (is_closed_by_peer(error)) {
     return {Kind::kProtocol, target.where + ": the server closed the connection " +
                                  (sending ? "while the request was being sent" : "before the response was complete") +
@@ -295,6 +301,7 @@ struct Connection {
   beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
 
   Strand strand;
+  Clock::time_point idle_since;  // when it went back to the pool
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> tls;
 };
@@ -390,25 +397,36 @@ struct HttpClient::Impl {
   std::atomic<std::uint64_t> connections_opened{0};
   std::atomic<std::uint64_t> requests{0};
 
+  // The newest idle connection to the origin, if one has not been idle too long. Connections idle
+  // longer are dropped: servers and middleboxes close them, sometimes silently.
   std::unique_ptr<Connection> take_idle(const std::string& origin) {
+    std::vector<std::unique_ptr<Connection>> expired;  // closed after the lock is released
     std::lock_guard lock(pool_mutex);
     const auto found = idle.find(origin);
-    if (found == idle.end() || found->second.empty()) return nullptr;
-    auto connection = std::move(found->second.back());
-    found->second.pop_back();
+    if (found == idle.end()) return nullptr;
+    auto& connections = found->second;
+    const auto oldest_usable = Clock::now() - std::chrono::seconds(options.idle_timeout_seconds);
+    const auto fresh = std::find_if(connections.begin(), connections.end(),
+                                    [&](const auto& connection) { return connection->idle_since >= oldest_usable; });
+    std::move(connections.begin(), fresh, std::back_inserter(expired));
+    connections.erase(connections.begin(), fresh);
+    if (connections.empty()) return nullptr;
+    auto connection = std::move(connections.back());
+    connections.pop_back();
     return connection;
   }
 
   void give_back(const std::string& origin, std::unique_ptr<Connection> connection) {
     connection->tcp().expires_never();
+    connection->idle_since = Clock::now();
     std::unique_ptr<Connection> surplus;  // closed after the lock is released
     std::lock_guard lock(pool_mutex);
     auto& connections = idle[origin];
-    if (connections.size() >= options.max_idle_connections_per_origin) {
-      surplus = std::move(connection);
-    } else {
-      connections.push_back(std::move(connection));
+    if (connections.size() >= options.max_idle_connections_per_origin) {  // the oldest goes
+      surplus = std::move(connections.front());
+      connections.erase(connections.begin());
     }
+    connections.push_back(std::move(connection));
   }
 
   std::unique_ptr<Connection> new_connection(const Target& target) {

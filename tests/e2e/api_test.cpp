@@ -120,12 +120,16 @@ TEST_F(ApiTest, ErrorsAreProblemJsonThatSayWhatToFix) {
   EXPECT_EQ(get("/api/oidc_servers").status, 200);
 }
 
-TEST_F(ApiTest, BatchJobRoutesSayTheyAreNotAvailableYet) {
+TEST_F(ApiTest, BatchJobsAreRefusedWhileNoTargetFhirServerIsConfigured) {
   const auto job = http_request("POST", service_->url("/api/oidc_servers/1/batch_job"),
-                                {kAuthHeader, "Content-Type: application/json"}, R"({"sourcePayer":{}})");
-  expect_problem(job, 501, "batch jobs are not available in this release of p2p-exchange yet");
-  expect_problem(get("/api/oidc_servers/1/batch_job/3"), 501, "batch jobs are not available in this release of p2p-exchange yet");
-  expect_problem(get("/api/oidc_servers/42/batch_job"), 404, "there is no OIDC server with pid 42");
+                                {kAuthHeader, "Content-Type: application/json"},
+                                R"({"sourcePayer":{"oidcToken":"t","patientId":"m1"},"targetPayer":{"patientId":"t1"}})");
+  expect_problem(job, 503, "batch jobs are not available: the target FHIR server is not configured "
+                           "(exchange.fhirPersistenceUrl / P2P_FHIR_PERSISTENCE_URL)");
+  expect_problem(get("/api/oidc_servers/1/batch_job/3"), 404, "there is no batch job 3 for OIDC server 1");
+  expect_problem(get("/api/oidc_servers/42/batch_job"), 404,
+                 "there is no OIDC server with pid 42; GET /api/oidc_servers lists them");
+  EXPECT_EQ(json::parse(get("/api/oidc_servers/1/batch_job").body), json::parse(R"({"jobs":[]})"));
 }
 
 TEST_F(ApiTest, ApiRoutesNeedAValidKeyAndOperationsRoutesStayOpen) {

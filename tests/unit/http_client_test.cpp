@@ -478,6 +478,22 @@ TEST(HttpClient, ReusesAKeptAliveConnectionForTheSameOrigin) {
   EXPECT_EQ(server.state().accepted, 1);
 }
 
+TEST(HttpClient, DoesNotReuseAConnectionIdleLongerThanTheIdleTimeout) {
+  asio::io_context io;
+  TestServer server(io, [](const WireRequest& request) { return Reply{ok(std::string(request.target()))}; });
+  HttpClient client(io.get_executor(), {.idle_timeout_seconds = 1});
+
+  EXPECT_EQ(get(io, client, server.url("/a")).body, "/a");
+  EXPECT_EQ(get(io, client, server.url("/b")).body, "/b");
+  EXPECT_EQ(client.stats().connections_opened, 1U);
+  const auto idle_until = std::chrono::steady_clock::now() + 1100ms;
+  run(io, sleep_until([&] { return std::chrono::steady_clock::now() >= idle_until; }));
+  EXPECT_EQ(get(io, client, server.url("/c")).body, "/c");
+
+  EXPECT_EQ(client.stats().connections_opened, 2U);
+  EXPECT_EQ(client.stats().idle_connections, 1U);
+}
+
 TEST(HttpClient, DoesNotReuseAConnectionTheServerAskedToClose) {
   asio::io_context io;
   TestServer server(io, [](const WireRequest&) {
@@ -655,6 +671,8 @@ TEST(HttpClient, RejectsUrlsAndHeadersItCannotSend) {
       {{.url = "ftp://example.com/file"}, "only http and https URLs are supported, not \"ftp:\""},
       {{.url = "not a url"}, "\"not a url\" is not an absolute URL"},
       {{.url = "http:///path"}, "the URL has no host: http://"},
+      {{.url = "https://user:s3cr3t@payer.example.com/fhir"},
+       "the URL of https://payer.example.com has credentials in it; send them in an Authorization header instead"},
       {{.method = "GE T", .url = "http://127.0.0.1/"}, "\"GE T\" is not an HTTP method"},
       {{.url = "http://127.0.0.1/", .headers = {{"Bad Name", "x"}}}, "\"Bad Name\" is not a header name"},
       {{.url = "http://127.0.0.1/", .headers = {{"Authorization", "Bearer s3cr3t\r\nX-Injected: 1"}}},

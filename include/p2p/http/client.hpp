@@ -25,12 +25,13 @@ struct ClientOptions {
   int read_timeout_seconds = 60;       // whole response once the request is sent (and the request write)
   std::size_t max_response_bytes = 64 * 1024 * 1024;  // after decompression
   std::size_t max_idle_connections_per_origin = 4;
+  int idle_timeout_seconds = 30;       // an idle connection older than this is closed, not reused
   std::string user_agent = "p2p-exchange";
 };
 
 struct ClientRequest {
   std::string method = "GET";
-  std::string url;  // absolute http:// or https:// URL; the fragment is not sent
+  std::string url;  // absolute http:// or https:// URL without credentials; the fragment is not sent
   // Sent as given, after the defaults are applied: a Host, User-Agent or Accept-Encoding given here
   // replaces the default. Content-Length and Transfer-Encoding are always set by the client.
   std::vector<std::pair<std::string, std::string>> headers;

@@ -1,0 +1,428 @@
+// The exchange end to end with real peers: the binary, PostgreSQL, two Medplum FHIR servers (source
+// and target, tests/peers/fhir-server.mjs) and oidc-provider (tests/peers/oauth-server.mjs) issuing
+// and introspecting the member's tokens. Nothing here is mocked.
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "e2e_fixture.hpp"
+#include "node_peer.hpp"
+#include "p2p/fhir/page_transform.hpp"
+
+using nlohmann::json;
+using namespace p2p::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kClientSecret = "p2p s3cret+/x";  // needs form-encoding in HTTP Basic (RFC 6749 2.3.1)
+const std::string kJson = "Content-Type: application/json";
+const std::string kFhirJson = "Content-Type: application/fhir+json";
+
+json parse(const HttpResult& result) { return json::parse(result.body, nullptr, false); }
+
+class ExchangeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    oauth_ = std::make_unique<NodePeer>(
+        "oauth-server.mjs", std::vector<std::string>{"--client-id", "p2p-client", "--client-secret", kClientSecret,
+                                                     "--introspection-client-id", "fhir-rs",
+                                                     "--introspection-client-secret", "fhir-secret"});
+    source_ = std::make_unique<NodePeer>(
+        "fhir-server.mjs",
+        std::vector<std::string>{"--quiet", "--page-size", "40", "--introspection-url",
+                                 oauth_->ready()["introspection_endpoint"], "--introspection-client-id", "fhir-rs",
+                                 "--introspection-client-secret", "fhir-secret"});
+    target_ = std::make_unique<NodePeer>("fhir-server.mjs", std::vector<std::string>{"--quiet"});
+  }
+
+  std::string issuer() const { return oauth_->ready()["issuer"]; }
+  std::string source_base() const { return source_->ready()["base"]; }
+  std::string target_base() const { return target_->ready()["base"]; }
+  static std::string origin(const std::string& base) { return base.substr(0, base.rfind("/fhir")); }
+
+  ServiceProcess& start_service(std::map<std::string, std::string> extra_env = {}, const json& exchange = json::object()) {
+    json config = {{"exchange",
+                    {{"pollIntervalMilliseconds", 100}, {"initialBackoffMilliseconds", 50}, {"maxBackoffSeconds", 2},
+                     {"leaseSeconds", 5}}}};
+    config["exchange"].update(exchange);
+    const std::string path = "/tmp/" + database_.name() + "-" + std::to_string(services_.size()) + ".json";
+    std::ofstream(path) << config.dump();
+    config_files_.push_back(path);
+    auto env = service_env(database_);
+    env["P2P_FHIR_PERSISTENCE_URL"] = target_base();
+    env["P2P_ALLOW_PLAIN_HTTP"] = "true";
+    for (auto& [key, value] : extra_env) env[key] = value;
+    services_.push_back(std::make_unique<ServiceProcess>(env, std::vector<std::string>{"--config", path}));
+    auto& service = *services_.back();
+    EXPECT_TRUE(service.wait_for("/readyz", 200)) << service.log();
+    if (!definition_added_) {
+      exec_sql(database_.url(),
+               "INSERT INTO oidc_servers (name, issuer, client_id, client_secret, fhir_endpoint, token_endpoint,"
+               " organization_id, custom_token_params) VALUES ('Source Payer A', '" + issuer() + "', 'p2p-client', '" +
+                   kClientSecret + "', '" + source_base() + "', '" + issuer() + "/token', 'ABCD', 'memberId')");
+      definition_added_ = true;
+    }
+    return service;
+  }
+
+  void TearDown() override {
+    services_.clear();
+    for (const auto& path : config_files_) std::filesystem::remove(path);
+  }
+
+  json issue_tokens(const std::string& member, int access_ttl = 600) {
+    return parse(http_request("POST", issuer() + "/__control/issue", {kJson},
+                              json({{"sub", member}, {"accessTtl", access_ttl}}).dump()));
+  }
+
+  // The member's records at the source: their Patient, one Encounter, `observations` Observations
+  // referencing both, and a Provenance of the source's own.
+  void seed_source(const std::string& member, int observations) {
+    const std::string token = issue_tokens("seeder")["access_token"];
+    json entries = json::array();
+    entries.push_back({{"resource", {{"resourceType", "Patient"}, {"id", member}, {"name", {{{"family", "Doe"}}}}}},
+                       {"request", {{"method", "PUT"}, {"url", "Patient/" + member}}}});
+    entries.push_back({{"resource", {{"resourceType", "Encounter"}, {"id", member + "-e1"}, {"status", "finished"},
+                                     {"class", {{"system", "http://terminology.hl7.org/CodeSystem/v3-ActCode"}, {"code", "AMB"}}},
+                                     {"subject", {{"reference", "Patient/" + member}}}}},
+                       {"request", {{"method", "PUT"}, {"url", "Encounter/" + member + "-e1"}}}});
+    for (int i = 0; i < observations; ++i) {
+      const std::string id = member + "-o" + std::to_string(i);
+      entries.push_back({{"resource", {{"resourceType", "Observation"}, {"id", id}, {"status", "final"},
+                                       {"code", {{"text", "HbA1c " + std::to_string(i)}}},
+                                       {"subject", {{"reference", "Patient/" + member}}},
+                                       {"encounter", {{"reference", "Encounter/" + member + "-e1"}}}}},
+                         {"request", {{"method", "PUT"}, {"url", "Observation/" + id}}}});
+    }
+    entries.push_back({{"resource", {{"resourceType", "Provenance"}, {"id", member + "-pv"},
+                                     {"target", {{{"reference", "Patient/" + member}}}},
+                                     {"recorded", "2025-01-01T00:00:00Z"},
+                                     {"agent", {{{"who", {{"reference", "Patient/" + member}}}}}}}},
+                       {"request", {{"method", "PUT"}, {"url", "Provenance/" + member + "-pv"}}}});
+    for (std::size_t start = 0; start < entries.size(); start += 40) {
+      json chunk = json::array();
+      for (std::size_t i = start; i < std::min(entries.size(), start + 40); ++i) chunk.push_back(entries[i]);
+      const auto result = http_request("POST", source_base(), {kFhirJson, "Authorization: Bearer " + token},
+                                       json({{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", chunk}}).dump());
+      ASSERT_EQ(result.status, 200) << result.body;
+    }
+  }
+
+  HttpResult post_job(ServiceProcess& service, const json& body) {
+    return http_request("POST", service.url("/api/oidc_servers/1/batch_job"), {kAuthHeader, kJson}, body.dump());
+  }
+
+  long long start_job(ServiceProcess& service, const json& tokens, const std::string& member, const json& extra = json::object()) {
+    json body = {{"sourcePayer", {{"oidcToken", tokens["access_token"]}, {"oidcRefreshToken", tokens["refresh_token"]},
+                                  {"patientId", member}}},
+                 {"targetPayer", {{"patientId", "t-" + member}, {"organizationId", "TGT"}}}};
+    body["sourcePayer"].update(extra);
+    const auto result = post_job(service, body);
+    EXPECT_EQ(result.status, 202) << result.body;
+    return parse(result)["batchJobId"].get<long long>();
+  }
+
+  json job(ServiceProcess& service, long long id) {
+    return parse(http_get(service.url("/api/oidc_servers/1/batch_job/" + std::to_string(id)), {kAuthHeader}));
+  }
+
+  json wait_for_end(ServiceProcess& service, long long id, std::chrono::seconds timeout = 60s) {
+    json current;
+    eventually([&] {
+      current = job(service, id);
+      const std::string status = current.value("batchStatus", "");
+      return status == "COMPLETED" || status == "FAILED" || status == "STOPPED";
+    }, timeout);
+    return current;
+  }
+
+  std::vector<json> target_resources(const std::string& type) {
+    std::vector<json> resources;
+    const auto bundle = parse(http_get(target_base() + "/" + type + "?_count=1000"));
+    for (const auto& entry : bundle.value("entry", json::array())) resources.push_back(entry["resource"]);
+    return resources;
+  }
+
+  json validate_on_target(const json& resource) {
+    return parse(http_request("POST", origin(target_base()) + "/__control/validate?errorsOnly=1", {kFhirJson}, resource.dump()));
+  }
+
+  TestDatabase database_;
+  std::unique_ptr<NodePeer> oauth_, source_, target_;
+  std::vector<std::unique_ptr<ServiceProcess>> services_;
+  std::vector<std::string> config_files_;
+  bool definition_added_ = false;
+};
+
+std::string target_id(const std::string& type, const std::string& source_id) {
+  return p2p::fhir::target_id("ABCD", type, source_id);
+}
+
+}  // namespace
+
+TEST_F(ExchangeTest, AMultiPageExchangeLandsEveryResourceWithOneValidProvenancePerPage) {
+  seed_source("m1", 100);  // 103 resources: 3 pages of 40
+  auto& service = start_service();
+  const auto id = start_job(service, issue_tokens("m1"), "m1");
+  const auto done = wait_for_end(service, id);
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << service.log();
+  EXPECT_EQ(done["pagesCompleted"], 3);
+  EXPECT_EQ(done["resourcesWritten"], 102) << "Encounter, 100 Observations, the source's Provenance (not the member's Patient)";
+  EXPECT_EQ(done["taskId"], "p2p-batch-job-" + std::to_string(id));
+  EXPECT_FALSE(done["endTime"].is_null());
+
+  const auto observations = target_resources("Observation");
+  ASSERT_EQ(observations.size(), 100u);
+  const std::string encounter = "Encounter/" + target_id("Encounter", "m1-e1");
+  std::set<std::string> ids;
+  for (const auto& observation : observations) {
+    ids.insert(observation["id"].get<std::string>());
+    EXPECT_EQ(observation["subject"]["reference"], "Patient/t-m1");
+    EXPECT_EQ(observation["encounter"]["reference"], encounter);
+    EXPECT_EQ(observation["meta"]["tag"][0], json({{"system", "urn:p2p-exchange:exchange"}, {"code", "batch-job-" + std::to_string(id)}}));
+  }
+  EXPECT_EQ(ids.count(target_id("Observation", "m1-o7")), 1u);
+  EXPECT_EQ(target_resources("Encounter").size(), 1u);
+  EXPECT_TRUE(target_resources("Patient").empty()) << "MDM off: the member's source Patient is not written";
+
+  // One PDex Provenance per page, valid for both validators, targeting every resource of its page.
+  std::size_t page_provenances = 0, targeted = 0;
+  for (const auto& provenance : target_resources("Provenance")) {
+    const auto profiles = provenance.value("/meta/profile"_json_pointer, json::array());
+    if (profiles.empty()) {
+      EXPECT_EQ(provenance["target"][0]["reference"], "Patient/t-m1") << "the source's own Provenance is kept, rewritten";
+      continue;
+    }
+    ++page_provenances;
+    targeted += provenance["target"].size();
+    EXPECT_EQ(profiles[0], "http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-provenance");
+    EXPECT_EQ(provenance["agent"][0]["type"]["coding"][0]["code"], "transmitter");
+    EXPECT_EQ(provenance["entity"][0]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"], "hl7fhirr4");
+    EXPECT_TRUE(provenance["entity"][0]["what"]["identifier"]["value"].get<std::string>().starts_with(source_base()));
+    const auto validation = validate_on_target(provenance);
+    EXPECT_EQ(validation["valid"], true) << validation.dump();
+  }
+  EXPECT_EQ(page_provenances, 3u);
+  EXPECT_EQ(targeted, 102u);
+
+  const auto task = parse(http_get(target_base() + "/Task/p2p-batch-job-" + std::to_string(id)));
+  EXPECT_EQ(task["status"], "completed");
+  EXPECT_EQ(task["for"]["reference"], "Patient/t-m1");
+  EXPECT_EQ(task["output"][1]["valueInteger"], 102);
+  EXPECT_EQ(validate_on_target(task)["valid"], true);
+
+  pqxx::connection connection(database_.url());
+  pqxx::read_transaction tx(connection);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM batch_jobs WHERE access_token_sealed IS NOT NULL OR refresh_token_sealed IS NOT NULL")[0].as<int>(), 0)
+      << "the member's tokens are deleted when the job ends";
+  tx.commit();
+
+  // A second exchange for the same member updates in place: no duplicates.
+  const auto again = wait_for_end(service, start_job(service, issue_tokens("m1"), "m1"));
+  EXPECT_EQ(again["batchStatus"], "COMPLETED");
+  EXPECT_EQ(target_resources("Observation").size(), 100u);
+  EXPECT_EQ(target_resources("Encounter").size(), 1u);
+}
+
+TEST_F(ExchangeTest, VersionedReferencesPointProvenanceAtTheWrittenVersions) {
+  seed_source("m2", 10);
+  auto& service = start_service({{"P2P_VERSIONED_REFERENCES", "true"}});
+  const auto done = wait_for_end(service, start_job(service, issue_tokens("m2"), "m2"));
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump();
+  int page_provenances = 0;
+  for (const auto& provenance : target_resources("Provenance")) {
+    if (!provenance.contains("meta") || !provenance["meta"].contains("profile")) continue;
+    ++page_provenances;
+    for (const auto& target : provenance["target"]) {
+      EXPECT_NE(target["reference"].get<std::string>().find("/_history/"), std::string::npos) << target.dump();
+    }
+  }
+  EXPECT_EQ(page_provenances, 1);
+}
+
+TEST_F(ExchangeTest, WithMdmTheMembersSourcePatientCarriesTheMatchingIdentifier) {
+  seed_source("m3", 5);
+  auto& service = start_service({}, {{"mdmPatientIdentifier", {{"identifierSystem", "urn:target-payer:member-id"}}}});
+  const auto done = wait_for_end(service, start_job(service, issue_tokens("m3"), "m3"));
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump();
+  const auto patients = target_resources("Patient");
+  ASSERT_EQ(patients.size(), 1u);
+  EXPECT_EQ(patients[0]["id"], target_id("Patient", "m3"));
+  EXPECT_EQ(patients[0]["identifier"].back(),
+            json::parse(R"({"type":{"coding":[{"system":"http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBIdentifierType","code":"um"}]},
+                            "system":"urn:target-payer:member-id","value":"t-m3"})"));
+  for (const auto& observation : target_resources("Observation")) {
+    EXPECT_EQ(observation["subject"]["reference"], "Patient/" + target_id("Patient", "m3"));
+  }
+}
+
+TEST_F(ExchangeTest, AnExpiredAccessTokenIsRefreshedAndTheJobFinishes) {
+  seed_source("m4", 50);
+  auto& service = start_service();
+  const auto tokens = issue_tokens("m4");
+  http_request("POST", issuer() + "/__control/expire-access", {kJson}, json({{"access_token", tokens["access_token"]}}).dump());
+  http_request("DELETE", issuer() + "/__control/token-requests");
+  const auto done = wait_for_end(service, start_job(service, tokens, "m4"));
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << service.log();
+  EXPECT_EQ(done["resourcesWritten"], 52);
+  const auto requests = parse(http_get(issuer() + "/__control/token-requests"));
+  ASSERT_GE(requests.size(), 1u) << requests.dump();
+  EXPECT_EQ(requests[0]["grant_type"], "refresh_token");
+  EXPECT_EQ(requests[0]["auth_method"], "basic");
+  EXPECT_EQ(requests[0]["status"], 200);
+  EXPECT_EQ(requests[0]["params"]["memberId"], "m4") << "the definition's custom token parameter";
+  // Every request to the source after the refresh used the new token.
+  const auto source_requests = parse(http_get(origin(source_base()) + "/__control/requests"));
+  EXPECT_EQ(source_requests.back()["authorization"].get<std::string>().find(tokens["access_token"].get<std::string>()),
+            std::string::npos);
+  EXPECT_TRUE(service.wait_for_log("job " + std::to_string(done["batchJobId"].get<long long>()) +
+                                   ": refreshed the member's tokens at the source payer"));
+}
+
+TEST_F(ExchangeTest, ARefusedRefreshFailsTheJobWithAClearMessage) {
+  seed_source("m5", 3);
+  auto& service = start_service();
+  const auto tokens = issue_tokens("m5");
+  http_request("POST", issuer() + "/__control/expire-access", {kJson}, json({{"access_token", tokens["access_token"]}}).dump());
+  http_request("POST", issuer() + "/__control/revoke-refresh", {kJson}, json({{"refresh_token", tokens["refresh_token"]}}).dump());
+  const auto done = wait_for_end(service, start_job(service, tokens, "m5"));
+  EXPECT_EQ(done["batchStatus"], "FAILED");
+  EXPECT_EQ(done["lastError"],
+            "the source payer refused to refresh the member's tokens (400 invalid_grant: grant request is invalid): the "
+            "member must sign in at the source payer again");
+  const auto task = parse(http_get(target_base() + "/Task/p2p-batch-job-" + std::to_string(done["batchJobId"].get<long long>())));
+  EXPECT_EQ(task["status"], "failed");
+  EXPECT_EQ(task["statusReason"]["text"], done["lastError"]);
+}
+
+TEST_F(ExchangeTest, BurstsOf429And503WithRetryAfterAreRiddenOut) {
+  seed_source("m6", 60);
+  auto& service = start_service();
+  http_request("POST", origin(source_base()) + "/__control/fail-next", {kJson},
+               json({{"status", 429}, {"count", 2}, {"retryAfter", 1}, {"match", "$everything"}}).dump());
+  http_request("POST", origin(target_base()) + "/__control/fail-next", {kJson},
+               json({{"status", 503}, {"count", 2}, {"retryAfter", 1}}).dump());
+  const auto started = std::chrono::steady_clock::now();
+  const auto done = wait_for_end(service, start_job(service, issue_tokens("m6"), "m6"));
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << service.log();
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 2s) << "Retry-After was honoured";
+  EXPECT_EQ(target_resources("Observation").size(), 60u);
+}
+
+TEST_F(ExchangeTest, RequestsThatLeaveTheSourceEndpointAreRefused) {
+  auto& service = start_service();
+  const auto tokens = issue_tokens("m7");
+  const std::string base = source_base();
+  const std::string host_port = base.substr(7, base.find("/fhir") - 7);
+  const std::pair<std::string, std::string> cases[] = {
+      {"http://evil.example.com/fhir/Patient/m7/$everything",
+       "sourcePayer.fhirBundleRequest is refused: it must stay on the FHIR endpoint's host and port (" + host_port + ")"},
+      {"../admin", "sourcePayer.fhirBundleRequest is refused: it must be a path under the FHIR endpoint " + base + "/"},
+      {"http://user:pw@" + host_port + "/fhir/Patient/m7", "sourcePayer.fhirBundleRequest is refused: it must not carry user or password"},
+      {"file:///etc/passwd", "sourcePayer.fhirBundleRequest must use http or https"},
+      {"//evil.example.com/fhir", "sourcePayer.fhirBundleRequest must be a path relative to the FHIR endpoint or an absolute URL under it"},
+  };
+  for (const auto& [request, detail] : cases) {
+    const auto result = post_job(service, {{"sourcePayer", {{"oidcToken", tokens["access_token"]}, {"patientId", "m7"},
+                                                            {"fhirBundleRequest", request}}},
+                                           {"targetPayer", {{"patientId", "t-m7"}}}});
+    EXPECT_EQ(result.status, 400) << request;
+    EXPECT_EQ(parse(result)["detail"], detail) << request;
+  }
+}
+
+TEST_F(ExchangeTest, MalformedBodiesAreBadRequestsNeverServerErrors) {
+  auto& service = start_service();
+  const std::pair<std::string, std::string> cases[] = {
+      {"not json", "the body must be a JSON object with sourcePayer and targetPayer (see /api/openapi.json)"},
+      {"[]", "the body must be a JSON object with sourcePayer and targetPayer (see /api/openapi.json)"},
+      {"{}", "sourcePayer is required and must be an object (see the request body in /api/openapi.json)"},
+      {R"({"sourcePayer":{},"targetPayer":{}})", "sourcePayer.oidcToken is required: the member's access token at the source payer"},
+      {R"({"sourcePayer":{"oidcToken":7},"targetPayer":{}})", "sourcePayer.oidcToken must be a string"},
+      {R"({"sourcePayer":{"oidcToken":"t"},"targetPayer":{}})",
+       "sourcePayer.patientId is required: the member's Patient id at the source payer (a FHIR id: 1-64 of A-Z a-z 0-9 - .)"},
+      {R"({"sourcePayer":{"oidcToken":"t","patientId":"m/1"},"targetPayer":{}})",
+       "sourcePayer.patientId is required: the member's Patient id at the source payer (a FHIR id: 1-64 of A-Z a-z 0-9 - .)"},
+      {R"({"sourcePayer":{"oidcToken":"t","patientId":"m1"},"targetPayer":{}})",
+       "targetPayer.patientId is required: the member's Patient id at the new payer (a FHIR id: 1-64 of A-Z a-z 0-9 - .)"},
+      {R"({"sourcePayer":{"oidcToken":"t","patientId":"m1"},"targetPayer":[]})",
+       "targetPayer is required and must be an object (see the request body in /api/openapi.json)"},
+      {R"({"sourcePayer":{"oidcToken":"t","patientId":"m1","fhirBundleRequest":{}},"targetPayer":{"patientId":"x"}})",
+       "sourcePayer.fhirBundleRequest must be a string"},
+  };
+  for (const auto& [body, detail] : cases) {
+    const auto result = http_request("POST", service.url("/api/oidc_servers/1/batch_job"), {kAuthHeader, kJson}, body);
+    EXPECT_EQ(result.status, 400) << body;
+    EXPECT_EQ(parse(result)["detail"], detail) << body;
+  }
+  const auto unknown = http_request("POST", service.url("/api/oidc_servers/9/batch_job"), {kAuthHeader, kJson},
+                                    R"({"sourcePayer":{"oidcToken":"t","patientId":"m1"},"targetPayer":{"patientId":"x"}})");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(http_get(service.url("/api/oidc_servers/1/batch_job/77"), {kAuthHeader}).status, 404);
+  EXPECT_EQ(http_get(service.url("/api/oidc_servers/1/batch_job?limit=500"), {kAuthHeader}).status, 400);
+}
+
+TEST_F(ExchangeTest, JobsAreListedNewestFirstAndCancelledAtAPageBoundary) {
+  seed_source("m8", 100);
+  auto& service = start_service();
+  // Slow the second page down so the job is still running when it is cancelled.
+  http_request("POST", origin(source_base()) + "/__control/fail-next", {kJson},
+               json({{"status", 503}, {"count", 2}, {"retryAfter", 1}, {"match", "_offset=40"}}).dump());
+  const auto id = start_job(service, issue_tokens("m8"), "m8");
+  ASSERT_TRUE(eventually([&] { return job(service, id)["batchStatus"] == "STARTED"; }, 10s));
+  const auto cancel = http_request("POST", service.url("/api/oidc_servers/1/batch_job/" + std::to_string(id) + "/cancel"), {kAuthHeader});
+  EXPECT_EQ(cancel.status, 202) << cancel.body;
+  EXPECT_EQ(parse(cancel)["batchStatus"], "STOPPING");
+  const auto done = wait_for_end(service, id);
+  EXPECT_EQ(done["batchStatus"], "STOPPED");
+  EXPECT_LT(done["pagesCompleted"].get<int>(), 3);
+  EXPECT_EQ(parse(http_get(target_base() + "/Task/p2p-batch-job-" + std::to_string(id)))["status"], "cancelled");
+  const auto again = http_request("POST", service.url("/api/oidc_servers/1/batch_job/" + std::to_string(id) + "/cancel"), {kAuthHeader});
+  EXPECT_EQ(again.status, 409);
+
+  const auto second = start_job(service, issue_tokens("m8"), "m8");
+  const auto list = parse(http_get(service.url("/api/oidc_servers/1/batch_job?limit=1"), {kAuthHeader}));
+  ASSERT_EQ(list["jobs"].size(), 1u);
+  EXPECT_EQ(list["jobs"][0]["batchJobId"], second);
+  EXPECT_EQ(list["next"], "/api/oidc_servers/1/batch_job?limit=1&beforeId=" + std::to_string(second));
+  const auto rest = parse(http_get(service.url(list["next"].get<std::string>()), {kAuthHeader}));
+  EXPECT_EQ(rest["jobs"][0]["batchJobId"], id);
+}
+
+TEST_F(ExchangeTest, AJobKilledMidwayResumesAfterRestartWithNoDuplicateOrMissingResource) {
+  seed_source("m9", 100);
+  auto& first = start_service();
+  http_request("POST", origin(source_base()) + "/__control/fail-next", {kJson},
+               json({{"status", 503}, {"count", 3}, {"retryAfter", 1}, {"match", "_offset=80"}}).dump());
+  const auto id = start_job(first, issue_tokens("m9"), "m9");
+  ASSERT_TRUE(eventually([&] { return job(first, id)["pagesCompleted"] == 2; }, 20s)) << first.log();
+  first.send_signal(SIGKILL);
+  first.wait_exit(5s);
+  auto& second = start_service();
+  const auto done = wait_for_end(second, id);  // after the dead instance's 5 s lease
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << second.log();
+  EXPECT_EQ(done["pagesCompleted"], 3);
+  EXPECT_EQ(target_resources("Observation").size(), 100u);
+  EXPECT_EQ(target_resources("Encounter").size(), 1u);
+  int page_provenances = 0;
+  for (const auto& provenance : target_resources("Provenance")) page_provenances += provenance.contains("meta") && provenance["meta"].contains("profile");
+  EXPECT_EQ(page_provenances, 3);
+}
+
+TEST_F(ExchangeTest, TwoInstancesShareManyJobsAndRunEachOnce) {
+  const std::vector<std::string> members = {"a1", "a2", "a3", "a4", "a5", "a6"};
+  for (const auto& member : members) seed_source(member, 45);
+  auto& one = start_service({{"P2P_EXCHANGE_CONCURRENCY", "2"}});
+  auto& two = start_service({{"P2P_EXCHANGE_CONCURRENCY", "2"}});
+  std::vector<long long> ids;
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    ids.push_back(start_job(i % 2 == 0 ? one : two, issue_tokens(members[i]), members[i]));
+  }
+  for (const auto id : ids) EXPECT_EQ(wait_for_end(one, id)["batchStatus"], "COMPLETED");
+  EXPECT_EQ(target_resources("Observation").size(), members.size() * 45);
+  pqxx::connection connection(database_.url());
+  pqxx::read_transaction tx(connection);
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM batch_jobs WHERE attempts <> 1")[0].as<int>(), 0) << "each job ran once";
+}

@@ -1,0 +1,30 @@
+#pragma once
+// A real third-party test peer from tests/peers (the Medplum FHIR server, oidc-provider, ...) run with
+// Node as a child process. It prints one JSON line when ready; stopped (SIGTERM) when destroyed.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <sys/types.h>
+
+namespace p2p::test {
+
+class NodePeer {
+ public:
+  // `script` is relative to tests/peers, e.g. "fhir-server.mjs".
+  NodePeer(const std::string& script, const std::vector<std::string>& args);
+  ~NodePeer();
+  NodePeer(const NodePeer&) = delete;
+  NodePeer& operator=(const NodePeer&) = delete;
+
+  // The ready line, e.g. {"ready":true,"port":...,"base":...}
+  const nlohmann::json& ready() const { return ready_; }
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  nlohmann::json ready_;
+  std::string log_path_;
+};
+
+}  // namespace p2p::test
