@@ -139,9 +139,10 @@ int main(int argc, char** argv) {
   if (config.exchange.fhir_persistence_url.empty()) {
     spdlog::warn("exchange.fhirPersistenceUrl (P2P_FHIR_PERSISTENCE_URL) is not set: batch jobs are refused until it is");
   }
-  p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui, token_cipher, config.exchange});
   const std::string instance_id = p2p::util::random_hex(6) + "-" + std::to_string(::getpid());
   p2p::jobs::JobRunner job_runner(config.exchange, database, token_cipher, instance_id, metrics);
+  p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui, token_cipher, config.exchange,
+                                [&job_runner] { job_runner.wake(); }});
 
   try {
     server.listen();

@@ -78,9 +78,10 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
   store::Database& database = context.database;
   const crypto::TokenCipher& cipher = context.token_cipher;
   const config::ExchangeConfig& exchange = context.exchange;
+  const auto job_created = context.job_created;
 
   router.add("POST", "/api/oidc_servers/{server_id}/batch_job",
-             [&database, &cipher, &exchange](const http::Request& request, const http::PathParams& params) {
+             [&database, &cipher, &exchange, job_created](const http::Request& request, const http::PathParams& params) {
                const int pid = parse_positive_id(params, "server_id");
                const auto body = json::parse(request.body, nullptr, false);
                if (body.is_discarded() || !body.is_object()) {
@@ -131,6 +132,7 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                const auto created = with_database(database, [&](pqxx::connection& connection) {
                  return store::BatchJobRepository(connection, cipher).create(job);
                });
+               if (job_created) job_created();
                auto response = json_response(202, job_json(created));
                response.set_header("Location", "/api/oidc_servers/" + std::to_string(pid) + "/batch_job/" +
                                                    std::to_string(created.id));

@@ -8,8 +8,10 @@
 #include <set>
 #include <thread>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -31,6 +33,7 @@ namespace p2p::jobs {
 namespace {
 
 namespace asio = boost::asio;
+using namespace boost::asio::experimental::awaitable_operators;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -342,6 +345,7 @@ struct JobRunner::Impl {
     log::RequestIdScope scope("job-" + std::to_string(id));
     std::optional<std::string> url = state.job.next_url;
     std::optional<std::string> failure_reason;  // set in a handler, acted on after it (no co_await there)
+    std::optional<http::ClientResponse> prefetched;
     try {
       const int pid = state.job.server_pid;
       auto server = co_await run_sql(
@@ -387,7 +391,14 @@ struct JobRunner::Impl {
           co_await finish(state, "STOPPED", std::nullopt);
           co_return;
         }
-        const auto response = co_await fetch_source(state, *url);
+        // The page fetched while the previous one was being written, or fetched now.
+        http::ClientResponse response;
+        if (prefetched) {
+          response = std::move(*prefetched);
+          prefetched.reset();
+        } else {
+          response = co_await fetch_source(state, *url);
+        }
         const auto page = json::parse(response.body, nullptr, false);
         if (page.is_discarded()) throw JobFailure("the source payer answered with invalid JSON for " + origin_and_path(*url));
         context.source_page_url = *url;
@@ -407,7 +418,17 @@ struct JobRunner::Impl {
           }
         }
         if (!transformed.target_references.empty()) {
-          const auto result = co_await send_target("POST", "", transformed.transaction, "page " + std::to_string(state.pages + 1));
+          const std::string what = "page " + std::to_string(state.pages + 1);
+          json result;
+          if (next) {
+            // Overlap: fetch the next page from the source while this one is written to the target.
+            auto [written, following] =
+                co_await (send_target("POST", "", transformed.transaction, what) && fetch_source(state, *next));
+            result = std::move(written);
+            prefetched = std::move(following);
+          } else {
+            result = co_await send_target("POST", "", transformed.transaction, what);
+          }
           if (config.versioned_references) {
             const auto& provenance = transformed.transaction["entry"].back()["resource"];
             co_await send_target("PUT", "Provenance/" + transformed.provenance_id,
@@ -467,15 +488,18 @@ struct JobRunner::Impl {
     spdlog::info("job {}: {} ({} pages, {} resources)", id, status, state.pages, state.resources);
   }
 
+  asio::steady_timer* claim_timer = nullptr;  // the claim loop's wait; cancelled by wake()
+
   asio::awaitable<void> claim_loop() {
     const auto lease = std::chrono::seconds(config.lease_seconds);
     auto last_renewal = Clock::now();
     asio::steady_timer timer(io);
+    claim_timer = &timer;
     while (!stopping) {
       try {
         if (!database_ready()) {
           timer.expires_after(std::chrono::milliseconds(config.poll_interval_milliseconds));
-          co_await timer.async_wait(asio::use_awaitable);
+          co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
           continue;
         }
         if (Clock::now() - last_renewal > lease / 3 && !running.empty()) {
@@ -503,8 +527,9 @@ struct JobRunner::Impl {
         spdlog::warn("job runner: {}", error.what());
       }
       timer.expires_after(std::chrono::milliseconds(config.poll_interval_milliseconds));
-      co_await timer.async_wait(asio::use_awaitable);
+      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));  // woken early by wake()
     }
+    claim_timer = nullptr;
   }
 };
 
@@ -535,6 +560,12 @@ void JobRunner::start(std::function<bool()> database_ready) {
   impl_->database_ready = std::move(database_ready);
   asio::co_spawn(impl_->io, impl_->claim_loop(), asio::detached);
   impl_->thread = std::thread([impl = impl_.get()] { impl->io.run(); });
+}
+
+void JobRunner::wake() {
+  asio::post(impl_->io, [impl = impl_.get()] {
+    if (impl->claim_timer != nullptr) impl->claim_timer->cancel();
+  });
 }
 
 void JobRunner::stop() {

@@ -1,6 +1,7 @@
 #pragma once
 // The HTTP API: registers every route on a Router. Handlers are small; the work lives in store/.
 #include <filesystem>
+#include <functional>
 
 #include "p2p/config/config.hpp"
 #include "p2p/crypto/token_cipher.hpp"
@@ -25,6 +26,7 @@ struct ApiContext {
   const SwaggerUi& swagger_ui;
   const crypto::TokenCipher& token_cipher;
   const config::ExchangeConfig& exchange;
+  std::function<void()> job_created;  // tells this instance's runner to look for work now
 };
 
 void add_routes(http::Router& router, ApiContext context);

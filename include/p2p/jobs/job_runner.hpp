@@ -28,6 +28,9 @@ class JobRunner {
 
   // Claims nothing until `database_ready` is true (migrations applied).
   void start(std::function<bool()> database_ready);
+  // Looks for new jobs now instead of at the next poll (called when this instance created one).
+  void wake();
+
   // Stops claiming and stops running jobs at their next step; their leases lapse and another instance
   // (or this one after a restart) resumes them from the last recorded page.
   void stop();
