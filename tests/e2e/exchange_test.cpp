@@ -261,6 +261,9 @@ TEST_F(ExchangeTest, WithMdmTheMembersSourcePatientCarriesTheMatchingIdentifier)
 TEST_F(ExchangeTest, AnExpiredAccessTokenIsRefreshedAndTheJobFinishes) {
   seed_source("m4", 50);
   auto& service = start_service();
+  // No token URL in the definition: it is discovered from the well-known document.
+  exec_sql(database_.url(), "UPDATE oidc_servers SET token_endpoint = NULL, auth_well_known = '" +
+                                oauth_->ready()["well_known"].get<std::string>() + "'");
   const auto tokens = issue_tokens("m4");
   http_request("POST", issuer() + "/__control/expire-access", {kJson}, json({{"access_token", tokens["access_token"]}}).dump());
   http_request("DELETE", issuer() + "/__control/token-requests");
@@ -279,6 +282,23 @@ TEST_F(ExchangeTest, AnExpiredAccessTokenIsRefreshedAndTheJobFinishes) {
             std::string::npos);
   EXPECT_TRUE(service.wait_for_log("job " + std::to_string(done["batchJobId"].get<long long>()) +
                                    ": refreshed the member's tokens at the source payer"));
+  // Neither the member's tokens nor the client secret ever reach the log.
+  service.send_signal(SIGTERM);
+  EXPECT_EQ(service.wait_exit(30s), 0);
+  const auto log = service.log();
+  EXPECT_EQ(log.find(tokens["access_token"].get<std::string>()), std::string::npos);
+  EXPECT_EQ(log.find(tokens["refresh_token"].get<std::string>()), std::string::npos);
+  EXPECT_EQ(log.find(kClientSecret), std::string::npos);
+}
+
+TEST_F(ExchangeTest, AnotherClientErrorFailsTheJobWithTheSourcesOperationOutcome) {
+  auto& service = start_service();
+  const auto done = wait_for_end(service, start_job(service, issue_tokens("nobody"), "nobody"));
+  EXPECT_EQ(done["batchStatus"], "FAILED");
+  const std::string error = done["lastError"];
+  EXPECT_TRUE(error.starts_with("the source payer answered 404 for " + source_base() + "/Patient/nobody/$everything: "))
+      << error;
+  EXPECT_EQ(done["pagesCompleted"], 0);
 }
 
 TEST_F(ExchangeTest, ARefusedRefreshFailsTheJobWithAClearMessage) {
