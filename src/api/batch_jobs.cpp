@@ -37,12 +37,6 @@ http::Response json_response(int status, const ordered_json& body) {
   return http::Response::text(status, body.dump(), "application/json");
 }
 
-bool is_fhir_id(const std::string& id) {
-  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](unsigned char c) {
-    return std::isalnum(c) || c == '-' || c == '.';
-  });
-}
-
 // A string member of `object` at `path`; nullopt when absent or null. ApiError(400) for other types.
 std::optional<std::string> string_field(const json& object, const char* name, const std::string& path) {
   const auto found = object.find(name);
@@ -100,12 +94,12 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                if (job.refresh_token && job.refresh_token->empty()) job.refresh_token.reset();
                const auto bundle_request = string_field(source, "fhirBundleRequest", "sourcePayer.fhirBundleRequest");
                job.source_patient_id = string_field(source, "patientId", "sourcePayer.patientId").value_or("");
-               if (!is_fhir_id(job.source_patient_id)) {
+               if (!fhir::is_fhir_id(job.source_patient_id)) {
                  throw http::ApiError(400, "sourcePayer.patientId is required: the member's Patient id at the source payer "
                                            "(a FHIR id: 1-64 of A-Z a-z 0-9 - .)");
                }
                job.target_patient_id = string_field(target, "patientId", "targetPayer.patientId").value_or("");
-               if (!is_fhir_id(job.target_patient_id)) {
+               if (!fhir::is_fhir_id(job.target_patient_id)) {
                  throw http::ApiError(400, "targetPayer.patientId is required: the member's Patient id at the new payer "
                                            "(a FHIR id: 1-64 of A-Z a-z 0-9 - .)");
                }

@@ -17,12 +17,6 @@ std::string lower(std::string_view text) {
   return out;
 }
 
-bool is_fhir_id(std::string_view id) {
-  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](unsigned char c) {
-    return std::isalnum(c) || c == '-' || c == '.';
-  });
-}
-
 std::uint16_t effective_port(const urls::url& url) {
   if (url.has_port()) return url.port_number();
   return url.scheme_id() == urls::scheme::https ? 443 : 80;
@@ -74,6 +68,12 @@ void check_under(const urls::url& endpoint, const urls::url& candidate, bool all
 }
 
 }  // namespace
+
+bool is_fhir_id(std::string_view id) {
+  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '.';
+  });
+}
 
 std::string resolve_bundle_request(std::string_view fhir_endpoint, std::string_view bundle_request,
                                    std::string_view source_patient_id) {

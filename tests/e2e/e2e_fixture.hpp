@@ -8,6 +8,7 @@
 #include <memory>
 #include <thread>
 
+#include "eventually.hpp"
 #include "http_client.hpp"
 #include "service_process.hpp"
 #include "test_database.hpp"
@@ -23,18 +24,6 @@ inline std::map<std::string, std::string> service_env(const TestDatabase& databa
           {"P2P_API_KEYS", kApiKey},
           {"P2P_TOKEN_ENCRYPTION_KEY", kTokenKey},
           {"P2P_LOG_LEVEL", "info"}};
-}
-
-// Polls `condition` until it holds or `timeout` passes. For effects that arrive asynchronously, such
-// as PostgreSQL's change notification reaching the service's cache (milliseconds in practice).
-template <typename Condition>
-bool eventually(Condition condition, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
 }
 
 inline void exec_sql(const std::string& url, const std::string& sql) {

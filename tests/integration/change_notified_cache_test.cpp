@@ -7,6 +7,7 @@
 
 #include "p2p/store/change_notified_cache.hpp"
 #include "p2p/store/migrations.hpp"
+#include "eventually.hpp"
 #include "test_database.hpp"
 
 using p2p::store::ChangeNotifiedCache;
@@ -14,15 +15,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-template <typename Condition>
-bool eventually(Condition condition, std::chrono::milliseconds timeout = 3000ms) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+using p2p::test::eventually;
 
 class ChangeNotifiedCacheTest : public ::testing::Test {
  protected:

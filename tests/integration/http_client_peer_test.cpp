@@ -2,10 +2,8 @@
 // behind node:http): create a Patient, read it back, and keep one connection for both.
 #include "p2p/http/client.hpp"
 
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "node_peer.hpp"
+
 
 #include <chrono>
 #include <future>
@@ -29,63 +27,14 @@ using p2p::http::HttpClient;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-// `node tests/peers/fhir-server.mjs --port 0 --quiet` as a child process, stopped with SIGTERM.
+// The FHIR test peer (node tests/peers/fhir-server.mjs), stopped when the test ends.
 class FhirPeer {
  public:
-  FhirPeer() {
-    const std::string script = std::string(P2P_SOURCE_DIR) + "/tests/peers/fhir-server.mjs";
-    int out[2];
-    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      ::dup2(out[1], STDOUT_FILENO);
-      ::close(out[0]);
-      ::close(out[1]);
-      ::execlp("node", "node", script.c_str(), "--port", "0", "--quiet", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    stdout_ = out[0];
-    const json ready = json::parse(read_line(30s));
-    if (!ready.value("ready", false)) throw std::runtime_error("the FHIR peer did not report ready: " + ready.dump());
-    base_ = ready.at("base").get<std::string>();
-  }
-  ~FhirPeer() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-    if (stdout_ >= 0) ::close(stdout_);
-  }
-  FhirPeer(const FhirPeer&) = delete;
-  FhirPeer& operator=(const FhirPeer&) = delete;
-
-  // e.g. "http://127.0.0.1:41234/fhir"
+  FhirPeer() : peer_("fhir-server.mjs", {"--port", "0", "--quiet"}), base_(peer_.ready().at("base").get<std::string>()) {}
   const std::string& base() const { return base_; }
 
  private:
-  std::string read_line(std::chrono::milliseconds timeout) {
-    const auto give_up = std::chrono::steady_clock::now() + timeout;
-    std::string line;
-    for (;;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - std::chrono::steady_clock::now());
-      pollfd fd{stdout_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&fd, 1, static_cast<int>(left.count())) <= 0) {
-        throw std::runtime_error("node tests/peers/fhir-server.mjs printed no ready line within " +
-                                 std::to_string(timeout.count()) + " ms (is node installed and `npm ci --prefix tests/peers` run?)");
-      }
-      char c = 0;
-      const auto n = ::read(stdout_, &c, 1);
-      if (n <= 0) throw std::runtime_error("node tests/peers/fhir-server.mjs exited before it was ready");
-      if (c == '\n') return line;
-      line += c;
-    }
-  }
-
-  pid_t pid_ = -1;
-  int stdout_ = -1;
+  p2p::test::NodePeer peer_;
   std::string base_;
 };
 

@@ -13,6 +13,9 @@ class SourceUrlError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A FHIR resource id: 1-64 of A-Z a-z 0-9 - . (FHIR R4 id datatype).
+bool is_fhir_id(std::string_view id);
+
 // The absolute URL to fetch first: `bundle_request` may be relative to the endpoint
 // ("Patient/123/$everything") or absolute under it; empty means Patient/{patient_id}/$everything.
 // Throws SourceUrlError saying why a request is refused.
