@@ -37,7 +37,10 @@ P2P_DATABASE_URL="postgresql://postgres@127.0.0.1:$pg_port/p2p" P2P_API_KEYS="$k
   P2P_TOKEN_ENCRYPTION_KEY="$(openssl rand -base64 32)" \
   P2P_HTTP_THREADS="$threads" build/p2p-exchange >"$work/service.log" 2>&1 &
 service_pid=$!
-until curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1; do sleep 0.2; done
+until curl -fsS "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1; do
+  kill -0 "$service_pid" 2>/dev/null || { echo "the service exited:" >&2; cat "$work/service.log" >&2; exit 1; }
+  sleep 0.2
+done
 psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d p2p -c \
   "INSERT INTO oidc_servers (name, issuer, client_id, scopes, auth_well_known, token_endpoint, fhir_endpoint, organization_id)
    VALUES ('P2P Source Payer A', 'https://sourcepayerA.com/issuer', 'p2pexchangeclientId', 'openid profile offline_access',

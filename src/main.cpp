@@ -140,7 +140,15 @@ int main(int argc, char** argv) {
     spdlog::warn("exchange.fhirPersistenceUrl (P2P_FHIR_PERSISTENCE_URL) is not set: batch jobs are refused until it is");
   }
   const std::string instance_id = p2p::util::random_hex(6) + "-" + std::to_string(::getpid());
-  p2p::jobs::JobRunner job_runner(config.exchange, database, token_cipher, instance_id, metrics);
+  std::unique_ptr<p2p::jobs::JobRunner> runner_holder;
+  try {
+    runner_holder = std::make_unique<p2p::jobs::JobRunner>(config.exchange, database, token_cipher, instance_id, metrics);
+  } catch (const std::exception& error) {
+    spdlog::critical("cannot start the job runner: {}", error.what());
+    p2p::log::shutdown();
+    return 1;
+  }
+  p2p::jobs::JobRunner& job_runner = *runner_holder;
   p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui, token_cipher, config.exchange,
                                 [&job_runner] { job_runner.wake(); }});
 

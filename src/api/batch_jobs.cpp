@@ -7,6 +7,7 @@
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/store/batch_job_repository.hpp"
 #include "p2p/store/oidc_server_repository.hpp"
+#include "p2p/util/url_rules.hpp"
 #include "path_params.hpp"
 
 namespace p2p::api {
@@ -53,7 +54,7 @@ const json& object_field(const json& body, const char* name) {
   return *found;
 }
 
-long long parse_job_id(const http::PathParams& params) { return parse_positive_id(params, "batch_job_id"); }
+long long parse_job_id(const http::PathParams& params) { return parse_positive_id<long long>(params, "batch_job_id"); }
 
 store::OidcServerPublic require_server(store::Database& database, int pid) {
   auto server = with_database(database, [pid](pqxx::connection& connection) {
@@ -113,6 +114,10 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                if (!server.fhir_endpoint) {
                  throw http::ApiError(409, "OIDC server " + std::to_string(pid) + " has no fhirEndpoint; an admin must set it first");
                }
+               if (util::check_absolute_http_url(*server.fhir_endpoint)) {
+                 throw http::ApiError(409, "OIDC server " + std::to_string(pid) + "'s fhirEndpoint is not an absolute "
+                                           "http(s) URL; an admin must correct it");
+               }
                if (!exchange.allow_plain_http && server.fhir_endpoint->starts_with("http://")) {
                  throw http::ApiError(409, "OIDC server " + std::to_string(pid) + "'s fhirEndpoint uses plain http://, which is "
                                            "refused (P2P_ALLOW_PLAIN_HTTP=true allows it for local tests only)");
@@ -146,7 +151,7 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                std::optional<long long> before;
                if (auto text = request.query_param("beforeId")) {
                  http::PathParams single{{"beforeId", *text}};
-                 before = parse_positive_id(single, "beforeId");
+                 before = parse_positive_id<long long>(single, "beforeId");
                }
                require_server(database, pid);
                const auto jobs = with_database(database, [&](pqxx::connection& connection) {

@@ -9,10 +9,11 @@
 
 namespace p2p::api {
 
-// The parameter as a positive int; ApiError(400) naming the parameter otherwise.
-inline int parse_positive_id(const http::PathParams& params, std::string_view name) {
+// The parameter as a positive integer; ApiError(400) naming the parameter otherwise.
+template <typename Int = int>
+inline Int parse_positive_id(const http::PathParams& params, std::string_view name) {
   const std::string& text = params.find(name)->second;
-  int value = 0;
+  Int value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (error != std::errc() || end != text.data() + text.size() || value < 1) {
     const std::string shown = text.size() > 40 ? text.substr(0, 40) + "..." : text;

@@ -332,7 +332,24 @@ void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
                   "must use https (plain http:// is refused unless exchange.allowPlainHttp / P2P_ALLOW_PLAIN_HTTP is true)");
     }
   }
+  if (!exchange.ca_file.empty() && !std::ifstream(exchange.ca_file)) {
+    reader.fail("exchange.caFile", "cannot be read: \"" + exchange.ca_file + "\" must be a PEM file of trusted CA certificates");
+  }
+  if (exchange.poll_interval_milliseconds * 3 >= exchange.lease_seconds * 1000) {
+    reader.fail("exchange.pollIntervalMilliseconds",
+                "must be less than a third of exchange.leaseSeconds (leases are renewed on the poll), got " +
+                    std::to_string(exchange.poll_interval_milliseconds) + " ms for a lease of " +
+                    std::to_string(exchange.lease_seconds) + " s");
+  }
   if (exchange.token_encryption_key.empty()) {
+    for (std::size_t i = 0; i < exchange.retired_token_encryption_keys.size(); ++i) {
+      try {  // checked on their own here, since there is no primary key to check them with
+        crypto::TokenCipher check(exchange.retired_token_encryption_keys[i]);
+      } catch (const crypto::CipherError&) {
+        reader.fail("exchange.retiredTokenEncryptionKeys[" + std::to_string(i) + "]",
+                    "must be base64 of exactly 32 bytes (as made by openssl rand -base64 32)");
+      }
+    }
     if (!exchange.development_mode) {
       reader.fail("exchange.tokenEncryptionKey",
                   "is required to encrypt members' tokens at rest: set P2P_TOKEN_ENCRYPTION_KEY to the output of "

@@ -20,7 +20,11 @@ constexpr const char* kPayerDataSourceSystem = "http://hl7.org/fhir/us/davinci-p
 // R4 resource types without an `identifier` element: their source id is kept in meta.source only.
 const std::set<std::string, std::less<>> kTypesWithoutIdentifier = {
     "Binary", "Bundle", "Parameters", "OperationOutcome", "Provenance", "AuditEvent", "Subscription",
-    "CapabilityStatement", "SearchParameter", "OperationDefinition", "CompartmentDefinition"};
+    "CapabilityStatement", "SearchParameter", "OperationDefinition", "CompartmentDefinition", "Linkage",
+    "MessageHeader", "TerminologyCapabilities", "GraphDefinition", "ImplementationGuide"};
+// R4 resource types whose `identifier` is a single Identifier (0..1), not a list.
+const std::set<std::string, std::less<>> kTypesWithOneIdentifier = {"Composition", "QuestionnaireResponse",
+                                                                    "AdverseEvent", "ConceptMap"};
 
 struct Reference {
   std::string type;
@@ -104,12 +108,18 @@ void add_traceability(json& resource, const std::string& type, const std::string
                       const TransformContext& context) {
   resource["meta"]["source"] = trim_trailing_slash(context.source_fhir_endpoint) + "/" + type + "/" + source_id;
   if (kTypesWithoutIdentifier.contains(type)) return;
+  json traceability = {{"use", "secondary"},
+                       {"system", context.traceability_system},
+                       {"value", type + "/" + source_id},
+                       {"assigner", {{"display", context.source_organization_name}}}};
+  if (kTypesWithOneIdentifier.contains(type)) {
+    // Only one fits: the source's own identifier wins; meta.source still says where it came from.
+    if (!resource.contains("identifier")) resource["identifier"] = std::move(traceability);
+    return;
+  }
   json& identifiers = resource["identifier"];
   if (!identifiers.is_array()) identifiers = json::array();
-  identifiers.push_back({{"use", "secondary"},
-                         {"system", context.traceability_system},
-                         {"value", type + "/" + source_id},
-                         {"assigner", {{"display", context.source_organization_name}}}});
+  identifiers.push_back(std::move(traceability));
 }
 
 json coding(const std::string& system, const std::string& code) { return {{"system", system}, {"code", code}}; }

@@ -58,7 +58,7 @@ std::string Metrics::render() const {
                          fmt::format("route=\"{}\",method=\"{}\",status=\"{}\"", route, method, status),
                          static_cast<double>(count));
     }
-    out += "# HELP p2p_http_request_duration_seconds Time from a request's last byte read to its response.\n";
+    out += "# HELP p2p_http_request_duration_seconds Time from a request's last byte read until its response is ready to send.\n";
     out += "# TYPE p2p_http_request_duration_seconds histogram\n";
     for (const auto& [key, histogram] : latency_) {
       const auto labels = fmt::format("route=\"{}\",method=\"{}\"", key.first, key.second);

@@ -299,9 +299,10 @@ struct Server::Impl {
     out.prepare_payload();
     if (is_head) out.body().clear();  // Content-Length stays that of the GET body
 
-    co_await write(connection, out);
+    // Counted before the write, so a client that has its answer finds it in /metrics.
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     metrics.observe_request(route_label, request.method, response.status, seconds);
+    co_await write(connection, out);
     {
       log::RequestIdScope scope(request_id);
       spdlog::info("{} {} {} {}B {:.2f}ms {}", request.method, request.path, response.status, body_size,

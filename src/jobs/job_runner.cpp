@@ -228,19 +228,48 @@ struct JobRunner::Impl {
     }
   }
 
+  void require_secure(const std::string& url, const std::string& what) const {
+    if (!config.allow_plain_http && url.starts_with("http://")) {
+      throw JobFailure(what + " uses plain http://, which is refused (P2P_ALLOW_PLAIN_HTTP=true allows it for local "
+                              "tests only)");
+    }
+  }
+
+  // Runs a token-endpoint call, retrying transport failures and non-final errors (5xx) with backoff.
+  template <typename Call>
+  auto with_token_retries(Call call, const std::string& what) -> decltype(call()) {
+    for (int attempt = 1;; ++attempt) {
+      std::string transient;
+      try {
+        co_return co_await call();
+      } catch (const oauth::TokenRefreshError& error) {
+        if (error.final()) throw JobFailure(error.what());
+        transient = error.what();
+      } catch (const http::FetchError& error) {
+        transient = error.what();
+      }
+      if (attempt >= config.max_attempts) throw JobFailure("cannot " + what + ": " + transient);
+      co_await sleep_for(backoff(attempt, std::nullopt));
+    }
+  }
+
   asio::awaitable<void> refresh_tokens(JobState& state) {
     const auto& definition = state.server.definition;
     if (!state.token_endpoint) {
       if (definition.token_endpoint) {
         state.token_endpoint = *definition.token_endpoint;
       } else if (definition.auth_well_known) {
-        state.token_endpoint = co_await oauth::discover_token_endpoint(*client, *definition.auth_well_known);
+        require_secure(*definition.auth_well_known, "the OIDC server's authWellKnown");
+        const std::string well_known = *definition.auth_well_known;
+        state.token_endpoint = co_await with_token_retries(
+            [this, &well_known] { return oauth::discover_token_endpoint(*client, well_known); },
+            "read the source payer's well-known document");
       } else {
         throw JobFailure("the access token was refused and the OIDC server definition has neither tokenEndpoint nor "
                          "authWellKnown to refresh it");
       }
     }
-    oauth::Tokens tokens;
+    require_secure(*state.token_endpoint, "the source payer's token endpoint");
     oauth::RefreshRequest refresh;
     refresh.token_endpoint = *state.token_endpoint;
     refresh.refresh_token = state.refresh_token.value_or("");
@@ -248,13 +277,8 @@ struct JobRunner::Impl {
     refresh.client_secret = state.server.client_secret;
     refresh.extra_parameters =
         oauth::parse_custom_token_params(definition.custom_token_params.value_or(""), state.job.source_patient_id);
-    try {
-      tokens = co_await oauth::refresh_tokens(*client, std::move(refresh));
-    } catch (const oauth::TokenRefreshError& error) {
-      throw JobFailure(error.what());
-    } catch (const http::FetchError& error) {
-      throw JobFailure(std::string("cannot reach the source payer's token endpoint: ") + error.what());
-    }
+    const oauth::Tokens tokens = co_await with_token_retries(
+        [this, &refresh] { return oauth::refresh_tokens(*client, refresh); }, "refresh the member's tokens");
     state.access_token = tokens.access_token;
     if (tokens.refresh_token) state.refresh_token = tokens.refresh_token;
     // Saved before anything else: with rotation, the old refresh token is now spent.
@@ -366,6 +390,7 @@ struct JobRunner::Impl {
         co_await put_task(state, "in-progress", std::nullopt);
         const auto task_id = state.task_id;
         co_await on_sql([this, id, &task_id](store::BatchJobRepository& jobs) { return jobs.set_task_id(id, owner, task_id); });
+        state.job.task_id = task_id;
       }
       spdlog::info("job {}: running for source payer {} (pid {}), from page {}", id, state.server.definition.name,
                    pid, state.pages + 1);
@@ -479,7 +504,12 @@ struct JobRunner::Impl {
       } catch (const std::exception& error) {
         task_error = error.what();
       }
-      if (task_error) spdlog::warn("job {}: could not update the tracking Task: {}", id, *task_error);
+      if (task_error) {
+        spdlog::warn("job {}: could not update the tracking Task: {}", id, *task_error);
+      } else if (!state.job.task_id) {
+        const auto& task_id = state.task_id;  // the Task exists now, whenever the job ended
+        co_await on_sql([this, id, &task_id](store::BatchJobRepository& jobs) { return jobs.set_task_id(id, owner, task_id); });
+      }
     }
     co_await on_sql([this, id, &status, &reason](store::BatchJobRepository& jobs) { return jobs.finish(id, owner, status, reason); });
     if (status == "COMPLETED") ++completed;

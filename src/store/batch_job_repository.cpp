@@ -124,8 +124,17 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
   std::vector<ClaimedJob> claimed;
   for (const auto& row : rows) {
     ClaimedJob job{read_job(row), {}, std::nullopt};
-    if (!row[18].is_null()) job.access_token = cipher_.open(row[18].as<std::string>(), owner_of(job.job.id));
-    if (!row[19].is_null()) job.refresh_token = cipher_.open(row[19].as<std::string>(), owner_of(job.job.id));
+    try {
+      if (!row[18].is_null()) job.access_token = cipher_.open(row[18].as<std::string>(), owner_of(job.job.id));
+      if (!row[19].is_null()) job.refresh_token = cipher_.open(row[19].as<std::string>(), owner_of(job.job.id));
+    } catch (const crypto::CipherError& error) {
+      // Retrying cannot help (the key is gone): fail this job alone, and say why.
+      finish(job.job.id, owner,
+             "FAILED",
+             std::string("the member's tokens cannot be decrypted with the configured keys (") + error.what() +
+                 "); keep a replaced key in exchange.retiredTokenEncryptionKeys, then start a new job");
+      continue;
+    }
     claimed.push_back(std::move(job));
   }
   return claimed;

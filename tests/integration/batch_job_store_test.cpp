@@ -142,6 +142,22 @@ TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
   EXPECT_TRUE(jobs.claim("me", 60s, 1).empty());
 }
 
+TEST_F(BatchJobStore, TokensThatNoKeyOpensFailThatJobAloneInsteadOfBlockingTheQueue) {
+  BatchJobRepository with_old_key(*connection_, kCipher);
+  const auto lost = with_old_key.create(new_job(1, "m1"));
+  const p2p::crypto::TokenCipher new_key("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=");
+  BatchJobRepository jobs(*connection_, new_key);
+  const auto fine = jobs.create(new_job(1, "m2"));
+  const auto claimed = jobs.claim("me", 60s, 10);
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].job.id, fine.id);
+  const auto failed = *jobs.find(1, lost.id);
+  EXPECT_EQ(failed.status, "FAILED");
+  EXPECT_TRUE(failed.last_error->starts_with("the member's tokens cannot be decrypted with the configured keys (sealed with key "))
+      << *failed.last_error;
+  EXPECT_TRUE(jobs.claim("me", 60s, 10).empty());
+}
+
 TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageBoundary) {
   BatchJobRepository jobs(*connection_, kCipher);
   const auto waiting = jobs.create(new_job(1, "m1"));

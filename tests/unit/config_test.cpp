@@ -200,3 +200,17 @@ TEST(Config, TheTokenKeyIsRequiredOutsideDevelopmentAndPlainHttpMustBeAllowed) {
                 "exchange.tokenEncryptionKey (from P2P_TOKEN_ENCRYPTION_KEY): the token encryption key must be base64 of "
                 "exactly 32 bytes (got 5 bytes); make one with: openssl rand -base64 32"}));
 }
+
+TEST(Config, RunnerSettingsThatCannotWorkAreRefusedAtStart) {
+  Environment env = kWithKey;
+  EXPECT_EQ(issues_of({{"exchange", {{"caFile", "/nonexistent/ca.pem"}, {"leaseSeconds", 6}, {"pollIntervalMilliseconds", 2000}}}}, env),
+            (std::vector<std::string>{
+                "exchange.caFile: cannot be read: \"/nonexistent/ca.pem\" must be a PEM file of trusted CA certificates",
+                "exchange.pollIntervalMilliseconds: must be less than a third of exchange.leaseSeconds (leases are "
+                "renewed on the poll), got 2000 ms for a lease of 6 s"}));
+  Environment development = {{"P2P_API_KEYS", "0123456789abcdef-key"}, {"P2P_DEVELOPMENT_MODE", "true"},
+                             {"P2P_RETIRED_TOKEN_ENCRYPTION_KEYS", "c2hvcnQ="}};
+  EXPECT_EQ(issues_of(json::object(), development),
+            (std::vector<std::string>{"exchange.retiredTokenEncryptionKeys[0]: must be base64 of exactly 32 bytes (as "
+                                      "made by openssl rand -base64 32)"}));
+}

@@ -150,6 +150,20 @@ TEST(PageTransform, WithMdmTheSourcePatientIsWrittenWithTheMatchingIdentifier) {
   EXPECT_EQ(entry_for(page.transaction, observation)["resource"]["subject"]["reference"], patient);
 }
 
+TEST(PageTransform, TraceabilityRespectsTheIdentifierCardinalityOfEachType) {
+  const json page = json::parse(R"({"resourceType": "Bundle", "type": "searchset", "entry": [
+    {"resource": {"resourceType": "Composition", "id": "c1", "identifier": {"system": "urn:src", "value": "C-1"}}},
+    {"resource": {"resourceType": "QuestionnaireResponse", "id": "q1"}},
+    {"resource": {"resourceType": "Linkage", "id": "l1"}}]})");
+  const auto tx = transform_page(page, context()).transaction;
+  EXPECT_EQ(tx["entry"][0]["resource"]["identifier"], json({{"system", "urn:src"}, {"value", "C-1"}}))
+      << "a single identifier is kept as it is";
+  EXPECT_EQ(tx["entry"][1]["resource"]["identifier"]["value"], "QuestionnaireResponse/q1");
+  EXPECT_TRUE(tx["entry"][1]["resource"]["identifier"].is_object());
+  EXPECT_FALSE(tx["entry"][2]["resource"].contains("identifier"));
+  EXPECT_EQ(tx["entry"][2]["resource"]["meta"]["source"], "https://src.example.com/fhir/Linkage/l1");
+}
+
 TEST(PageTransform, EmptyPagesWriteNothingAndNonBundlesAreRefused) {
   const auto page = transform_page(json::parse(R"({"resourceType":"Bundle","type":"searchset","total":0})"), context());
   EXPECT_TRUE(page.transaction["entry"].empty());
