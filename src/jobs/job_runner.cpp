@@ -11,7 +11,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -33,7 +32,6 @@ namespace p2p::jobs {
 namespace {
 
 namespace asio = boost::asio;
-using namespace boost::asio::experimental::awaitable_operators;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
@@ -84,6 +82,17 @@ std::string origin_and_path(const std::string& url) {
   return std::string(parsed->scheme()) + "://" + std::string(parsed->encoded_host_and_port()) +
          std::string(parsed->encoded_path());
 }
+
+// The next page, fetched while the current one is written. Completed by its own coroutine; the job
+// waits on `signal` (cancelled on completion). Everything runs on the runner's single I/O thread.
+struct Prefetch {
+  explicit Prefetch(asio::io_context& io) : signal(io, asio::steady_timer::time_point::max()) {}
+  std::string url;
+  bool done = false;
+  std::exception_ptr error;
+  http::ClientResponse response;
+  asio::steady_timer signal;
+};
 
 struct JobState {
   store::BatchJob job;
@@ -329,6 +338,18 @@ struct JobRunner::Impl {
     }
   }
 
+  // Waits for a prefetch to complete, whatever its outcome.
+  static asio::awaitable<void> settle(const std::shared_ptr<Prefetch>& pending) {
+    while (!pending->done) co_await pending->signal.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+
+  // The prefetched page, or its failure rethrown.
+  static asio::awaitable<http::ClientResponse> take(std::shared_ptr<Prefetch> pending) {
+    co_await settle(pending);
+    if (pending->error) std::rethrow_exception(pending->error);
+    co_return std::move(pending->response);
+  }
+
   json task_resource(const JobState& state, const std::string& status, const std::optional<std::string>& reason) {
     json task = {
         {"resourceType", "Task"},
@@ -369,7 +390,9 @@ struct JobRunner::Impl {
     log::RequestIdScope scope("job-" + std::to_string(id));
     std::optional<std::string> url = state.job.next_url;
     std::optional<std::string> failure_reason;  // set in a handler, acted on after it (no co_await there)
-    std::optional<http::ClientResponse> prefetched;
+    std::shared_ptr<Prefetch> prefetch;  // in flight or done; it refers to `state`, so it is awaited before leaving
+    bool left_on_shutdown = false;
+    bool stop_requested = false;
     try {
       const int pid = state.job.server_pid;
       auto server = co_await run_sql(
@@ -413,14 +436,14 @@ struct JobRunner::Impl {
         check_still_ours(id);
         const auto status = co_await on_sql([id](store::BatchJobRepository& jobs) { return jobs.status_of(id); });
         if (status == "STOPPING") {
-          co_await finish(state, "STOPPED", std::nullopt);
-          co_return;
+          stop_requested = true;
+          break;
         }
         // The page fetched while the previous one was being written, or fetched now.
         http::ClientResponse response;
-        if (prefetched) {
-          response = std::move(*prefetched);
-          prefetched.reset();
+        if (prefetch) {
+          response = co_await take(prefetch);
+          prefetch.reset();
         } else {
           response = co_await fetch_source(state, *url);
         }
@@ -442,18 +465,21 @@ struct JobRunner::Impl {
             throw JobFailure(std::string("stopped following the source's paging: ") + error.what());
           }
         }
+        if (next) {
+          // Overlap: fetch the next page from the source while this one is written to the target.
+          prefetch = std::make_shared<Prefetch>(io);
+          prefetch->url = *next;
+          asio::co_spawn(io, fetch_source(state, prefetch->url),
+                         [pending = prefetch](std::exception_ptr error, http::ClientResponse fetched) {
+                           pending->error = error;
+                           pending->response = std::move(fetched);
+                           pending->done = true;
+                           pending->signal.cancel();
+                         });
+        }
         if (!transformed.target_references.empty()) {
           const std::string what = "page " + std::to_string(state.pages + 1);
-          json result;
-          if (next) {
-            // Overlap: fetch the next page from the source while this one is written to the target.
-            auto [written, following] =
-                co_await (send_target("POST", "", transformed.transaction, what) && fetch_source(state, *next));
-            result = std::move(written);
-            prefetched = std::move(following);
-          } else {
-            result = co_await send_target("POST", "", transformed.transaction, what);
-          }
+          const json result = co_await send_target("POST", "", transformed.transaction, what);
           if (config.versioned_references) {
             const auto& provenance = transformed.transaction["entry"].back()["resource"];
             co_await send_target("PUT", "Provenance/" + transformed.provenance_id,
@@ -471,8 +497,10 @@ struct JobRunner::Impl {
         resources_written += static_cast<std::uint64_t>(written);
         url = next;
       }
-      co_await finish(state, "COMPLETED", std::nullopt);
+      if (prefetch) co_await settle(prefetch);
+      co_await finish(state, stop_requested ? "STOPPED" : "COMPLETED", std::nullopt);
     } catch (const JobLeft&) {
+      left_on_shutdown = stopping.load();
       spdlog::info("job {}: left for the next holder of its lease", id);
     } catch (const JobFailure& failure) {
       failure_reason = failure.what();
@@ -481,7 +509,12 @@ struct JobRunner::Impl {
     } catch (const std::exception& error) {
       failure_reason = std::string("unexpected error: ") + error.what();
     }
+    if (prefetch) co_await settle(prefetch);  // its coroutine refers to this frame's `state`
     if (failure_reason) co_await fail(state, *failure_reason);
+    if (left_on_shutdown) {
+      // Hand the job over now rather than when the lease expires.
+      co_await on_sql([this, id](store::BatchJobRepository& jobs) { return jobs.release(id, owner); });
+    }
   }
 
   asio::awaitable<void> fail(JobState& state, std::string reason) {

@@ -205,6 +205,14 @@ bool BatchJobRepository::finish(long long id, const std::string& owner, const st
   return result.affected_rows() == 1;
 }
 
+bool BatchJobRepository::release(long long id, const std::string& owner) {
+  pqxx::work tx(connection_);
+  const auto result = tx.exec_params(
+      "UPDATE batch_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2", id, owner);
+  tx.commit();
+  return result.affected_rows() == 1;
+}
+
 std::optional<std::string> BatchJobRepository::status_of(long long id) {
   pqxx::read_transaction tx(connection_);
   const auto rows = tx.exec_params("SELECT status FROM batch_jobs WHERE id = $1", id);

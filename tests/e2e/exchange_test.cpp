@@ -446,3 +446,22 @@ TEST_F(ExchangeTest, TwoInstancesShareManyJobsAndRunEachOnce) {
   pqxx::read_transaction tx(connection);
   EXPECT_EQ(tx.exec1("SELECT count(*) FROM batch_jobs WHERE attempts <> 1")[0].as<int>(), 0) << "each job ran once";
 }
+
+TEST_F(ExchangeTest, AGracefulStopHandsARunningJobOverWithoutWaitingForTheLease) {
+  seed_source("m10", 100);
+  auto& first = start_service({}, {{"leaseSeconds", 60}});
+  // The last page keeps failing for ~5 s, so the job is surely still running at SIGTERM.
+  http_request("POST", origin(source_base()) + "/__control/fail-next", {kJson},
+               json({{"status", 503}, {"count", 5}, {"retryAfter", 1}, {"match", "_offset=80"}}).dump());
+  const auto id = start_job(first, issue_tokens("m10"), "m10");
+  ASSERT_TRUE(eventually([&] { return job(first, id)["pagesCompleted"] == 2; }, 20s)) << first.log();
+  first.send_signal(SIGTERM);
+  EXPECT_EQ(first.wait_exit(20s), 0) << first.log();
+  EXPECT_TRUE(first.wait_for_log("job " + std::to_string(id) + ": left for the next holder of its lease")) << first.log();
+  auto& second = start_service({}, {{"leaseSeconds", 60}});
+  const auto started = std::chrono::steady_clock::now();
+  const auto done = wait_for_end(second, id, 30s);
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << second.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 30s) << "not held for the 60 s lease";
+  EXPECT_EQ(target_resources("Observation").size(), 100u);
+}

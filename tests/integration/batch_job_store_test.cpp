@@ -177,3 +177,16 @@ TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageB
   EXPECT_THROW(exec("UPDATE batch_jobs SET access_token_sealed = 'x' WHERE id = " + std::to_string(running.id)),
                pqxx::check_violation);
 }
+
+TEST_F(BatchJobStore, AReleasedJobIsClaimedAgainAtOnce) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto job = jobs.create(new_job(1, "m1"));
+  ASSERT_EQ(jobs.claim("stopping-instance", 60s, 1).size(), 1u);
+  EXPECT_TRUE(jobs.claim("other", 60s, 1).empty());
+  EXPECT_FALSE(jobs.release(job.id, "not-the-owner"));
+  EXPECT_TRUE(jobs.release(job.id, "stopping-instance"));
+  const auto again = jobs.claim("other", 60s, 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].job.id, job.id);
+  EXPECT_EQ(again[0].job.status, "STARTED");
+}

@@ -84,6 +84,9 @@ class BatchJobRepository {
   // Ends the job (COMPLETED, FAILED or STOPPED), deletes its tokens and releases the lease.
   bool finish(long long id, const std::string& owner, const std::string& status,
               const std::optional<std::string>& error);
+  // Gives the lease up at once (this instance is shutting down), so another instance resumes the job
+  // without waiting for the lease to expire.
+  bool release(long long id, const std::string& owner);
   // The job's status as the runner should see it now (to notice STOPPING).
   std::optional<std::string> status_of(long long id);
 
