@@ -8,7 +8,7 @@
 
 #include "p2p/store/batch_job_repository.hpp"
 #include "p2p/store/migrations.hpp"
-#include "test_database.hpp"
+#include "migrated_database_test.hpp"
 
 using p2p::store::BatchJobRepository;
 using p2p::store::CancelOutcome;
@@ -24,25 +24,7 @@ NewBatchJob new_job(int server_pid, const std::string& member) {
           "access-" + member, "refresh-" + member};
 }
 
-class BatchJobStore : public ::testing::Test {
- protected:
-  void SetUp() override {
-    connection_ = std::make_unique<pqxx::connection>(database_.url());
-    p2p::store::apply_migrations(*connection_);
-  }
-  std::string scalar(const std::string& sql) {
-    pqxx::read_transaction tx(*connection_);
-    const auto field = tx.exec1(sql)[0];
-    return field.is_null() ? "NULL" : field.as<std::string>();
-  }
-  void exec(const std::string& sql) {
-    pqxx::work tx(*connection_);
-    tx.exec(sql);
-    tx.commit();
-  }
-  p2p::test::TestDatabase database_;
-  std::unique_ptr<pqxx::connection> connection_;
-};
+class BatchJobStore : public p2p::test::MigratedDatabaseTest {};
 
 }  // namespace
 

@@ -8,7 +8,7 @@
 #include "p2p/store/change_notified_cache.hpp"
 #include "p2p/store/migrations.hpp"
 #include "eventually.hpp"
-#include "test_database.hpp"
+#include "migrated_database_test.hpp"
 
 using p2p::store::ChangeNotifiedCache;
 using namespace std::chrono_literals;
@@ -17,20 +17,7 @@ namespace {
 
 using p2p::test::eventually;
 
-class ChangeNotifiedCacheTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    connection_ = std::make_unique<pqxx::connection>(database_.url());
-    p2p::store::apply_migrations(*connection_);
-  }
-  void exec(const std::string& sql) {
-    pqxx::work tx(*connection_);
-    tx.exec(sql);
-    tx.commit();
-  }
-  p2p::test::TestDatabase database_;
-  std::unique_ptr<pqxx::connection> connection_;
-};
+class ChangeNotifiedCacheTest : public p2p::test::MigratedDatabaseTest {};
 
 }  // namespace
 

@@ -4,26 +4,14 @@
 
 #include "p2p/store/migrations.hpp"
 #include "p2p/store/oidc_server_repository.hpp"
-#include "test_database.hpp"
+#include "migrated_database_test.hpp"
 
 using p2p::store::OidcServerRepository;
-using p2p::test::TestDatabase;
 
 namespace {
 
-class OidcServerStore : public ::testing::Test {
+class OidcServerStore : public p2p::test::MigratedDatabaseTest {
  protected:
-  void SetUp() override {
-    connection_ = std::make_unique<pqxx::connection>(database_.url());
-    p2p::store::apply_migrations(*connection_);
-  }
-
-  void exec(const std::string& sql) {
-    pqxx::work tx(*connection_);
-    tx.exec0(sql);
-    tx.commit();
-  }
-
   // The SQL error text of `sql`, or "" when it succeeds.
   std::string error_of(const std::string& sql) {
     try {
@@ -34,8 +22,6 @@ class OidcServerStore : public ::testing::Test {
     return "";
   }
 
-  TestDatabase database_;
-  std::unique_ptr<pqxx::connection> connection_;
 };
 
 p2p::config::OidcServerDefinition definition(std::string issuer) {
