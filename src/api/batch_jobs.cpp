@@ -3,10 +3,10 @@
 #include <nlohmann/json.hpp>
 
 #include "database_call.hpp"
+#include "json_body.hpp"
 #include "p2p/api/routes.hpp"
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/store/batch_job_repository.hpp"
-#include "p2p/store/oidc_server_repository.hpp"
 #include "p2p/util/url_rules.hpp"
 #include "path_params.hpp"
 
@@ -15,10 +15,6 @@ namespace {
 
 using nlohmann::json;
 using nlohmann::ordered_json;
-
-ordered_json nullable(const std::optional<std::string>& value) {
-  return value ? ordered_json(*value) : ordered_json(nullptr);
-}
 
 ordered_json job_json(const store::BatchJob& job) {
   return ordered_json{{"batchJobId", job.id},
@@ -32,10 +28,6 @@ ordered_json job_json(const store::BatchJob& job) {
                       {"pagesCompleted", job.pages_completed},
                       {"resourcesWritten", job.resources_written},
                       {"lastError", nullable(job.last_error)}};
-}
-
-http::Response json_response(int status, const ordered_json& body) {
-  return http::Response::text(status, body.dump(), "application/json");
 }
 
 // A string member of `object` at `path`; nullopt when absent or null. ApiError(400) for other types.
@@ -55,16 +47,6 @@ const json& object_field(const json& body, const char* name) {
 }
 
 long long parse_job_id(const http::PathParams& params) { return parse_positive_id<long long>(params, "batch_job_id"); }
-
-store::OidcServerPublic require_server(store::Database& database, int pid) {
-  auto server = with_database(database, [pid](pqxx::connection& connection) {
-    return store::OidcServerRepository(connection).find_public(pid);
-  });
-  if (!server) {
-    throw http::ApiError(404, "there is no OIDC server with pid " + std::to_string(pid) + "; GET /api/oidc_servers lists them");
-  }
-  return std::move(*server);
-}
 
 }  // namespace
 
@@ -110,7 +92,7 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                  throw http::ApiError(503, "batch jobs are not available: the target FHIR server is not configured "
                                            "(exchange.fhirPersistenceUrl / P2P_FHIR_PERSISTENCE_URL)");
                }
-               const auto server = require_server(database, pid);
+               const auto server = require_oidc_server(database, pid);
                if (!server.fhir_endpoint) {
                  throw http::ApiError(409, "OIDC server " + std::to_string(pid) + " has no fhirEndpoint; an admin must set it first");
                }
@@ -144,16 +126,14 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                const int pid = parse_positive_id(params, "server_id");
                int limit = 20;
                if (auto text = request.query_param("limit")) {
-                 http::PathParams single{{"limit", *text}};
-                 limit = parse_positive_id(single, "limit");
+                 limit = parse_positive_integer(*text, "limit");
                  if (limit > 100) throw http::ApiError(400, "limit must be between 1 and 100, got " + *text);
                }
                std::optional<long long> before;
                if (auto text = request.query_param("beforeId")) {
-                 http::PathParams single{{"beforeId", *text}};
-                 before = parse_positive_id<long long>(single, "beforeId");
+                 before = parse_positive_integer<long long>(*text, "beforeId");
                }
-               require_server(database, pid);
+               require_oidc_server(database, pid);
                const auto jobs = with_database(database, [&](pqxx::connection& connection) {
                  return store::BatchJobRepository(connection, cipher).list(pid, limit, before);
                });

@@ -3,21 +3,14 @@
 #include <nlohmann/json.hpp>
 
 #include "database_call.hpp"
+#include "json_body.hpp"
 #include "path_params.hpp"
 #include "p2p/api/routes.hpp"
 #include "p2p/store/change_notified_cache.hpp"
 #include "p2p/store/oidc_server_repository.hpp"
 
 namespace p2p::api {
-namespace {
-
 using nlohmann::ordered_json;
-
-ordered_json nullable(const std::optional<std::string>& value) {
-  return value ? ordered_json(*value) : ordered_json(nullptr);
-}
-
-}  // namespace
 
 ordered_json oidc_server_json(const store::OidcServerPublic& server) {
   return ordered_json{{"pid", server.pid},
@@ -42,7 +35,7 @@ void add_oidc_server_routes(http::Router& router, ApiContext context) {
   // blocking pool and fills the cache (emptied by PostgreSQL's notification of any change).
   http::RouteOptions list_options{.requires_auth = true, .blocking = true};
   list_options.try_inline = [&cache](const http::Request&, const http::PathParams&) -> std::optional<http::Response> {
-    if (auto body = cache.get("list")) return http::Response::text(200, std::move(*body), "application/json");
+    if (auto body = cache.get("list")) return json_response(200, std::move(*body));
     return std::nullopt;
   };
   router.add("GET", "/api/oidc_servers",
@@ -55,7 +48,7 @@ void add_oidc_server_routes(http::Router& router, ApiContext context) {
                for (const auto& server : servers) list.push_back({{"pid", server.pid}, {"name", server.name}});
                auto body = ordered_json{{"servers", std::move(list)}}.dump();
                cache.put("list", body, generation);
-               return http::Response::text(200, std::move(body), "application/json");
+               return json_response(200, std::move(body));
              },
              list_options);
 
@@ -64,7 +57,7 @@ void add_oidc_server_routes(http::Router& router, ApiContext context) {
                                     const http::PathParams& params) -> std::optional<http::Response> {
     const int pid = parse_positive_id(params, "server_id");
     if (auto body = cache.get("server:" + std::to_string(pid))) {
-      return http::Response::text(200, std::move(*body), "application/json");
+      return json_response(200, std::move(*body));
     }
     return std::nullopt;
   };
@@ -72,16 +65,9 @@ void add_oidc_server_routes(http::Router& router, ApiContext context) {
              [&database, &cache](const http::Request&, const http::PathParams& params) {
                const int pid = parse_positive_id(params, "server_id");
                const auto generation = cache.generation();
-               auto server = with_database(database, [pid](pqxx::connection& connection) {
-                 return store::OidcServerRepository(connection).find_public(pid);
-               });
-               if (!server) {
-                 throw http::ApiError(404, "there is no OIDC server with pid " + std::to_string(pid) +
-                                               "; GET /api/oidc_servers lists them");
-               }
-               auto body = oidc_server_json(*server).dump();
+               auto body = oidc_server_json(require_oidc_server(database, pid)).dump();
                cache.put("server:" + std::to_string(pid), body, generation);
-               return http::Response::text(200, std::move(body), "application/json");
+               return json_response(200, std::move(body));
              },
              one_options);
 }

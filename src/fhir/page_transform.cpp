@@ -53,6 +53,15 @@ std::optional<Reference> parse_reference(std::string_view reference, const std::
   return parsed;
 }
 
+// Where a source resource goes on the target: the member's Patient maps to the target member (MDM
+// off); everything else to its deterministic id.
+std::string target_reference(const TransformContext& context, const std::string& type, const std::string& source_id) {
+  if (type == "Patient" && source_id == context.source_patient_id && !context.mdm) {
+    return "Patient/" + context.target_patient_id;
+  }
+  return type + "/" + target_id(context.source_organization_id, type, source_id);
+}
+
 class Rewriter {
  public:
   Rewriter(const TransformContext& context, std::map<std::string, std::string> full_urls)
@@ -63,15 +72,9 @@ class Rewriter {
     if (auto found = full_urls_.find(std::string(reference)); found != full_urls_.end()) return found->second;
     auto parsed = parse_reference(reference, source_base_);
     if (!parsed) return std::nullopt;
-    return target_reference(parsed->type, parsed->id);
+    return target_reference(context_, parsed->type, parsed->id);
   }
 
-  std::string target_reference(const std::string& type, const std::string& source_id) const {
-    if (type == "Patient" && source_id == context_.source_patient_id && !context_.mdm) {
-      return "Patient/" + context_.target_patient_id;
-    }
-    return type + "/" + target_id(context_.source_organization_id, type, source_id);
-  }
 
   // Rewrites every Reference.reference inside `node`.
   void rewrite(json& node) const {
@@ -159,8 +162,6 @@ TransformedPage transform_page(const json& page, const TransformContext& context
 
   // First pass: where each entry goes, so urn:uuid and absolute fullUrl references can be rewritten.
   std::map<std::string, std::string> full_urls;
-  const std::string provisional_base = trim_trailing_slash(context.source_fhir_endpoint);
-  Rewriter plain(context, {});
   for (const auto& entry : entries) {
     if (!entry.contains("resource") || !entry["resource"].is_object()) continue;
     const auto& resource = entry["resource"];
@@ -168,7 +169,7 @@ TransformedPage transform_page(const json& page, const TransformContext& context
     const auto id = resource.value("id", "");
     if (type.empty() || id.empty()) continue;
     if (entry.contains("fullUrl") && entry["fullUrl"].is_string()) {
-      full_urls[entry["fullUrl"].get<std::string>()] = plain.target_reference(type, id);
+      full_urls[entry["fullUrl"].get<std::string>()] = target_reference(context, type, id);
     }
   }
   const Rewriter rewriter(context, std::move(full_urls));
@@ -194,7 +195,7 @@ TransformedPage transform_page(const json& page, const TransformContext& context
       ++out.skipped;  // the target member already exists; references point at it instead
       continue;
     }
-    const std::string target = rewriter.target_reference(type, source_id);
+    const std::string target = target_reference(context, type, source_id);
     if (!seen.insert(target).second) continue;  // the same resource twice on one page
     rewriter.rewrite(resource);
     resource["id"] = target.substr(type.size() + 1);

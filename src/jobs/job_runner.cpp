@@ -432,9 +432,11 @@ struct JobRunner::Impl {
                                               config.mdm_patient_identifier->identifier_system};
       }
 
+      // The status comes with each recorded page, so a cancel is seen at the next page boundary without
+      // a query of its own.
+      std::string status = state.job.status;
       while (url) {
         check_still_ours(id);
-        const auto status = co_await on_sql([id](store::BatchJobRepository& jobs) { return jobs.status_of(id); });
         if (status == "STOPPING") {
           stop_requested = true;
           break;
@@ -487,10 +489,11 @@ struct JobRunner::Impl {
           }
         }
         const int written = static_cast<int>(transformed.target_references.size());
-        const bool held = co_await on_sql([this, id, &next, written](store::BatchJobRepository& jobs) {
+        const auto recorded = co_await on_sql([this, id, &next, written](store::BatchJobRepository& jobs) {
           return jobs.record_page(id, owner, next, written);
         });
-        if (!held) throw JobLeft();
+        if (!recorded) throw JobLeft();
+        status = *recorded;
         ++state.pages;
         state.resources += written;
         ++pages_written;

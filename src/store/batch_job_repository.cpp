@@ -152,15 +152,18 @@ std::vector<long long> BatchJobRepository::renew_leases(const std::string& owner
   return ids;
 }
 
-bool BatchJobRepository::record_page(long long id, const std::string& owner, const std::optional<std::string>& next_url,
-                                     int resources_written) {
+std::optional<std::string> BatchJobRepository::record_page(long long id, const std::string& owner,
+                                                           const std::optional<std::string>& next_url,
+                                                           int resources_written) {
   pqxx::work tx(connection_);
-  const auto result = tx.exec_params(
+  const auto rows = tx.exec_params(
       "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + 1,"
-      " resources_written = resources_written + $4, last_error = NULL WHERE id = $1 AND lease_owner = $2",
+      " resources_written = resources_written + $4, last_error = NULL WHERE id = $1 AND lease_owner = $2"
+      " RETURNING status",
       id, owner, nullable(next_url), resources_written);
   tx.commit();
-  return result.affected_rows() == 1;
+  if (rows.empty()) return std::nullopt;
+  return rows[0][0].as<std::string>();
 }
 
 bool BatchJobRepository::store_tokens(long long id, const std::string& owner, const std::string& access_token,
@@ -185,14 +188,6 @@ bool BatchJobRepository::set_task_id(long long id, const std::string& owner, con
   return result.affected_rows() == 1;
 }
 
-bool BatchJobRepository::record_error(long long id, const std::string& owner, const std::string& error) {
-  pqxx::work tx(connection_);
-  const auto result =
-      tx.exec_params("UPDATE batch_jobs SET last_error = $3 WHERE id = $1 AND lease_owner = $2", id, owner, error);
-  tx.commit();
-  return result.affected_rows() == 1;
-}
-
 bool BatchJobRepository::finish(long long id, const std::string& owner, const std::string& status,
                                 const std::optional<std::string>& error) {
   pqxx::work tx(connection_);
@@ -211,13 +206,6 @@ bool BatchJobRepository::release(long long id, const std::string& owner) {
       "UPDATE batch_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2", id, owner);
   tx.commit();
   return result.affected_rows() == 1;
-}
-
-std::optional<std::string> BatchJobRepository::status_of(long long id) {
-  pqxx::read_transaction tx(connection_);
-  const auto rows = tx.exec_params("SELECT status FROM batch_jobs WHERE id = $1", id);
-  if (rows.empty()) return std::nullopt;
-  return rows[0][0].as<std::string>();
 }
 
 }  // namespace p2p::store

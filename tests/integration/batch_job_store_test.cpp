@@ -93,8 +93,8 @@ TEST_F(BatchJobStore, InstancesClaimEachJobOnceAndTakeOverExpiredLeases) {
   ASSERT_EQ(retaken.size(), 1u);
   EXPECT_EQ(retaken[0].job.id, taken);
   EXPECT_EQ(retaken[0].job.attempts, 2);
-  EXPECT_FALSE(jobs.record_page(taken, old_owner, "https://src.example.com/fhir?page=2", 10));
-  EXPECT_TRUE(jobs.record_page(taken, "successor", "https://src.example.com/fhir?page=2", 10));
+  EXPECT_EQ(jobs.record_page(taken, old_owner, "https://src.example.com/fhir?page=2", 10), std::nullopt);
+  EXPECT_EQ(jobs.record_page(taken, "successor", "https://src.example.com/fhir?page=2", 10), "STARTED");
   EXPECT_EQ(jobs.renew_leases("successor", 60s), std::vector<long long>{taken});
 }
 
@@ -102,8 +102,8 @@ TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
   BatchJobRepository jobs(*connection_, kCipher);
   const auto job = jobs.create(new_job(1, "m1"));
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
-  EXPECT_TRUE(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 50));
-  EXPECT_TRUE(jobs.record_page(job.id, "me", std::nullopt, 7));
+  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 50), "STARTED");
+  EXPECT_EQ(jobs.record_page(job.id, "me", std::nullopt, 7), "STARTED");
   EXPECT_TRUE(jobs.store_tokens(job.id, "me", "access-2", std::nullopt));
   EXPECT_TRUE(jobs.set_task_id(job.id, "me", "task-1"));
   auto now = *jobs.find(1, job.id);
@@ -151,7 +151,8 @@ TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageB
   const auto running = jobs.create(new_job(1, "m2"));
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
   EXPECT_EQ(jobs.request_cancel(1, running.id), CancelOutcome::kStopping);
-  EXPECT_EQ(jobs.status_of(running.id), "STOPPING");
+  EXPECT_EQ(jobs.find(1, running.id)->status, "STOPPING");
+  EXPECT_EQ(jobs.record_page(running.id, "me", std::nullopt, 0), "STOPPING") << "the runner learns of the cancel";
   EXPECT_TRUE(jobs.finish(running.id, "me", "STOPPED", std::nullopt));
   EXPECT_EQ(jobs.find(1, running.id)->status, "STOPPED");
 

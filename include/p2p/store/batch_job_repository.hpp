@@ -73,22 +73,19 @@ class BatchJobRepository {
   // is not among them).
   std::vector<long long> renew_leases(const std::string& owner, std::chrono::seconds lease);
 
-  // Records a written page: the next URL (nullopt when it was the last), counts. False when the owner
-  // no longer holds the job.
-  bool record_page(long long id, const std::string& owner, const std::optional<std::string>& next_url,
-                   int resources_written);
+  // Records a written page: the next URL (nullopt when it was the last), counts. Returns the job's
+  // status as it is now (STOPPING once cancelled), or nullopt when the owner no longer holds the job.
+  std::optional<std::string> record_page(long long id, const std::string& owner,
+                                         const std::optional<std::string>& next_url, int resources_written);
   bool store_tokens(long long id, const std::string& owner, const std::string& access_token,
                     const std::optional<std::string>& refresh_token);
   bool set_task_id(long long id, const std::string& owner, const std::string& task_id);
-  bool record_error(long long id, const std::string& owner, const std::string& error);
   // Ends the job (COMPLETED, FAILED or STOPPED), deletes its tokens and releases the lease.
   bool finish(long long id, const std::string& owner, const std::string& status,
               const std::optional<std::string>& error);
   // Gives the lease up at once (this instance is shutting down), so another instance resumes the job
   // without waiting for the lease to expire.
   bool release(long long id, const std::string& owner);
-  // The job's status as the runner should see it now (to notice STOPPING).
-  std::optional<std::string> status_of(long long id);
 
  private:
   pqxx::connection& connection_;
