@@ -43,6 +43,16 @@ BatchJob read_job(const pqxx::row& row) {
   return job;
 }
 
+// Runs one UPDATE fenced by "WHERE id = $1 AND lease_owner = $2"; true when the owner still held the job.
+template <typename... Args>
+bool update_if_owner(pqxx::connection& connection, const char* sql, long long id, const std::string& owner,
+                     Args&&... args) {
+  pqxx::work tx(connection);
+  const auto result = tx.exec_params(sql, id, owner, std::forward<Args>(args)...);
+  tx.commit();
+  return result.affected_rows() == 1;
+}
+
 std::string owner_of(long long id) { return "batch_job:" + std::to_string(id); }
 
 std::string seconds_text(std::chrono::seconds lease) { return std::to_string(lease.count()) + " seconds"; }
@@ -171,41 +181,30 @@ bool BatchJobRepository::store_tokens(long long id, const std::string& owner, co
   const auto access = cipher_.seal(access_token, owner_of(id));
   std::optional<std::string> refresh;
   if (refresh_token) refresh = cipher_.seal(*refresh_token, owner_of(id));
-  pqxx::work tx(connection_);
-  const auto result = tx.exec_params(
-      "UPDATE batch_jobs SET access_token_sealed = $3, refresh_token_sealed = coalesce($4, refresh_token_sealed)"
-      " WHERE id = $1 AND lease_owner = $2",
-      id, owner, access, nullable(refresh));
-  tx.commit();
-  return result.affected_rows() == 1;
+  return update_if_owner(connection_,
+                         "UPDATE batch_jobs SET access_token_sealed = $3,"
+                         " refresh_token_sealed = coalesce($4, refresh_token_sealed) WHERE id = $1 AND lease_owner = $2",
+                         id, owner, access, nullable(refresh));
 }
 
 bool BatchJobRepository::set_task_id(long long id, const std::string& owner, const std::string& task_id) {
-  pqxx::work tx(connection_);
-  const auto result =
-      tx.exec_params("UPDATE batch_jobs SET task_id = $3 WHERE id = $1 AND lease_owner = $2", id, owner, task_id);
-  tx.commit();
-  return result.affected_rows() == 1;
+  return update_if_owner(connection_, "UPDATE batch_jobs SET task_id = $3 WHERE id = $1 AND lease_owner = $2", id,
+                         owner, task_id);
 }
 
 bool BatchJobRepository::finish(long long id, const std::string& owner, const std::string& status,
                                 const std::optional<std::string>& error) {
-  pqxx::work tx(connection_);
-  const auto result = tx.exec_params(
-      "UPDATE batch_jobs SET status = $3, last_error = coalesce($4, last_error), end_time = now(),"
-      " access_token_sealed = NULL, refresh_token_sealed = NULL, lease_owner = NULL, lease_expires_at = NULL"
-      " WHERE id = $1 AND lease_owner = $2",
-      id, owner, status, nullable(error));
-  tx.commit();
-  return result.affected_rows() == 1;
+  return update_if_owner(connection_,
+                         "UPDATE batch_jobs SET status = $3, last_error = coalesce($4, last_error), end_time = now(),"
+                         " access_token_sealed = NULL, refresh_token_sealed = NULL, lease_owner = NULL,"
+                         " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2",
+                         id, owner, status, nullable(error));
 }
 
 bool BatchJobRepository::release(long long id, const std::string& owner) {
-  pqxx::work tx(connection_);
-  const auto result = tx.exec_params(
-      "UPDATE batch_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2", id, owner);
-  tx.commit();
-  return result.affected_rows() == 1;
+  return update_if_owner(connection_,
+                         "UPDATE batch_jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2",
+                         id, owner);
 }
 
 }  // namespace p2p::store
