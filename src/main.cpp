@@ -16,6 +16,7 @@
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/server.hpp"
 #include "p2p/jobs/job_runner.hpp"
+#include "p2p/notify/notifier.hpp"
 #include "p2p/util/crypto.hpp"
 #include "p2p/log/log.hpp"
 #include "p2p/store/bootstrap.hpp"
@@ -118,7 +119,9 @@ int main(int argc, char** argv) {
                                           .read_timeout_seconds = config.http.read_timeout_seconds,
                                           .write_timeout_seconds = config.http.write_timeout_seconds,
                                           .idle_timeout_seconds = config.http.idle_timeout_seconds,
-                                          .shutdown_grace_seconds = config.http.shutdown_grace_seconds};
+                                          .shutdown_grace_seconds = config.http.shutdown_grace_seconds,
+                                          .tls_cert_file = config.http.tls.cert_file,
+                                          .tls_key_file = config.http.tls.key_file};
   p2p::http::Server server(server_options, router, auth, metrics);
 
   int exit_code = 0;
@@ -149,8 +152,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   p2p::jobs::JobRunner& job_runner = *runner_holder;
+  std::unique_ptr<p2p::notify::Notifier> notifier_holder;
+  try {
+    notifier_holder = std::make_unique<p2p::notify::Notifier>(config.notifications, config.exchange, database,
+                                                              instance_id, metrics);
+  } catch (const std::exception& error) {
+    spdlog::critical("cannot start the notifications: {}", error.what());
+    p2p::log::shutdown();
+    return 1;
+  }
+  p2p::notify::Notifier& notifier = *notifier_holder;
   p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui, token_cipher, config.exchange,
-                                [&job_runner] { job_runner.wake(); }});
+                                [&job_runner] { job_runner.wake(); }, notifier});
 
   try {
     server.listen();
@@ -162,10 +175,13 @@ int main(int argc, char** argv) {
   bootstrap.start();
   oidc_server_cache.start();
   job_runner.start([&bootstrap] { return bootstrap.done(); });
-  spdlog::info("listening on http://{}:{} (API docs at http://{}:{}/)", config.http.host, server.port(),
+  notifier.start([&bootstrap] { return bootstrap.done(); });
+  const char* scheme = server.tls() ? "https" : "http";
+  spdlog::info("listening on {}://{}:{} (API docs at {}://{}:{}/)", scheme, config.http.host, server.port(), scheme,
                config.http.host, server.port());
   server.run();
   job_runner.stop();
+  notifier.stop();
   bootstrap.stop();
   oidc_server_cache.stop();
   spdlog::info("p2p-exchange stopped");

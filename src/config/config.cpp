@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p2p/crypto/token_cipher.hpp"
+#include "p2p/notify/email.hpp"
 #include "p2p/util/url_rules.hpp"
 
 extern char** environ;
@@ -34,6 +35,8 @@ const std::vector<OverrideSpec>& override_specs() {
       {{"P2P_HTTP_BLOCKING_THREADS", "http.blockingThreads"}, Kind::kInteger},
       {{"P2P_HTTP_BODY_LIMIT_BYTES", "http.bodyLimitBytes"}, Kind::kInteger},
       {{"P2P_SWAGGER_UI_DIR", "http.swaggerUiDir"}, Kind::kString},
+      {{"P2P_TLS_CERT_FILE", "http.tls.certFile"}, Kind::kString},
+      {{"P2P_TLS_KEY_FILE", "http.tls.keyFile"}, Kind::kString},
       {{"P2P_DATABASE_URL", "database.url"}, Kind::kString},
       {{"P2P_LOG_LEVEL", "log.level"}, Kind::kString},
       {{"P2P_AUTH_MODE", "auth.mode"}, Kind::kString},
@@ -46,6 +49,15 @@ const std::vector<OverrideSpec>& override_specs() {
       {{"P2P_VERSIONED_REFERENCES", "exchange.versionedReferences"}, Kind::kBoolean},
       {{"P2P_ALLOW_PLAIN_HTTP", "exchange.allowPlainHttp"}, Kind::kBoolean},
       {{"P2P_EXCHANGE_CONCURRENCY", "exchange.concurrency"}, Kind::kInteger},
+      {{"P2P_NOTIFICATIONS_ENABLED", "notifications.enabled"}, Kind::kBoolean},
+      {{"P2P_PUBLIC_BASE_URL", "notifications.publicBaseUrl"}, Kind::kString},
+      {{"P2P_HOOK_SECRET", "notifications.hookSecret"}, Kind::kString},
+      {{"P2P_SMTP_URL", "notifications.smtp.url"}, Kind::kString},
+      {{"P2P_SMTP_STARTTLS", "notifications.smtp.startTls"}, Kind::kString},
+      {{"P2P_SMTP_USER", "notifications.smtp.user"}, Kind::kString},
+      {{"P2P_SMTP_PASSWORD", "notifications.smtp.password"}, Kind::kString},
+      {{"P2P_MAIL_FROM", "notifications.mail.from"}, Kind::kString},
+      {{"P2P_MAIL_ADMINS", "notifications.mail.admins"}, Kind::kStringList},
   };
   return kSpecs;
 }
@@ -77,6 +89,9 @@ class Reader {
 
   void fail(const std::string& key, const std::string& reason) {
     auto source = env_sources_.find(key);
+    if (source == env_sources_.end() && key.ends_with(']')) {  // an item of a list set from the environment
+      source = env_sources_.find(key.substr(0, key.rfind('[')));
+    }
     issues_.push_back({source == env_sources_.end() ? key : key + " (from " + source->second + ")", reason});
   }
 
@@ -185,7 +200,7 @@ void read_http(Reader& reader, const json& root, HttpConfig& http) {
   reader.check_known_keys(*section, "http",
                           {"host", "port", "threads", "blockingThreads", "bodyLimitBytes", "headerTimeoutSeconds",
                            "readTimeoutSeconds", "writeTimeoutSeconds", "idleTimeoutSeconds",
-                           "shutdownGraceSeconds", "swaggerUiDir"});
+                           "shutdownGraceSeconds", "swaggerUiDir", "tls"});
   reader.read_string(*section, "host", "http.host", http.host, Reader::Presence::kNotEmptyWhenSet);
   if (!http.host.empty() && !is_ip_literal(http.host)) {
     reader.fail("http.host", "must be an IP address to listen on, such as 127.0.0.1 or 0.0.0.0 (or :: for IPv6), got \"" +
@@ -207,6 +222,26 @@ void read_http(Reader& reader, const json& root, HttpConfig& http) {
   reader.read_integer(*section, "shutdownGraceSeconds", "http.shutdownGraceSeconds", http.shutdown_grace_seconds,
                       0, 3600);
   reader.read_string(*section, "swaggerUiDir", "http.swaggerUiDir", http.swagger_ui_dir);
+  if (const json* tls = reader.section(*section, "tls", "http.tls")) {
+    reader.check_known_keys(*tls, "http.tls", {"certFile", "keyFile"});
+    reader.read_string(*tls, "certFile", "http.tls.certFile", http.tls.cert_file);
+    reader.read_string(*tls, "keyFile", "http.tls.keyFile", http.tls.key_file);
+    // The files' contents are checked when the server loads them (still before it starts serving).
+    const auto check_readable = [&reader](const std::string& file, const std::string& key, const char* what) {
+      if (!file.empty() && !std::ifstream(file)) {
+        reader.fail(key, "cannot be read: \"" + file + "\" must be a readable PEM file holding " + what);
+      }
+    };
+    check_readable(http.tls.cert_file, "http.tls.certFile", "the server certificate (and any intermediate CAs)");
+    check_readable(http.tls.key_file, "http.tls.keyFile", "the certificate's unencrypted private key");
+    if (!http.tls.cert_file.empty() && http.tls.key_file.empty()) {
+      reader.fail("http.tls.keyFile", "is required when http.tls.certFile is set: HTTPS needs the certificate's "
+                                      "private key (P2P_TLS_KEY_FILE)");
+    } else if (http.tls.cert_file.empty() && !http.tls.key_file.empty()) {
+      reader.fail("http.tls.certFile", "is required when http.tls.keyFile is set: HTTPS needs the certificate "
+                                       "(P2P_TLS_CERT_FILE)");
+    }
+  }
 }
 
 void read_database(Reader& reader, const json& root, DatabaseConfig& database) {
@@ -434,6 +469,136 @@ void read_oidc_servers(Reader& reader, const json& root, std::vector<OidcServerD
   }
 }
 
+void read_template(Reader& reader, const json& templates, const std::string& name, config::EmailTemplate& out) {
+  const std::string path = "notifications.templates." + name;
+  const json* section = reader.section(templates, name, path);
+  if (section != nullptr) {
+    reader.check_known_keys(*section, path, {"subject", "body"});
+    reader.read_string(*section, "subject", path + ".subject", out.subject, Reader::Presence::kNotEmptyWhenSet);
+    reader.read_string(*section, "body", path + ".body", out.body, Reader::Presence::kNotEmptyWhenSet);
+  }
+  if (auto problem = notify::check_template(out.subject)) reader.fail(path + ".subject", *problem);
+  if (auto problem = notify::check_template(out.body)) reader.fail(path + ".body", *problem);
+}
+
+void read_notifications(Reader& reader, const json& root, const ExchangeConfig& exchange,
+                        NotificationsConfig& notifications) {
+  notifications.admin_request = notify::default_admin_request_template();
+  notifications.member_confirmation = notify::default_member_confirmation_template();
+  notifications.member_status_update = notify::default_member_status_update_template();
+  const json* section = reader.section(root, "notifications", "notifications");
+  if (section == nullptr) return;
+  reader.check_known_keys(*section, "notifications",
+                          {"enabled", "publicBaseUrl", "hookSecret", "subscriptionCheckSeconds",
+                           "emptyNotificationLookbackMinutes", "smtp", "mail", "delivery", "templates"});
+  reader.read_bool(*section, "enabled", "notifications.enabled", notifications.enabled);
+  reader.read_string(*section, "publicBaseUrl", "notifications.publicBaseUrl", notifications.public_base_url);
+  reader.read_string(*section, "hookSecret", "notifications.hookSecret", notifications.hook_secret);
+  reader.read_integer(*section, "subscriptionCheckSeconds", "notifications.subscriptionCheckSeconds",
+                      notifications.subscription_check_seconds, 1, 86400);
+  reader.read_integer(*section, "emptyNotificationLookbackMinutes", "notifications.emptyNotificationLookbackMinutes",
+                      notifications.empty_notification_lookback_minutes, 1, 7 * 24 * 60);
+  SmtpConfig& smtp = notifications.smtp;
+  if (const json* smtp_section = reader.section(*section, "smtp", "notifications.smtp")) {
+    reader.check_known_keys(*smtp_section, "notifications.smtp",
+                            {"url", "startTls", "user", "password", "verifyTls", "caFile", "timeoutSeconds"});
+    reader.read_string(*smtp_section, "url", "notifications.smtp.url", smtp.url);
+    std::string start_tls = "required";
+    reader.read_string(*smtp_section, "startTls", "notifications.smtp.startTls", start_tls);
+    if (start_tls == "required") {
+      smtp.start_tls = true;
+    } else if (start_tls == "off") {
+      smtp.start_tls = false;
+    } else {
+      reader.fail("notifications.smtp.startTls", "must be \"required\" or \"off\", got \"" + start_tls + "\"");
+    }
+    reader.read_string(*smtp_section, "user", "notifications.smtp.user", smtp.user);
+    reader.read_string(*smtp_section, "password", "notifications.smtp.password", smtp.password);
+    reader.read_bool(*smtp_section, "verifyTls", "notifications.smtp.verifyTls", smtp.verify_tls);
+    reader.read_string(*smtp_section, "caFile", "notifications.smtp.caFile", smtp.ca_file);
+    reader.read_integer(*smtp_section, "timeoutSeconds", "notifications.smtp.timeoutSeconds", smtp.timeout_seconds, 1,
+                        600);
+  }
+  if (const json* mail = reader.section(*section, "mail", "notifications.mail")) {
+    reader.check_known_keys(*mail, "notifications.mail", {"from", "admins"});
+    reader.read_string(*mail, "from", "notifications.mail.from", notifications.mail_from);
+    reader.read_string_list(*mail, "admins", "notifications.mail.admins", notifications.mail_admins);
+  }
+  if (const json* delivery = reader.section(*section, "delivery", "notifications.delivery")) {
+    reader.check_known_keys(*delivery, "notifications.delivery",
+                            {"maxAttempts", "initialBackoffSeconds", "maxBackoffSeconds", "pollIntervalMilliseconds"});
+    reader.read_integer(*delivery, "maxAttempts", "notifications.delivery.maxAttempts", notifications.max_attempts, 1,
+                        1000);
+    reader.read_integer(*delivery, "initialBackoffSeconds", "notifications.delivery.initialBackoffSeconds",
+                        notifications.initial_backoff_seconds, 1, 86400);
+    reader.read_integer(*delivery, "maxBackoffSeconds", "notifications.delivery.maxBackoffSeconds",
+                        notifications.max_backoff_seconds, 1, 7 * 86400);
+    reader.read_integer(*delivery, "pollIntervalMilliseconds", "notifications.delivery.pollIntervalMilliseconds",
+                        notifications.poll_interval_milliseconds, 10, 600000);
+  }
+  if (const json* templates = reader.section(*section, "templates", "notifications.templates")) {
+    reader.check_known_keys(*templates, "notifications.templates",
+                            {"adminRequest", "memberConfirmation", "memberStatusUpdate"});
+    read_template(reader, *templates, "adminRequest", notifications.admin_request);
+    read_template(reader, *templates, "memberConfirmation", notifications.member_confirmation);
+    read_template(reader, *templates, "memberStatusUpdate", notifications.member_status_update);
+  }
+
+  // Addresses are checked even when notifications are off, so a mistake shows before it is switched on.
+  if (!notifications.mail_from.empty() && !notify::is_valid_email_address(notifications.mail_from)) {
+    reader.fail("notifications.mail.from", "\"" + notifications.mail_from + "\" is not a valid e-mail address (use a plain local@domain.example)");
+  }
+  for (std::size_t i = 0; i < notifications.mail_admins.size(); ++i) {
+    if (!notify::is_valid_email_address(notifications.mail_admins[i])) {
+      reader.fail("notifications.mail.admins[" + std::to_string(i) + "]",
+                  "\"" + notifications.mail_admins[i] + "\" is not a valid e-mail address (use a plain local@domain.example)");
+    }
+  }
+  if (!smtp.url.empty() && !smtp.url.starts_with("smtp://") && !smtp.url.starts_with("smtps://")) {
+    reader.fail("notifications.smtp.url", "must be smtp://host:port (STARTTLS) or smtps://host:port (implicit TLS)");
+  }
+  if (!smtp.ca_file.empty() && !std::ifstream(smtp.ca_file)) {
+    reader.fail("notifications.smtp.caFile", "cannot be read: \"" + smtp.ca_file + "\" must be a PEM file of trusted CA certificates");
+  }
+  if (!notifications.public_base_url.empty()) {
+    if (auto problem = util::check_absolute_http_url(notifications.public_base_url)) {
+      reader.fail("notifications.publicBaseUrl", *problem);
+    } else if (notifications.public_base_url.find_first_of("?#") != std::string::npos) {
+      reader.fail("notifications.publicBaseUrl", "must be a base URL without a query or fragment, e.g. https://p2p.example.org");
+    }
+    while (notifications.public_base_url.ends_with('/')) notifications.public_base_url.pop_back();
+  }
+  if (notifications.initial_backoff_seconds > notifications.max_backoff_seconds) {
+    reader.fail("notifications.delivery.initialBackoffSeconds", "must not be more than notifications.delivery.maxBackoffSeconds");
+  }
+  if (!notifications.enabled) return;
+  const auto require = [&reader](const std::string& value, const std::string& key, const std::string& what) {
+    if (trim(value).empty()) reader.fail(key, "is required when notifications.enabled is true: " + what);
+  };
+  require(notifications.public_base_url, "notifications.publicBaseUrl",
+          "set P2P_PUBLIC_BASE_URL to the URL the FHIR server reaches this service on");
+  require(smtp.url, "notifications.smtp.url", "set P2P_SMTP_URL, e.g. smtp://mail.example.org:587");
+  require(notifications.mail_from, "notifications.mail.from", "set P2P_MAIL_FROM to the sender address");
+  require(exchange.fhir_persistence_url, "exchange.fhirPersistenceUrl",
+          "the Subscription and the add-payer Tasks live on this FHIR server (P2P_FHIR_PERSISTENCE_URL)");
+  if (notifications.hook_secret.size() < 16) {
+    reader.fail("notifications.hookSecret",
+                "must be at least 16 characters when notifications.enabled is true: set P2P_HOOK_SECRET to e.g. the "
+                "output of `openssl rand -hex 24`");
+  }
+  for (char c : notifications.hook_secret) {
+    if (c <= 0x20 || c >= 0x7F) {
+      reader.fail("notifications.hookSecret", "must be printable ASCII without spaces (it is sent as an HTTP header value)");
+      break;
+    }
+  }
+  if (!smtp.user.empty() && smtp.url.starts_with("smtp://") && !smtp.start_tls) {
+    reader.fail("notifications.smtp.startTls",
+                "is \"off\" while notifications.smtp.user is set: the password would cross the network in clear; use "
+                "STARTTLS (\"required\") or smtps://");
+  }
+}
+
 // Puts each P2P_* override into the document at its key, remembering where each key came from.
 void apply_environment(json& document, const Environment& env, std::map<std::string, std::string>& env_sources,
                        std::vector<ConfigIssue>& issues) {
@@ -532,13 +697,14 @@ Config parse_config(const nlohmann::json& document, const Environment& env) {
   apply_environment(merged, env, env_sources, issues);
 
   Reader reader(issues, env_sources);
-  reader.check_known_keys(merged, "", {"http", "database", "log", "auth", "exchange", "oidcServers"});
+  reader.check_known_keys(merged, "", {"http", "database", "log", "auth", "exchange", "notifications", "oidcServers"});
   Config config;
   read_http(reader, merged, config.http);
   read_database(reader, merged, config.database);
   read_log(reader, merged, config.log);
   read_auth(reader, merged, config.auth);
   read_exchange(reader, merged, config.exchange);
+  read_notifications(reader, merged, config.exchange, config.notifications);
   read_oidc_servers(reader, merged, config.oidc_servers);
   if (!issues.empty()) throw ConfigError(std::move(issues));
   return config;

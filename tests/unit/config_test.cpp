@@ -65,7 +65,7 @@ TEST(Config, ReportsEveryProblemWithItsKeyPath) {
             (std::vector<std::string>{
                 "http.bodyLimit: unknown key; the keys allowed here are: host, port, threads, blockingThreads, "
                 "bodyLimitBytes, headerTimeoutSeconds, readTimeoutSeconds, writeTimeoutSeconds, idleTimeoutSeconds, "
-                "shutdownGraceSeconds, swaggerUiDir",
+                "shutdownGraceSeconds, swaggerUiDir, tls",
                 "http.port: must be between 1 and 65535, got 70000",
                 "http.threads: must be an integer between 1 and 256",
                 "database.url: must be a libpq URL starting with postgresql://, e.g. postgresql://p2p:secret@db:5432/p2p",
@@ -211,6 +211,45 @@ TEST(Config, RunnerSettingsThatCannotWorkAreRefusedAtStart) {
   Environment development = {{"P2P_API_KEYS", "0123456789abcdef-key"}, {"P2P_DEVELOPMENT_MODE", "true"},
                              {"P2P_RETIRED_TOKEN_ENCRYPTION_KEYS", "c2hvcnQ="}};
   EXPECT_EQ(issues_of(json::object(), development),
-            (std::vector<std::string>{"exchange.retiredTokenEncryptionKeys[0]: must be base64 of exactly 32 bytes (as "
+            (std::vector<std::string>{"exchange.retiredTokenEncryptionKeys[0] (from P2P_RETIRED_TOKEN_ENCRYPTION_KEYS): must be base64 of exactly 32 bytes (as "
                                       "made by openssl rand -base64 32)"}));
+}
+
+TEST(Config, InboundTlsTakesACertificateAndItsKeyTogether) {
+  EXPECT_FALSE(parse_config(json::object(), kWithKey).http.tls.enabled());
+
+  // Any readable files pass here; their contents are checked when the server loads them.
+  Environment env = kWithKey;
+  env["P2P_TLS_CERT_FILE"] = "/etc/hostname";
+  env["P2P_TLS_KEY_FILE"] = "/etc/passwd";
+  const auto from_env = parse_config(json::object(), env);
+  EXPECT_TRUE(from_env.http.tls.enabled());
+  EXPECT_EQ(from_env.http.tls.cert_file, "/etc/hostname");
+  EXPECT_EQ(from_env.http.tls.key_file, "/etc/passwd");
+  const auto from_file =
+      parse_config({{"http", {{"tls", {{"certFile", "/etc/hostname"}, {"keyFile", "/etc/passwd"}}}}}}, kWithKey);
+  EXPECT_EQ(from_file.http.tls.cert_file, "/etc/hostname");
+  EXPECT_EQ(from_file.http.tls.key_file, "/etc/passwd");
+}
+
+TEST(Config, InboundTlsProblemsNameTheKeyAndTheFile) {
+  EXPECT_EQ(issues_of({{"http", {{"tls", {{"certFile", "/etc/hostname"}}}}}}, kWithKey),
+            (std::vector<std::string>{"http.tls.keyFile: is required when http.tls.certFile is set: HTTPS needs the "
+                                      "certificate's private key (P2P_TLS_KEY_FILE)"}));
+  EXPECT_EQ(issues_of({{"http", {{"tls", {{"keyFile", "/etc/hostname"}}}}}}, kWithKey),
+            (std::vector<std::string>{"http.tls.certFile: is required when http.tls.keyFile is set: HTTPS needs the "
+                                      "certificate (P2P_TLS_CERT_FILE)"}));
+  Environment missing = kWithKey;
+  missing["P2P_TLS_CERT_FILE"] = "/nonexistent/cert.pem";
+  missing["P2P_TLS_KEY_FILE"] = "/nonexistent/key.pem";
+  EXPECT_EQ(issues_of(json::object(), missing),
+            (std::vector<std::string>{
+                "http.tls.certFile (from P2P_TLS_CERT_FILE): cannot be read: \"/nonexistent/cert.pem\" must be a "
+                "readable PEM file holding the server certificate (and any intermediate CAs)",
+                "http.tls.keyFile (from P2P_TLS_KEY_FILE): cannot be read: \"/nonexistent/key.pem\" must be a "
+                "readable PEM file holding the certificate's unencrypted private key"}));
+  EXPECT_EQ(issues_of({{"http", {{"tls", {{"certFile", "/etc/hostname"}, {"keyFile", "/etc/passwd"}, {"caFile", "x"}}}}}},
+                      kWithKey),
+            (std::vector<std::string>{"http.tls.caFile: unknown key; the keys allowed here are: certFile, keyFile"}));
+  EXPECT_EQ(issues_of({{"http", {{"tls", "yes"}}}}, kWithKey), (std::vector<std::string>{"http.tls: must be an object"}));
 }

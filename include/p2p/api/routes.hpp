@@ -14,6 +14,10 @@ class Database;
 class DatabaseBootstrap;
 }  // namespace p2p::store
 
+namespace p2p::notify {
+class Notifier;
+}
+
 namespace p2p::api {
 
 class SwaggerUi;
@@ -27,6 +31,7 @@ struct ApiContext {
   const crypto::TokenCipher& token_cipher;
   const config::ExchangeConfig& exchange;
   std::function<void()> job_created;  // tells this instance's runner to look for work now
+  notify::Notifier& notifier;         // add-payer Task notifications (the hook routes)
 };
 
 void add_routes(http::Router& router, ApiContext context);
@@ -35,5 +40,6 @@ void add_routes(http::Router& router, ApiContext context);
 void add_operations_routes(http::Router& router, ApiContext context);
 void add_oidc_server_routes(http::Router& router, ApiContext context);
 void add_batch_job_routes(http::Router& router, ApiContext context);
+void add_hook_routes(http::Router& router, ApiContext context);
 
 }  // namespace p2p::api

@@ -14,6 +14,13 @@
 
 namespace p2p::config {
 
+// Inbound TLS on the API port: both files or neither. When set, the port speaks HTTPS only.
+struct TlsConfig {
+  std::string cert_file;  // PEM: the server certificate, then any intermediate CA certificates
+  std::string key_file;   // PEM: its private key, unencrypted
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct HttpConfig {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
@@ -26,6 +33,7 @@ struct HttpConfig {
   int idle_timeout_seconds = 60;    // keep-alive connection waiting for its next request
   int shutdown_grace_seconds = 20;
   std::string swagger_ui_dir;       // empty: "swagger-ui" beside the executable
+  TlsConfig tls;
 };
 
 struct DatabaseConfig {
@@ -94,12 +102,48 @@ struct ExchangeConfig {
   std::string ca_file;
 };
 
+// One e-mail: plain-text templates with {{placeholder}}s (see docs/notifications.md).
+struct EmailTemplate {
+  std::string subject;
+  std::string body;
+};
+
+struct SmtpConfig {
+  std::string url;               // smtp://host:port (STARTTLS) or smtps://host:port (implicit TLS)
+  bool start_tls = true;         // for smtp://: refuse to send unless STARTTLS succeeds ("required"); false: "off"
+  std::string user;              // empty: no AUTH
+  std::string password;
+  bool verify_tls = true;
+  std::string ca_file;
+  int timeout_seconds = 30;
+};
+
+// Add-payer Task notifications: the seeded Subscription, the rest-hook receiver, the SMTP outbox.
+struct NotificationsConfig {
+  bool enabled = false;
+  std::string public_base_url;   // how the FHIR server reaches this service
+  std::string hook_secret;
+  int subscription_check_seconds = 300;
+  int empty_notification_lookback_minutes = 60;
+  SmtpConfig smtp;
+  std::string mail_from;
+  std::vector<std::string> mail_admins;
+  int max_attempts = 12;
+  int initial_backoff_seconds = 10;
+  int max_backoff_seconds = 900;
+  int poll_interval_milliseconds = 1000;
+  EmailTemplate admin_request;         // filled with the defaults when not configured
+  EmailTemplate member_confirmation;
+  EmailTemplate member_status_update;
+};
+
 struct Config {
   HttpConfig http;
   DatabaseConfig database;
   LogConfig log;
   AuthConfig auth;
   ExchangeConfig exchange;
+  NotificationsConfig notifications;
   std::vector<OidcServerDefinition> oidc_servers;
 };
 

@@ -1,0 +1,71 @@
+#pragma once
+// Add-payer notifications, the running parts: keeps the Subscription on the FHIR persistence endpoint
+// (seeding loop on its own I/O thread), reads Tasks for empty-body hook deliveries, turns a delivered
+// Task into outbox rows (templates, addresses), and delivers the outbox over SMTP (sender thread,
+// retries with backoff). The hook route (api/hooks.cpp) calls it from the blocking pool.
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+#include <pqxx/pqxx>
+
+#include "p2p/config/config.hpp"
+#include "p2p/http/metrics.hpp"
+#include "p2p/notify/add_payer_task.hpp"
+#include "p2p/store/notification_outbox.hpp"
+
+namespace p2p::store {
+class Database;
+}
+
+namespace p2p::notify {
+
+// The FHIR server could not be asked (down, timed out, or answered an error). what() says which.
+class FhirUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class HookOutcome { kQueued, kDuplicate, kIgnored, kUnauthorized, kInvalid, kError };
+
+class Notifier {
+ public:
+  Notifier(const config::NotificationsConfig& config, const config::ExchangeConfig& exchange, store::Database& database,
+           std::string instance_id, http::Metrics& metrics);
+  ~Notifier();
+  Notifier(const Notifier&) = delete;
+  Notifier& operator=(const Notifier&) = delete;
+
+  // Starts the Subscription seeding loop and the sender (which waits for `database_ready`). Does
+  // nothing when notifications are off.
+  void start(std::function<bool()> database_ready);
+  // Stops both; rows leased and not yet sent are given back for the next sender.
+  void stop();
+
+  bool enabled() const;
+  // Constant-time check of the X-P2P-Hook-Secret header value.
+  bool check_hook_secret(std::optional<std::string_view> presented) const;
+
+  // Blocking calls, for the blocking pool only.
+  // The Task with this id from the FHIR server, or nullopt when it does not exist (404/410).
+  std::optional<nlohmann::json> read_task(const std::string& task_id);
+  // The add-payer Tasks changed within emptyNotificationLookbackMinutes.
+  std::vector<nlohmann::json> search_recent_tasks();
+  // Records the delivery of this Task and queues the e-mails it calls for, in one transaction.
+  store::RecordedDelivery queue(pqxx::connection& connection, const AddPayerRequest& request);
+  // Tells the sender to look at the outbox now.
+  void wake_sender();
+
+  void count_hook(HookOutcome outcome);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace p2p::notify

@@ -1,0 +1,109 @@
+// The rest-hook receiver for the add-payer Subscription: the FHIR server delivers each matching Task
+// change here (HAPI FHIR / Smile CDR style). The shared secret is the credential (no API key); the
+// e-mails are committed to the outbox before the 200. See docs/notifications.md.
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "database_call.hpp"
+#include "p2p/api/routes.hpp"
+#include "p2p/fhir/source_url.hpp"
+#include "p2p/notify/add_payer_task.hpp"
+#include "p2p/notify/notifier.hpp"
+#include "p2p/notify/subscription.hpp"
+
+namespace p2p::api {
+namespace {
+
+using nlohmann::json;
+using notify::HookOutcome;
+
+// The Tasks an empty-body delivery refers to: the one in the path, or the recently changed ones.
+std::vector<notify::AddPayerRequest> fetch_delivered_tasks(notify::Notifier& notifier,
+                                                           const std::optional<std::string>& path_task_id) {
+  std::vector<json> resources;
+  if (path_task_id) {
+    if (auto task = notifier.read_task(*path_task_id)) resources.push_back(std::move(*task));
+  } else {
+    resources = notifier.search_recent_tasks();
+  }
+  std::vector<notify::AddPayerRequest> tasks;
+  for (const auto& resource : resources) {
+    if (!notify::is_add_payer_task(resource)) continue;
+    try {
+      tasks.push_back(notify::read_add_payer_task(resource));
+    } catch (const notify::PayloadError& error) {
+      spdlog::warn("notifications: skipped an add-payer Task read from the FHIR server: {}", error.what());
+    }
+  }
+  return tasks;
+}
+
+http::Response receive_delivery(const http::Request& request, const http::PathParams& params,
+                                 notify::Notifier& notifier, store::Database& database) {
+  if (!notifier.enabled()) {
+    throw http::ApiError(404, "notifications are off: set notifications.enabled (P2P_NOTIFICATIONS_ENABLED=true) to "
+                              "receive add-payer Task deliveries");
+  }
+  if (!notifier.check_hook_secret(request.header(notify::kHookSecretHeader))) {
+    notifier.count_hook(HookOutcome::kUnauthorized);
+    throw http::ApiError(401, "the " + std::string(notify::kHookSecretHeader) +
+                                  " header is missing or wrong: the Subscription's channel.header carries it "
+                                  "(notifications.hookSecret)");
+  }
+  std::optional<std::string> path_task_id;
+  if (const auto found = params.find("task_id"); found != params.end()) {
+    if (!fhir::is_fhir_id(found->second)) {
+      notifier.count_hook(HookOutcome::kInvalid);
+      throw http::ApiError(400, "the Task id in the path is not a valid FHIR id");
+    }
+    path_task_id = found->second;
+  }
+  notify::HookPayload payload;
+  try {
+    payload = notify::parse_hook_payload(request.body, path_task_id);
+  } catch (const notify::PayloadError& error) {
+    notifier.count_hook(HookOutcome::kInvalid);
+    throw http::ApiError(400, std::string(error.what()));
+  }
+  if (payload.empty) {
+    try {
+      payload.tasks = fetch_delivered_tasks(notifier, path_task_id);
+    } catch (const notify::FhirUnavailable& error) {
+      notifier.count_hook(HookOutcome::kError);
+      spdlog::warn("notifications: {}", error.what());
+      throw http::ApiError(502, std::string(error.what()) + "; the delivery can be retried");
+    }
+  }
+  int queued = 0;
+  try {
+    with_database(database, [&](pqxx::connection& connection) {
+      for (const auto& task : payload.tasks) queued += notifier.queue(connection, task).queued;
+    });
+  } catch (const http::ApiError&) {
+    notifier.count_hook(HookOutcome::kError);
+    throw;
+  }
+  if (queued > 0) notifier.wake_sender();
+  notifier.count_hook(payload.tasks.empty() ? HookOutcome::kIgnored
+                                            : (queued > 0 ? HookOutcome::kQueued : HookOutcome::kDuplicate));
+  return http::Response::json(200, json{{"tasks", payload.tasks.size()}, {"emailsQueued", queued}});
+}
+
+}  // namespace
+
+void add_hook_routes(http::Router& router, ApiContext context) {
+  const http::RouteOptions options{.requires_auth = false, .blocking = true};
+  notify::Notifier& notifier = context.notifier;
+  store::Database& database = context.database;
+  const auto handler = [&notifier, &database](const http::Request& request, const http::PathParams& params) {
+    return receive_delivery(request, params, notifier, database);
+  };
+  const std::string base(notify::kHookPath);
+  for (const char* method : {"POST", "PUT"}) {
+    router.add(method, base, handler, options);
+    router.add(method, base + "/Task", handler, options);
+    router.add(method, base + "/Task/{task_id}", handler, options);
+  }
+}
+
+}  // namespace p2p::api

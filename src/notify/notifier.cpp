@@ -1,0 +1,437 @@
+#include "p2p/notify/notifier.hpp"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "p2p/http/client.hpp"
+#include "p2p/notify/email.hpp"
+#include "p2p/notify/smtp_mailer.hpp"
+#include "p2p/notify/subscription.hpp"
+#include "p2p/store/database.hpp"
+#include "p2p/util/crypto.hpp"
+
+namespace p2p::notify {
+namespace {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kClaimBatch = 5;
+constexpr std::array<const char*, 6> kHookOutcomeNames = {"queued", "duplicate", "ignored", "unauthorized", "invalid",
+                                                          "error"};
+
+std::string query_value(std::string_view value) {
+  return boost::urls::encode(value, boost::urls::unreserved_chars);
+}
+
+std::string iso8601_utc(std::chrono::system_clock::time_point when) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return buffer;
+}
+
+}  // namespace
+
+struct Notifier::Impl {
+  Impl(const config::NotificationsConfig& c, const config::ExchangeConfig& e, store::Database& d, std::string o,
+       http::Metrics& m)
+      : config(c), exchange(e), database(d), owner("notify-" + std::move(o)), metrics(m), mailer(c.smtp),
+        secret_digest(util::sha256(c.hook_secret)) {
+    http::ClientOptions options;
+    options.verify_tls = exchange.verify_tls;
+    options.ca_file = exchange.ca_file;
+    options.read_timeout_seconds = 20;
+    options.max_response_bytes = 16 * 1024 * 1024;
+    options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
+    client = std::make_unique<http::HttpClient>(io.get_executor(), options);
+    base = exchange.fhir_persistence_url;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+  }
+
+  const config::NotificationsConfig& config;
+  const config::ExchangeConfig& exchange;
+  store::Database& database;
+  std::string owner;
+  http::Metrics& metrics;
+  SmtpMailer mailer;
+  util::Sha256Digest secret_digest;
+  std::string base;
+  asio::io_context io{1};
+  std::unique_ptr<http::HttpClient> client;
+  std::thread io_thread;
+  std::thread sender_thread;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> seeding_done{false};
+  asio::steady_timer* seed_timer = nullptr;  // touched on the I/O thread only
+  std::function<bool()> database_ready;
+
+  std::mutex sender_mutex;
+  std::condition_variable sender_wake;
+  bool sender_woken = false;
+  std::mt19937_64 random{std::random_device{}()};
+
+  std::atomic<std::uint64_t> sent{0};
+  std::atomic<std::uint64_t> failed{0};
+  std::atomic<std::uint64_t> delivery_errors{0};
+  std::atomic<long long> pending{0};
+  std::array<std::atomic<std::uint64_t>, kHookOutcomeNames.size()> hooks{};
+
+  http::ClientRequest fhir_request(std::string method, const std::string& path, std::string body = {}) const {
+    http::ClientRequest request{std::move(method), base + "/" + path, {{"Accept", "application/fhir+json"}}, std::move(body)};
+    if (!request.body.empty()) request.headers.emplace_back("Content-Type", "application/fhir+json");
+    if (!exchange.fhir_persistence_authorization.empty()) {
+      request.headers.emplace_back("Authorization", exchange.fhir_persistence_authorization);
+    }
+    return request;
+  }
+
+  // --- the Subscription -------------------------------------------------------------------------
+
+  asio::awaitable<http::ClientResponse> send(http::ClientRequest request) {
+    co_return co_await client->send(std::move(request));
+  }
+
+  // Writes the Subscription when it is missing or differs, and deletes stray copies with our tag.
+  asio::awaitable<void> ensure_subscription() {
+    const json desired = desired_subscription(config.public_base_url, config.hook_secret);
+    const std::string path = "Subscription/" + std::string(kSubscriptionId);
+    auto current = co_await send(fhir_request("GET", path));
+    bool write = false;
+    if (current.status == 404 || current.status == 410) {
+      write = true;
+    } else if (current.status == 200) {
+      const auto existing = json::parse(current.body, nullptr, false);
+      write = !subscription_matches(existing, desired);
+    } else {
+      throw FhirUnavailable("reading " + path + " answered HTTP " + std::to_string(current.status));
+    }
+    if (write) {
+      auto written = co_await send(fhir_request("PUT", path, desired.dump()));
+      if (written.status < 200 || written.status >= 300) {
+        // The server's explanation helps (e.g. "Subscriptions are disabled"); an echo of our secret must not reach the log.
+        std::string explanation = written.body;
+        for (auto at = explanation.find(config.hook_secret); !config.hook_secret.empty() && at != std::string::npos;
+             at = explanation.find(config.hook_secret)) {
+          explanation.replace(at, config.hook_secret.size(), "***");
+        }
+        throw FhirUnavailable("writing " + path + " answered HTTP " + std::to_string(written.status) + ": " +
+                              sanitize_value(explanation, 300));
+      }
+      spdlog::info("notifications: wrote Subscription/{} on the FHIR server (rest-hook to {}{})", kSubscriptionId,
+                   config.public_base_url, kHookPath);
+    }
+    const std::string tag = std::string(kSubscriptionTagSystem) + "|" + std::string(kSubscriptionTagCode);
+    auto found = co_await send(fhir_request("GET", "Subscription?_tag=" + query_value(tag) + "&_count=100"));
+    if (found.status != 200) co_return;  // the stray check is best effort
+    const auto bundle = json::parse(found.body, nullptr, false);
+    if (!bundle.is_object() || !bundle.contains("entry") || !bundle["entry"].is_array()) co_return;
+    for (const auto& entry : bundle["entry"]) {
+      const auto resource = entry.is_object() ? entry.value("resource", json::object()) : json::object();
+      const auto id = resource.is_object() ? resource.value("id", std::string()) : std::string();
+      if (id.empty() || id == kSubscriptionId || !fhir_id_is_safe(id)) continue;
+      auto deleted = co_await send(fhir_request("DELETE", "Subscription/" + id));
+      spdlog::info("notifications: deleted a stray copy Subscription/{} (HTTP {})", id, deleted.status);
+    }
+  }
+
+  static bool fhir_id_is_safe(const std::string& id) {
+    return std::all_of(id.begin(), id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.'; });
+  }
+
+  asio::awaitable<void> seed_loop() {
+    asio::steady_timer timer(io);
+    seed_timer = &timer;
+    int failures = 0;
+    while (!stopping) {
+      std::string problem;
+      try {
+        co_await ensure_subscription();
+      } catch (const std::exception& error) {
+        problem = error.what();
+      }
+      std::chrono::seconds wait(config.subscription_check_seconds);
+      if (problem.empty()) {
+        if (failures > 0) spdlog::info("notifications: the FHIR server is back; the Subscription is in place");
+        failures = 0;
+      } else {
+        ++failures;
+        if (failures == 1 || failures % 10 == 0) {
+          spdlog::warn("notifications: cannot check the Subscription on the FHIR server ({}); retrying (attempt {})",
+                       problem, failures);
+        }
+        const int backoff = std::min(60, 2 << std::min(failures, 5));
+        wait = std::min(wait, std::chrono::seconds(backoff));
+      }
+      timer.expires_after(wait);
+      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    seed_timer = nullptr;
+    seeding_done = true;
+  }
+
+  // --- the sender -------------------------------------------------------------------------------
+
+  std::chrono::seconds backoff(int attempts) {
+    const double base_delay = config.initial_backoff_seconds * std::pow(2.0, std::max(0, attempts - 1));
+    const double capped = std::min(base_delay, static_cast<double>(config.max_backoff_seconds));
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    return std::chrono::seconds(std::max<long long>(1, static_cast<long long>(capped * jitter(random))));
+  }
+
+  std::string message_id(long long id) const {
+    return "p2p-notification-" + std::to_string(id) + "@" + domain_of(config.mail_from);
+  }
+
+  // Delivers one claimed row and records the outcome.
+  void deliver(const store::ClaimedEmail& email) {
+    const std::string message = compose_message(
+        {config.mail_from, email.recipient, email.subject, email.body, message_id(email.id), email.task_id},
+        std::chrono::system_clock::now());
+    const SendResult result = mailer.send(config.mail_from, email.recipient, message);
+    database.with_connection([&](pqxx::connection& connection) {
+      store::NotificationOutbox outbox(connection);
+      if (result.delivered) {
+        outbox.mark_sent(email.id, owner);
+        ++sent;
+        spdlog::info("notifications: Task {}: {} e-mail delivered (outbox row {})", email.task_id, email.event, email.id);
+      } else if (result.permanent || email.attempts >= config.max_attempts) {
+        outbox.mark_failed(email.id, owner, result.error);
+        ++failed;
+        spdlog::error("notifications: Task {}: {} e-mail failed for good after {} attempt(s) (outbox row {}): {}",
+                      email.task_id, email.event, email.attempts, email.id, result.error);
+      } else {
+        const auto delay = backoff(email.attempts);
+        outbox.mark_retry(email.id, owner, result.error, delay);
+        ++delivery_errors;
+        spdlog::warn("notifications: Task {}: {} e-mail not delivered (attempt {} of {}, outbox row {}), retrying in {} s: {}",
+                     email.task_id, email.event, email.attempts, config.max_attempts, email.id, delay.count(),
+                     result.error);
+      }
+    });
+  }
+
+  // One pass: claims due rows and delivers them. Returns whether a full batch was claimed (more may wait).
+  bool send_due() {
+    const auto lease = std::chrono::seconds(kClaimBatch * (config.smtp.timeout_seconds + 5) + 60);
+    auto claimed = database.with_connection([&](pqxx::connection& connection) {
+      return store::NotificationOutbox(connection).claim(owner, lease, kClaimBatch);
+    });
+    for (const auto& email : claimed) {
+      if (stopping) break;
+      deliver(email);
+    }
+    if (stopping && !claimed.empty()) {
+      database.with_connection([&](pqxx::connection& connection) { store::NotificationOutbox(connection).release(owner); });
+    }
+    pending = database.with_connection(
+        [](pqxx::connection& connection) { return store::NotificationOutbox(connection).count_pending(); });
+    return static_cast<int>(claimed.size()) == kClaimBatch;
+  }
+
+  void sender_loop() {
+    bool database_warned = false;
+    while (!stopping) {
+      bool more = false;
+      if (database_ready && database_ready()) {
+        try {
+          more = send_due();
+          database_warned = false;
+        } catch (const store::DatabaseUnavailable& error) {
+          if (!database_warned) spdlog::warn("notifications: the outbox is unreachable ({}); retrying", error.what());
+          database_warned = true;
+        } catch (const std::exception& error) {
+          spdlog::error("notifications: the sender hit an unexpected error: {}", error.what());
+        }
+      }
+      if (more) continue;
+      std::unique_lock lock(sender_mutex);
+      sender_wake.wait_for(lock, std::chrono::milliseconds(config.poll_interval_milliseconds),
+                           [this] { return sender_woken || stopping.load(); });
+      sender_woken = false;
+    }
+  }
+
+  // --- composing --------------------------------------------------------------------------------
+
+  std::vector<store::OutboxEmail> compose(const AddPayerRequest& request, const store::TaskDelivery& delivery) const {
+    std::vector<store::OutboxEmail> emails;
+    const bool member_reachable = is_valid_email_address(request.email);
+    if (delivery.kind == store::TaskDelivery::Kind::kFirstSight) {
+      const auto values = template_values(request);
+      for (const auto& admin : config.mail_admins) {
+        emails.push_back({"admin-request", admin, render_template(config.admin_request.subject, values),
+                          render_template(config.admin_request.body, values)});
+      }
+      if (member_reachable) {
+        emails.push_back({"member-confirmation", request.email, render_template(config.member_confirmation.subject, values),
+                          render_template(config.member_confirmation.body, values)});
+      }
+    } else if (delivery.kind == store::TaskDelivery::Kind::kStatusChange && member_reachable) {
+      const auto values = template_values(request, delivery.previous_status);
+      emails.push_back({"status:" + sanitize_value(delivery.previous_status, 64) + "->" + sanitize_value(request.status, 64) +
+                            "@" + sanitize_value(request.version_id, 64),
+                        request.email, render_template(config.member_status_update.subject, values),
+                        render_template(config.member_status_update.body, values)});
+    }
+    const bool member_wanted = delivery.kind == store::TaskDelivery::Kind::kFirstSight ||
+                               delivery.kind == store::TaskDelivery::Kind::kStatusChange;
+    if (member_wanted && !member_reachable) {
+      spdlog::warn("notifications: Task {}: the member's e-mail address (input requester-email) is {}; the member is "
+                   "not told",
+                   request.task_id, request.email.empty() ? "missing" : "not a valid address");
+    }
+    return emails;
+  }
+};
+
+Notifier::Notifier(const config::NotificationsConfig& config, const config::ExchangeConfig& exchange,
+                   store::Database& database, std::string instance_id, http::Metrics& metrics)
+    : impl_(std::make_unique<Impl>(config, exchange, database, std::move(instance_id), metrics)) {
+  if (!config.enabled) return;
+  metrics.add_collector([impl = impl_.get()](std::string& out) {
+    out += "# HELP p2p_notifications_sent_total E-mails the SMTP server accepted (this instance).\n";
+    out += "# TYPE p2p_notifications_sent_total counter\n";
+    out += http::metric_line("p2p_notifications_sent_total", "", static_cast<double>(impl->sent.load()));
+    out += "# HELP p2p_notifications_failed_total E-mails given up on: refused for good or out of attempts.\n";
+    out += "# TYPE p2p_notifications_failed_total counter\n";
+    out += http::metric_line("p2p_notifications_failed_total", "", static_cast<double>(impl->failed.load()));
+    out += "# HELP p2p_notifications_delivery_errors_total Delivery attempts that failed and will be retried.\n";
+    out += "# TYPE p2p_notifications_delivery_errors_total counter\n";
+    out += http::metric_line("p2p_notifications_delivery_errors_total", "",
+                             static_cast<double>(impl->delivery_errors.load()));
+    out += "# HELP p2p_notifications_pending E-mails waiting in the outbox (all instances), as of the last sender pass.\n";
+    out += "# TYPE p2p_notifications_pending gauge\n";
+    out += http::metric_line("p2p_notifications_pending", "", static_cast<double>(impl->pending.load()));
+    out += "# HELP p2p_notifications_hooks_total Rest-hook deliveries received, by outcome.\n";
+    out += "# TYPE p2p_notifications_hooks_total counter\n";
+    for (std::size_t i = 0; i < kHookOutcomeNames.size(); ++i) {
+      out += http::metric_line("p2p_notifications_hooks_total", std::string("outcome=\"") + kHookOutcomeNames[i] + "\"",
+                               static_cast<double>(impl->hooks[i].load()));
+    }
+  });
+}
+
+Notifier::~Notifier() { stop(); }
+
+bool Notifier::enabled() const { return impl_->config.enabled; }
+
+void Notifier::start(std::function<bool()> database_ready) {
+  if (!impl_->config.enabled) return;
+  impl_->database_ready = std::move(database_ready);
+  asio::co_spawn(impl_->io, impl_->seed_loop(), asio::detached);
+  impl_->io_thread = std::thread([impl = impl_.get()] { impl->io.run(); });
+  impl_->sender_thread = std::thread([impl = impl_.get()] { impl->sender_loop(); });
+  spdlog::info("notifications: on; e-mails from {} to {} admin(s) and the member, through {}", impl_->config.mail_from,
+               impl_->config.mail_admins.size(), impl_->config.smtp.url);
+}
+
+void Notifier::stop() {
+  if (impl_->stopping.exchange(true)) return;
+  {
+    std::lock_guard lock(impl_->sender_mutex);
+    impl_->sender_woken = true;
+  }
+  impl_->sender_wake.notify_all();
+  if (impl_->sender_thread.joinable()) impl_->sender_thread.join();
+  if (!impl_->io_thread.joinable()) return;
+  asio::post(impl_->io, [impl = impl_.get()] {
+    if (impl->seed_timer != nullptr) impl->seed_timer->cancel();
+  });
+  // The seeding loop ends at its next step (at most one request timeout away).
+  const auto deadline = Clock::now() + std::chrono::seconds(25);
+  while (!impl_->seeding_done && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!impl_->seeding_done) static_cast<void>(impl_->client.release());  // its coroutine still uses the client
+  impl_->io.stop();
+  impl_->io_thread.join();
+}
+
+bool Notifier::check_hook_secret(std::optional<std::string_view> presented) const {
+  if (!presented) return false;
+  return util::constant_time_equal(util::sha256(*presented), impl_->secret_digest);
+}
+
+std::optional<json> Notifier::read_task(const std::string& task_id) {
+  http::ClientResponse response;
+  try {
+    response = asio::co_spawn(impl_->io, impl_->send(impl_->fhir_request("GET", "Task/" + task_id)), asio::use_future).get();
+  } catch (const http::FetchError& error) {
+    throw FhirUnavailable("cannot read Task/" + task_id + " from the FHIR server: " + error.what());
+  }
+  if (response.status == 404 || response.status == 410) return std::nullopt;
+  if (response.status != 200) {
+    throw FhirUnavailable("reading Task/" + task_id + " from the FHIR server answered HTTP " + std::to_string(response.status));
+  }
+  auto task = json::parse(response.body, nullptr, false);
+  if (task.is_discarded()) throw FhirUnavailable("the FHIR server answered Task/" + task_id + " with a body that is not JSON");
+  return task;
+}
+
+std::vector<json> Notifier::search_recent_tasks() {
+  const auto since = std::chrono::system_clock::now() - std::chrono::minutes(impl_->config.empty_notification_lookback_minutes);
+  const std::string code = std::string(kP2pCodeSystem) + "|" + std::string(kAddPayerCode);
+  const std::string path = "Task?code=" + query_value(code) + "&_lastUpdated=" + query_value("ge" + iso8601_utc(since)) +
+                           "&_count=100";
+  http::ClientResponse response;
+  try {
+    response = asio::co_spawn(impl_->io, impl_->send(impl_->fhir_request("GET", path)), asio::use_future).get();
+  } catch (const http::FetchError& error) {
+    throw FhirUnavailable(std::string("cannot search the add-payer Tasks on the FHIR server: ") + error.what());
+  }
+  if (response.status != 200) {
+    throw FhirUnavailable("searching the add-payer Tasks on the FHIR server answered HTTP " + std::to_string(response.status));
+  }
+  const auto bundle = json::parse(response.body, nullptr, false);
+  std::vector<json> tasks;
+  if (!bundle.is_object() || !bundle.contains("entry") || !bundle["entry"].is_array()) return tasks;
+  for (const auto& entry : bundle["entry"]) {
+    if (entry.is_object() && entry.contains("resource")) tasks.push_back(entry["resource"]);
+  }
+  return tasks;
+}
+
+store::RecordedDelivery Notifier::queue(pqxx::connection& connection, const AddPayerRequest& request) {
+  auto recorded = store::NotificationOutbox(connection).record_delivery(
+      request.task_id, request.status, request.version_id, request.last_updated,
+      [this, &request](const store::TaskDelivery& delivery) { return impl_->compose(request, delivery); });
+  if (recorded.queued > 0) {
+    spdlog::info("notifications: Task {} ({}): {} e-mail(s) queued", request.task_id,
+                 recorded.delivery.kind == store::TaskDelivery::Kind::kFirstSight ? "new request"
+                                                                                  : "status " + sanitize_value(request.status, 64),
+                 recorded.queued);
+  }
+  return recorded;
+}
+
+void Notifier::wake_sender() {
+  {
+    std::lock_guard lock(impl_->sender_mutex);
+    impl_->sender_woken = true;
+  }
+  impl_->sender_wake.notify_all();
+}
+
+void Notifier::count_hook(HookOutcome outcome) { ++impl_->hooks[static_cast<std::size_t>(outcome)]; }
+
+}  // namespace p2p::notify
