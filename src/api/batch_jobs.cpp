@@ -2,6 +2,7 @@
 // Request and response shapes follow the seed contract; progress fields are additive.
 #include <nlohmann/json.hpp>
 
+#include "batch_job_body.hpp"
 #include "database_call.hpp"
 #include "json_body.hpp"
 #include "p2p/api/routes.hpp"
@@ -30,22 +31,6 @@ ordered_json job_json(const store::BatchJob& job) {
                       {"lastError", nullable(job.last_error)}};
 }
 
-// A string member of `object` at `path`; nullopt when absent or null. ApiError(400) for other types.
-std::optional<std::string> string_field(const json& object, const char* name, const std::string& path) {
-  const auto found = object.find(name);
-  if (found == object.end() || found->is_null()) return std::nullopt;
-  if (!found->is_string()) throw http::ApiError(400, path + " must be a string");
-  return found->get<std::string>();
-}
-
-const json& object_field(const json& body, const char* name) {
-  const auto found = body.find(name);
-  if (found == body.end() || !found->is_object()) {
-    throw http::ApiError(400, std::string(name) + " is required and must be an object (see the request body in /api/openapi.json)");
-  }
-  return *found;
-}
-
 long long parse_job_id(const http::PathParams& params) { return parse_positive_id<long long>(params, "batch_job_id"); }
 
 }  // namespace
@@ -60,33 +45,15 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
   router.add("POST", "/api/oidc_servers/{server_id}/batch_job",
              [&database, &cipher, &exchange, job_created](const http::Request& request, const http::PathParams& params) {
                const int pid = parse_positive_id(params, "server_id");
-               const auto body = json::parse(request.body, nullptr, false);
-               if (body.is_discarded() || !body.is_object()) {
-                 throw http::ApiError(400, "the body must be a JSON object with sourcePayer and targetPayer (see /api/openapi.json)");
-               }
-               const json& source = object_field(body, "sourcePayer");
-               const json& target = object_field(body, "targetPayer");
+               const BatchJobBody body = parse_batch_job_body(request.body);
                store::NewBatchJob job;
                job.server_pid = pid;
-               const auto token = string_field(source, "oidcToken", "sourcePayer.oidcToken");
-               if (!token || token->empty()) {
-                 throw http::ApiError(400, "sourcePayer.oidcToken is required: the member's access token at the source payer");
-               }
-               job.access_token = *token;
-               job.refresh_token = string_field(source, "oidcRefreshToken", "sourcePayer.oidcRefreshToken");
-               if (job.refresh_token && job.refresh_token->empty()) job.refresh_token.reset();
-               const auto bundle_request = string_field(source, "fhirBundleRequest", "sourcePayer.fhirBundleRequest");
-               job.source_patient_id = string_field(source, "patientId", "sourcePayer.patientId").value_or("");
-               if (!fhir::is_fhir_id(job.source_patient_id)) {
-                 throw http::ApiError(400, "sourcePayer.patientId is required: the member's Patient id at the source payer "
-                                           "(a FHIR id: 1-64 of A-Z a-z 0-9 - .)");
-               }
-               job.target_patient_id = string_field(target, "patientId", "targetPayer.patientId").value_or("");
-               if (!fhir::is_fhir_id(job.target_patient_id)) {
-                 throw http::ApiError(400, "targetPayer.patientId is required: the member's Patient id at the new payer "
-                                           "(a FHIR id: 1-64 of A-Z a-z 0-9 - .)");
-               }
-               job.target_organization_id = string_field(target, "organizationId", "targetPayer.organizationId");
+               job.access_token = body.access_token;
+               job.refresh_token = body.refresh_token;
+               const auto& bundle_request = body.bundle_request;
+               job.source_patient_id = body.source_patient_id;
+               job.target_patient_id = body.target_patient_id;
+               job.target_organization_id = body.target_organization_id;
 
                if (exchange.fhir_persistence_url.empty()) {
                  throw http::ApiError(503, "batch jobs are not available: the target FHIR server is not configured "

@@ -7,8 +7,10 @@
 #include <csignal>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <unordered_set>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -16,6 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -23,12 +26,17 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
 #include "p2p/http/problem.hpp"
 #include "p2p/http/request_id.hpp"
 #include "p2p/log/log.hpp"
+#include "http/wire.hpp"
 
 namespace p2p::http {
 namespace {
@@ -39,43 +47,76 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
-using WireRequest = bhttp::request<bhttp::string_body>;
+using WireRequest = wire::WireRequest;
 using WireResponse = bhttp::response<bhttp::string_body>;
 
-bool is_json_media_type(std::string_view content_type) {
-  auto media = content_type.substr(0, content_type.find(';'));
-  while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
-  std::string lower(media);
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  return lower == "application/json" || (lower.starts_with("application/") && lower.ends_with("+json"));
-}
+using wire::is_json_media_type;
+using wire::to_request;
 
-Request to_request(WireRequest& wire, std::string_view request_id, std::string remote) {
-  Request request;
-  request.method = std::string(wire.method_string());
-  request.target = std::string(wire.target());
-  const auto question = request.target.find('?');
-  request.path = request.target.substr(0, question);
-  if (question != std::string::npos) request.query = request.target.substr(question + 1);
-  for (const auto& field : wire) {
-    std::string name(field.name_string());
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    request.headers.emplace_back(std::move(name), std::string(field.value()));
+using PlainStream = beast::tcp_stream;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// The server side of TLS: TLS 1.2 or later with OpenSSL's default cipher policy (Debian 12: security
+// level 2), no renegotiation. Every problem names the file and what is wrong with it.
+std::unique_ptr<asio::ssl::context> make_tls_context(const ServerOptions& options) {
+  const std::string& cert_file = options.tls_cert_file;
+  const std::string& key_file = options.tls_key_file;
+  if (cert_file.empty() || key_file.empty()) {
+    throw std::runtime_error("HTTPS needs both http.tls.certFile and http.tls.keyFile (or neither, for plain HTTP)");
   }
-  request.body = std::move(wire.body());
-  request.request_id = std::string(request_id);
-  request.remote_address = std::move(remote);
-  return request;
+  auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+  context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+  SSL_CTX* native = context->native_handle();
+  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
+  SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // A key that needs a passphrase is refused here instead of OpenSSL prompting on the terminal.
+  context->set_password_callback([](std::size_t, asio::ssl::context::password_purpose) { return std::string(); });
+  // The key first: loaded after it, a certificate that does not match merely unsets it, and the check
+  // below can then say so (the other order fails with OpenSSL's "key values mismatch").
+  boost::system::error_code error;
+  context->use_private_key_file(key_file, asio::ssl::context::pem, error);
+  if (error) {
+    throw std::runtime_error("http.tls.keyFile \"" + key_file + "\" is not a usable private key: " + error.message() +
+                             " (it must be an unencrypted PEM private key)");
+  }
+  context->use_certificate_chain_file(cert_file, error);
+  if (error) {
+    throw std::runtime_error("http.tls.certFile \"" + cert_file + "\" is not a usable certificate: " + error.message() +
+                             " (it must be PEM: the server certificate first, then any intermediate CA certificates)");
+  }
+  if (SSL_CTX_check_private_key(native) != 1) {
+    ERR_clear_error();
+    throw std::runtime_error("http.tls.keyFile \"" + key_file + "\" does not match the certificate in http.tls.certFile \"" +
+                             cert_file + "\": give the private key of that certificate");
+  }
+  if (X509* certificate = SSL_CTX_get0_certificate(native);
+      certificate != nullptr && X509_cmp_current_time(X509_get0_notAfter(certificate)) < 0) {
+    spdlog::warn("the certificate in http.tls.certFile \"{}\" has expired: clients will refuse it until it is renewed",
+                 cert_file);
+  }
+  return context;
 }
 
 }  // namespace
 
 struct Server::Impl {
-  // One open connection. Touched only on its strand (the stream's executor).
-  struct Connection {
-    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
-    beast::tcp_stream stream;
+  // One open connection, plain or TLS. Touched only on its strand (the stream's executor).
+  struct ConnectionBase {
+    virtual ~ConnectionBase() = default;
+    // Cancels pending I/O (closes an idle connection at shutdown).
+    virtual void cancel() = 0;
+    virtual asio::any_io_executor executor() = 0;
     bool busy = false;  // from a request's first byte until its response is written
+  };
+  template <class Stream>
+  struct Connection : ConnectionBase {
+    template <class... Args>
+    explicit Connection(tcp::socket socket, Args&... args) : stream(std::move(socket), args...) {}
+    void cancel() override { beast::get_lowest_layer(stream).cancel(); }
+    asio::any_io_executor executor() override { return stream.get_executor(); }
+    Stream stream;
   };
 
   Impl(ServerOptions opts, const Router& r, const ApiKeyAuth& a, Metrics& m)
@@ -101,13 +142,14 @@ struct Server::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};
   std::mutex connections_mutex;
-  std::unordered_set<std::shared_ptr<Connection>> connections;
+  std::unordered_set<std::shared_ptr<ConnectionBase>> connections;
+  std::unique_ptr<asio::ssl::context> tls;  // set by listen() when the port speaks HTTPS
 
-  void track(const std::shared_ptr<Connection>& connection) {
+  void track(const std::shared_ptr<ConnectionBase>& connection) {
     std::lock_guard lock(connections_mutex);
     connections.insert(connection);
   }
-  void untrack(const std::shared_ptr<Connection>& connection) {
+  void untrack(const std::shared_ptr<ConnectionBase>& connection) {
     std::lock_guard lock(connections_mutex);
     connections.erase(connection);
   }
@@ -126,31 +168,41 @@ struct Server::Impl {
         co_await pause.async_wait(kTuple);
         continue;
       }
-      auto connection = std::make_shared<Connection>(tcp::socket(std::move(socket)));
-      track(connection);
-      asio::co_spawn(connection->stream.get_executor(), serve(connection),
-                     [this, connection](std::exception_ptr failure) {
-                       untrack(connection);
-                       if (failure) {
-                         try {
-                           std::rethrow_exception(failure);
-                         } catch (const std::exception& e) {
-                           spdlog::error("connection ended by an unexpected error: {}", e.what());
-                         }
-                       }
-                     });
+      if (tls) {
+        start(std::make_shared<Connection<TlsStream>>(tcp::socket(std::move(socket)), *tls));
+      } else {
+        start(std::make_shared<Connection<PlainStream>>(tcp::socket(std::move(socket))));
+      }
     }
   }
 
-  asio::awaitable<void> write(Connection& connection, WireResponse& response) {
-    connection.stream.expires_after(std::chrono::seconds(options.write_timeout_seconds));
+  template <class Stream>
+  void start(std::shared_ptr<Connection<Stream>> connection) {
+    track(connection);
+    asio::co_spawn(connection->stream.get_executor(), serve(connection),
+                   [this, connection](std::exception_ptr failure) {
+                     untrack(connection);
+                     if (failure) {
+                       try {
+                         std::rethrow_exception(failure);
+                       } catch (const std::exception& e) {
+                         spdlog::error("connection ended by an unexpected error: {}", e.what());
+                       }
+                     }
+                   });
+  }
+
+  template <class Stream>
+  asio::awaitable<void> write(Connection<Stream>& connection, WireResponse& response) {
+    beast::get_lowest_layer(connection.stream).expires_after(std::chrono::seconds(options.write_timeout_seconds));
     auto [error, bytes] = co_await bhttp::async_write(connection.stream, response, kTuple);
     (void)bytes;
     if (error) spdlog::debug("writing a response failed: {}", error.message());
   }
 
   // A problem response for a request that could not be read (it goes out with Connection: close).
-  asio::awaitable<void> reject(Connection& connection, int status, std::string_view detail, std::string_view path,
+  template <class Stream>
+  asio::awaitable<void> reject(Connection<Stream>& connection, int status, std::string_view detail, std::string_view path,
                                unsigned version) {
     const auto request_id = request_id_for(std::nullopt);
     const Response problem = problem_response(status, detail, path, request_id);
@@ -168,13 +220,26 @@ struct Server::Impl {
     co_await write(connection, wire);
   }
 
-  asio::awaitable<void> serve(std::shared_ptr<Connection> connection) {
+  template <class Stream>
+  asio::awaitable<void> serve(std::shared_ptr<Connection<Stream>> connection) {
+    constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
     auto& stream = connection->stream;
+    auto& tcp_stream = beast::get_lowest_layer(stream);  // timeouts and the socket
     std::string remote;
     {
       boost::system::error_code ignored;
-      auto endpoint = stream.socket().remote_endpoint(ignored);
+      auto endpoint = tcp_stream.socket().remote_endpoint(ignored);
       remote = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+    }
+    if constexpr (kTls) {
+      // The handshake is bounded like a request's headers: a client that connects and stalls (or speaks
+      // plain HTTP to this port) is cut off without an answer.
+      tcp_stream.expires_after(std::chrono::seconds(options.header_timeout_seconds));
+      auto [error] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+      if (error) {
+        spdlog::debug("TLS handshake with {} failed: {}", remote, error.message());
+        co_return;
+      }
     }
     beast::flat_buffer buffer;
     bool first = true;
@@ -183,7 +248,7 @@ struct Server::Impl {
       // Wait for the next request's first bytes (idle: closable at shutdown), then read it under
       // the header and body timeouts.
       if (buffer.size() == 0) {
-        stream.expires_after(std::chrono::seconds(first ? options.header_timeout_seconds
+        tcp_stream.expires_after(std::chrono::seconds(first ? options.header_timeout_seconds
                                                         : options.idle_timeout_seconds));
         auto [error, bytes] = co_await stream.async_read_some(buffer.prepare(8192), kTuple);
         if (error) break;
@@ -192,9 +257,8 @@ struct Server::Impl {
       first = false;
       connection->busy = true;
       bhttp::request_parser<bhttp::string_body> parser;
-      parser.header_limit(static_cast<std::uint32_t>(options.header_limit_bytes));
-      parser.body_limit(options.body_limit_bytes);
-      stream.expires_after(std::chrono::seconds(options.header_timeout_seconds));
+      wire::configure_parser(parser, options);
+      tcp_stream.expires_after(std::chrono::seconds(options.header_timeout_seconds));
       auto [header_error, header_bytes] = co_await bhttp::async_read_header(stream, buffer, parser, kTuple);
       (void)header_bytes;
       if (header_error) {
@@ -203,12 +267,12 @@ struct Server::Impl {
       }
       if (parser.get()[bhttp::field::expect] == "100-continue") {
         bhttp::response<bhttp::empty_body> proceed{bhttp::status::continue_, parser.get().version()};
-        stream.expires_after(std::chrono::seconds(options.write_timeout_seconds));
+        tcp_stream.expires_after(std::chrono::seconds(options.write_timeout_seconds));
         auto [error, bytes] = co_await bhttp::async_write(stream, proceed, kTuple);
         (void)bytes;
         if (error) break;
       }
-      stream.expires_after(std::chrono::seconds(options.read_timeout_seconds));
+      tcp_stream.expires_after(std::chrono::seconds(options.read_timeout_seconds));
       auto [body_error, body_bytes] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
       (void)body_bytes;
       if (body_error) {
@@ -222,18 +286,30 @@ struct Server::Impl {
       if (!keep_alive) break;
     }
     boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    if (linger) co_await drain(stream);
+    if constexpr (kTls) {
+      // close_notify, then wait briefly for the client's; skipped at shutdown and after a timeout.
+      if (linger) co_await drain(stream);
+      if (!stopping && tcp_stream.socket().is_open()) {
+        tcp_stream.expires_after(std::chrono::seconds(2));
+        auto [error] = co_await stream.async_shutdown(kTuple);
+        (void)error;
+      }
+      tcp_stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    } else {
+      tcp_stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      if (linger) co_await drain(stream);
+    }
   }
 
   // After refusing a request whose body is still arriving, read and discard it for a bounded time
   // before closing: closing at once would reset the connection and the client could lose the
   // error response it has not read yet.
-  static asio::awaitable<void> drain(beast::tcp_stream& stream) {
+  template <class Stream>
+  static asio::awaitable<void> drain(Stream& stream) {
     std::array<char, 16384> scratch{};
     std::size_t total = 0;
     constexpr std::size_t kMaxDrainBytes = 64 * 1024 * 1024;
-    stream.expires_after(std::chrono::seconds(2));
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
     while (total < kMaxDrainBytes) {
       auto [error, bytes] = co_await stream.async_read_some(asio::buffer(scratch), kTuple);
       if (error) break;
@@ -243,7 +319,8 @@ struct Server::Impl {
 
   // Answers a request that could not be read, when there is someone to answer. Returns whether the
   // connection should linger (the client may still be sending).
-  asio::awaitable<bool> reject_unreadable(Connection& connection, boost::system::error_code error,
+  template <class Stream>
+  asio::awaitable<bool> reject_unreadable(Connection<Stream>& connection, boost::system::error_code error,
                                           bhttp::request_parser<bhttp::string_body>& parser) {
     const std::string path = parser.is_header_done() ? std::string(parser.get().target()) : std::string();
     const unsigned version = parser.is_header_done() ? parser.get().version() : 11;
@@ -264,7 +341,8 @@ struct Server::Impl {
         co_await reject(connection, 408, "the request did not arrive within the time limit", safe_path, version);
       }
     } else if (error != bhttp::error::end_of_stream && error != asio::error::operation_aborted &&
-               error != asio::error::connection_reset && error != asio::error::eof) {
+               error != asio::error::connection_reset && error != asio::error::eof &&
+               error != asio::ssl::error::stream_truncated) {  // a TLS client that left without close_notify
       if (parser.got_some()) {
         co_await reject(connection, 400, "the request is not valid HTTP/1.1: " + error.message(), safe_path,
                         version);
@@ -275,7 +353,8 @@ struct Server::Impl {
   }
 
   // Answers one request; returns whether the connection stays open.
-  asio::awaitable<bool> handle(Connection& connection, WireRequest wire, const std::string& remote) {
+  template <class Stream>
+  asio::awaitable<bool> handle(Connection<Stream>& connection, WireRequest wire, const std::string& remote) {
     const auto started = std::chrono::steady_clock::now();
     const bool is_head = wire.method() == bhttp::verb::head;
     const unsigned version = wire.version();
@@ -376,15 +455,15 @@ struct Server::Impl {
     boost::system::error_code ignored;
     acceptor.close(ignored);
     signals.cancel(ignored);
-    std::vector<std::shared_ptr<Connection>> open;
+    std::vector<std::shared_ptr<ConnectionBase>> open;
     {
       std::lock_guard lock(connections_mutex);
       open.assign(connections.begin(), connections.end());
     }
     for (auto& connection : open) {
       // Idle connections are closed now; busy ones close after their response (stopping is set).
-      asio::post(connection->stream.get_executor(), [connection] {
-        if (!connection->busy) connection->stream.cancel();
+      asio::post(connection->executor(), [connection] {
+        if (!connection->busy) connection->cancel();
       });
     }
     asio::co_spawn(control, wait_for_drain(), asio::detached);
@@ -423,6 +502,9 @@ void Server::listen() {
   boost::system::error_code error;
   const auto address = asio::ip::make_address(impl.options.host, error);
   if (error) throw std::runtime_error("http.host \"" + impl.options.host + "\" is not an IP address: " + error.message());
+  if (!impl.options.tls_cert_file.empty() || !impl.options.tls_key_file.empty()) {
+    impl.tls = make_tls_context(impl.options);
+  }
   const tcp::endpoint endpoint(address, impl.options.port);
   impl.acceptor.open(endpoint.protocol(), error);
   if (!error) impl.acceptor.set_option(asio::socket_base::reuse_address(true), error);
@@ -435,6 +517,8 @@ void Server::listen() {
 }
 
 std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+bool Server::tls() const { return impl_->tls != nullptr; }
 
 void Server::run() {
   auto& impl = *impl_;

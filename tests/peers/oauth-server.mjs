@@ -27,8 +27,14 @@
 //   DELETE /__control/token-requests   -> clear that list
 //
 // Only loopback hosts are accepted: /__control has no authentication.
+//
+// When P2P_TEST_LOG_DIR is set (scripts/test.sh sets it), every access and refresh token minted (by
+// /__control/issue or the token endpoint) is appended, one per line, to
+// $P2P_TEST_LOG_DIR/secrets-oauth-<pid>.txt: scripts/check-secrets.sh then makes sure none of them
+// appears in the service's logs or responses.
 
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
@@ -41,6 +47,13 @@ console.info = toStderr;
 console.debug = toStderr;
 
 const log = (msg) => process.stderr.write(`[oauth-server] ${msg}\n`);
+
+const secretsFile = process.env.P2P_TEST_LOG_DIR
+  ? `${process.env.P2P_TEST_LOG_DIR}/secrets-oauth-${process.pid}.txt` : null;
+function recordIssuedTokens(...tokens) {
+  const values = tokens.filter((t) => typeof t === 'string' && t !== '');
+  if (secretsFile && values.length) fs.appendFileSync(secretsFile, `${values.join('\n')}\n`);
+}
 
 function fail(msg) {
   process.stderr.write(`oauth-server: ${msg}\n`);
@@ -345,6 +358,7 @@ function controlRoutes(provider) {
         const rt = new provider.RefreshToken({ ...common, authTime: epoch(), rotations: 0 });
         refreshToken = await rt.save();
       }
+      recordIssuedTokens(accessToken, refreshToken);
       log(`issued tokens sub=${sub} scope="${normalized}" expires_in=${at.expiration}`
         + ` refresh_token=${refreshToken ? 'yes' : 'no'}`);
       return {
@@ -463,7 +477,10 @@ provider.proxy = false;
 
 provider.use(async (ctx, next) => {
   await next();
-  if (ctx.method === 'POST' && ctx.oidc?.route === 'token') recordTokenRequest(ctx);
+  if (ctx.method === 'POST' && ctx.oidc?.route === 'token') {
+    if (ctx.body && typeof ctx.body === 'object') recordIssuedTokens(ctx.body.access_token, ctx.body.refresh_token);
+    recordTokenRequest(ctx);
+  }
   else if (!ctx.path.startsWith('/__control')) log(`${ctx.method} ${ctx.path} -> ${ctx.status}`);
 });
 provider.on('grant.error', (ctx, err) => {

@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
@@ -15,7 +16,12 @@ namespace p2p::test {
 
 NodePeer::NodePeer(const std::string& script, const std::vector<std::string>& args) {
   const std::string path = std::string(P2P_SOURCE_DIR) + "/tests/peers/" + script;
-  log_path_ = "/tmp/p2p-peer-" + util::random_hex(6) + ".log";
+  // scripts/test.sh sets P2P_TEST_LOG_DIR to keep the test run's logs (the peers see it too).
+  const char* log_dir = std::getenv("P2P_TEST_LOG_DIR");
+  keep_log_ = log_dir != nullptr && *log_dir != '\0';
+  log_path_ = (keep_log_ ? std::string(log_dir) + "/peer-" + script.substr(0, script.find('.')) + "-"
+                         : std::string("/tmp/p2p-peer-")) +
+              util::random_hex(6) + ".log";
   int out[2];
   if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
   pid_ = ::fork();
@@ -53,7 +59,7 @@ NodePeer::~NodePeer() {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, &status, WNOHANG);
   }
-  ::unlink(log_path_.c_str());
+  if (!keep_log_) ::unlink(log_path_.c_str());
 }
 
 std::string NodePeer::log() const {

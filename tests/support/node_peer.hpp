@@ -25,6 +25,7 @@ class NodePeer {
   pid_t pid_ = -1;
   nlohmann::json ready_;
   std::string log_path_;
+  bool keep_log_ = false;  // P2P_TEST_LOG_DIR is set
 };
 
 }  // namespace p2p::test

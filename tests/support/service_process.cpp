@@ -1,6 +1,7 @@
 #include "service_process.hpp"
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -36,7 +37,11 @@ ServiceProcess::ServiceProcess(std::map<std::string, std::string> env, std::vect
   port_ = std::stoi(env["P2P_HTTP_PORT"]);
   if (!env.contains("P2P_SWAGGER_UI_DIR")) env["P2P_SWAGGER_UI_DIR"] = std::string(P2P_SOURCE_DIR) + "/tests/peers/node_modules/swagger-ui-dist";
   env["PATH"] = "/usr/bin:/bin";
-  log_path_ = "/tmp/p2p-e2e-" + util::random_hex(6) + ".log";
+  // scripts/test.sh sets P2P_TEST_LOG_DIR to keep every service log for scripts/check-secrets.sh.
+  const char* log_dir = std::getenv("P2P_TEST_LOG_DIR");
+  keep_log_ = log_dir != nullptr && *log_dir != '\0';
+  log_path_ = (keep_log_ ? std::string(log_dir) + "/service-" : std::string("/tmp/p2p-e2e-")) + util::random_hex(6) + ".log";
+  capture_responses_from_port(port_, true);
 
   std::vector<std::string> env_strings;
   for (const auto& [key, value] : env) env_strings.push_back(key + "=" + value);
@@ -65,7 +70,8 @@ ServiceProcess::~ServiceProcess() {
     ::kill(pid_, SIGKILL);
     wait_exit(std::chrono::seconds(10));
   }
-  ::unlink(log_path_.c_str());
+  capture_responses_from_port(port_, false);
+  if (!keep_log_) ::unlink(log_path_.c_str());
 }
 
 std::string ServiceProcess::url(const std::string& path) const {

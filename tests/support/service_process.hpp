@@ -1,6 +1,7 @@
 #pragma once
 // The built p2p-exchange binary, started as a user would: its own process, a clean environment with
-// the given P2P_* variables, stdout and stderr captured to a log file the test can read.
+// the given P2P_* variables, stdout and stderr captured to a log file the test can read (kept in
+// $P2P_TEST_LOG_DIR when that is set, deleted otherwise).
 #include <chrono>
 #include <map>
 #include <optional>
@@ -41,6 +42,7 @@ class ServiceProcess {
   int port_ = 0;
   std::optional<int> exit_code_;
   std::string log_path_;
+  bool keep_log_ = false;  // P2P_TEST_LOG_DIR is set: the log stays for scripts/check-secrets.sh
 };
 
 }  // namespace p2p::test

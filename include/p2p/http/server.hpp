@@ -2,7 +2,8 @@
 // The HTTP/1.1 server (Boost.Beast over Asio, one coroutine per connection). It owns the I/O threads
 // and the blocking pool, applies the body limit and timeouts, assigns request ids, authenticates,
 // routes, turns ApiError into problem+json, records metrics, writes the access log, and shuts down
-// gracefully on SIGINT/SIGTERM. Beast stays inside server.cpp; this header is cheap to include.
+// gracefully on SIGINT/SIGTERM; optionally speaks HTTPS (OpenSSL). Beast stays inside server.cpp; this
+// header is cheap to include.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,6 +27,10 @@ struct ServerOptions {
   int write_timeout_seconds = 30;
   int idle_timeout_seconds = 60;
   int shutdown_grace_seconds = 20;
+  // HTTPS on the port when both are set (PEM files; TLS 1.2 or later). The TLS handshake must finish
+  // within header_timeout_seconds. listen() loads them and throws naming the file that is wrong.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class Server {
@@ -35,10 +40,13 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds and listens. Throws std::runtime_error saying which address could not be bound and why.
+  // Loads the TLS certificate and key (when set), binds and listens. Throws std::runtime_error saying
+  // which file is unusable or which address could not be bound, and why.
   void listen();
   // The bound port (useful when the configured port is 0).
   std::uint16_t port() const;
+  // Whether the port speaks HTTPS.
+  bool tls() const;
   // Serves until SIGINT/SIGTERM or stop(), then stops accepting, lets in-flight requests finish
   // (up to the grace period) and returns.
   void run();

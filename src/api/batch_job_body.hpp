@@ -1,0 +1,24 @@
+#pragma once
+// The body of POST /api/oidc_servers/{server_id}/batch_job, parsed and validated without touching the
+// database: what the member sends about the source and target payers. Private to src/api (the route
+// and the fuzzer use it).
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace p2p::api {
+
+struct BatchJobBody {
+  std::string access_token;                           // sourcePayer.oidcToken, non-empty
+  std::optional<std::string> refresh_token;           // sourcePayer.oidcRefreshToken; empty counts as absent
+  std::optional<std::string> bundle_request;          // sourcePayer.fhirBundleRequest, not yet checked
+  std::string source_patient_id;                      // sourcePayer.patientId, a FHIR id
+  std::string target_patient_id;                      // targetPayer.patientId, a FHIR id
+  std::optional<std::string> target_organization_id;  // targetPayer.organizationId
+};
+
+// Throws http::ApiError(400) saying which member is missing or wrong. The fhirBundleRequest is checked
+// later, against the source payer's FHIR endpoint (fhir::resolve_bundle_request).
+BatchJobBody parse_batch_job_body(std::string_view body);
+
+}  // namespace p2p::api
