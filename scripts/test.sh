@@ -4,6 +4,8 @@
 # Exits non-zero on any failure. .ci/run calls exactly this.
 #   P2P_BUILD_DIR, P2P_BUILD_TYPE, P2P_CMAKE_ARGS  as for scripts/setup.sh
 #   P2P_CTEST_ARGS  extra ctest arguments, e.g. "-L unit" or "-R Config"
+#   P2P_TEST_EXTRAS=0  skip the steps after ctest that do not depend on the build flavour (fuzzing, ...);
+#                   scripts/test-sanitized.sh sets it. The secrets check always runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -25,6 +27,28 @@ echo "==> starting a throwaway PostgreSQL on 127.0.0.1:$port"
 pg_start "$work/data" "$port" "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 export P2P_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
 
+# The tests keep every service log, the service's responses and the secrets made during the run here,
+# for scripts/check-secrets.sh.
+case $build_dir in /*) ;; *) build_dir="$root/$build_dir" ;; esac
+export P2P_TEST_LOG_DIR="$build_dir/test-logs"
+rm -rf "$P2P_TEST_LOG_DIR" "$build_dir"/Testing/Temporary/LastTest*.log
+mkdir -p "$P2P_TEST_LOG_DIR"
+
 echo "==> running the tests"
 # shellcheck disable=SC2086
 ctest --test-dir "$build_dir" --output-on-failure -j 2 --timeout 300 ${P2P_CTEST_ARGS:-}
+
+echo "==> checking that no test secret reached a service log or response (scripts/check-secrets.sh)"
+shopt -s nullglob
+scripts/check-secrets.sh "$P2P_TEST_LOG_DIR" "$build_dir"/Testing/Temporary/LastTest*.log
+shopt -u nullglob
+
+if [ "${P2P_TEST_EXTRAS:-1}" = 0 ]; then
+  echo "==> P2P_TEST_EXTRAS=0: skipping fuzzing and the other build-independent checks"
+  exit 0
+fi
+
+# The libFuzzer targets (clang build in build-fuzz): replay the committed corpora and regressions,
+# then fuzz each target briefly. P2P_FUZZ_SECONDS=0 replays only.
+echo "==> fuzzing (scripts/fuzz.sh, ${P2P_FUZZ_SECONDS:-20} s per target)"
+P2P_FUZZ_SECONDS=${P2P_FUZZ_SECONDS:-20} scripts/fuzz.sh

@@ -3,6 +3,8 @@
 #include <map>
 #include <set>
 #include <stdexcept>
+#include <utility>
+#include <vector>
 
 #include "p2p/util/crypto.hpp"
 
@@ -127,6 +129,22 @@ void add_traceability(json& resource, const std::string& type, const std::string
 
 json coding(const std::string& system, const std::string& code) { return {{"system", system}, {"code", code}}; }
 
+// Pages are untrusted: copying, rewriting and serialising JSON recurse once per level, so a page nested
+// thousands of levels deep would overflow the stack. FHIR resources stay far below this.
+constexpr std::size_t kMaxPageDepth = 256;
+
+bool deeper_than(const json& root, std::size_t limit) {
+  std::vector<std::pair<const json*, std::size_t>> pending{{&root, 1}};  // iterative: no recursion here
+  while (!pending.empty()) {
+    const auto [node, depth] = pending.back();
+    pending.pop_back();
+    if (!node->is_structured()) continue;
+    if (depth > limit) return true;
+    for (const auto& child : *node) pending.emplace_back(&child, depth + 1);
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string target_id(std::string_view source_organization_id, std::string_view type, std::string_view source_id) {
@@ -156,6 +174,10 @@ std::optional<std::string> next_link(const json& page) {
 TransformedPage transform_page(const json& page, const TransformContext& context) {
   if (!page.is_object() || page.value("resourceType", "") != "Bundle") {
     throw std::invalid_argument("the source answered with something that is not a FHIR Bundle");
+  }
+  if (deeper_than(page, kMaxPageDepth)) {
+    throw std::invalid_argument("the source's page is nested more than " + std::to_string(kMaxPageDepth) +
+                                " levels deep; it is not a FHIR Bundle this service can take");
   }
   const json empty = json::array();
   const json& entries = page.contains("entry") && page["entry"].is_array() ? page["entry"] : empty;

@@ -44,7 +44,9 @@ Response problem_response(int status, std::string_view detail, std::string_view 
   if (!request_id.empty()) body["requestId"] = request_id;
   Response response;
   response.status = status;
-  response.body = body.dump();
+  // The detail and instance can carry the client's bytes (its path, a query value): invalid UTF-8 is
+  // replaced (U+FFFD) rather than making dump() throw and the client get no answer at all.
+  response.body = body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   response.set_header("Content-Type", "application/problem+json");
   return response;
 }

@@ -55,6 +55,9 @@ ParseResult parse_request(std::string_view bytes, const ServerOptions& options) 
     boost::system::error_code error;
     const auto used = parser.put(boost::asio::const_buffer(remaining.data(), remaining.size()), error);
     result.consumed += used;
+    // In the body, an empty buffer is taken without error and without progress: that is "read more" too
+    // (without this, a body cut short by the end of the input loops for ever).
+    if (!error && used == 0) error = bhttp::error::need_more;
     if (error == bhttp::error::need_more) {
       if (used > 0) continue;
       error = {};
