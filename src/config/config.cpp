@@ -692,6 +692,20 @@ Environment process_environment() {
 Config parse_config(const nlohmann::json& document, const Environment& env) {
   std::vector<ConfigIssue> issues;
   if (!document.is_object()) throw ConfigError(std::vector<ConfigIssue>{{"(root)", "the configuration must be a JSON object"}});
+  // Copying and reading the document recurse once per level; the deepest real key is 5 levels down.
+  // Checked without recursion, so a pathological file is refused instead of overflowing the stack.
+  constexpr std::size_t kMaxDepth = 32;
+  std::vector<std::pair<const json*, std::size_t>> pending{{&document, 1}};
+  while (!pending.empty()) {
+    const auto [node, depth] = pending.back();
+    pending.pop_back();
+    if (!node->is_structured()) continue;
+    if (depth > kMaxDepth) {
+      throw ConfigError(std::vector<ConfigIssue>{
+          {"(root)", "the configuration is nested more than " + std::to_string(kMaxDepth) + " levels deep"}});
+    }
+    for (const auto& child : *node) pending.emplace_back(&child, depth + 1);
+  }
   json merged = document;
   std::map<std::string, std::string> env_sources;
   apply_environment(merged, env, env_sources, issues);

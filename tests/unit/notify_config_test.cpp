@@ -118,3 +118,15 @@ TEST(NotificationsConfig, APasswordIsNeverSentInClear) {
   env["P2P_SMTP_URL"] = "smtps://mail.payer.example:465";  // implicit TLS: fine
   EXPECT_TRUE(issues_of(json::object(), env).empty());
 }
+
+TEST(NotificationsConfig, APathologicallyNestedFileIsRefusedNotACrash) {
+  json deep = json::object();
+  json* node = &deep;
+  for (int i = 0; i < 1000; ++i) node = &((*node)["n"] = json::object());
+  try {
+    parse_config(json{{"notifications", {{"templates", deep}}}}, enabled_env());
+    ADD_FAILURE() << "accepted";
+  } catch (const ConfigError& error) {
+    EXPECT_NE(std::string(error.what()).find("nested more than 32 levels deep"), std::string::npos) << error.what();
+  }
+}

@@ -172,6 +172,20 @@ TEST(PageTransform, EmptyPagesWriteNothingAndNonBundlesAreRefused) {
   EXPECT_THROW(transform_page(json::array(), context()), std::invalid_argument);
 }
 
+TEST(PageTransform, APageNestedThousandsOfLevelsDeepIsRefusedNotAStackOverflow) {
+  // Found by the page_transform fuzzer (tests/fuzz/regressions/page_transform): copying such a page
+  // recursed once per level and overflowed the stack. Parsing it is iterative, so it can arrive.
+  const std::string deep = std::string(20000, '[') + std::string(20000, ']');
+  const auto page = json::parse(R"({"resourceType":"Bundle","type":"searchset","entry":[{"resource":{"resourceType":"Observation","id":"o","extension":)" +
+                                deep + "}}]}");
+  try {
+    transform_page(page, context());
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& error) {
+    EXPECT_NE(std::string(error.what()).find("nested more than 256 levels deep"), std::string::npos) << error.what();
+  }
+}
+
 TEST(PageTransform, VersionedProvenancePointsAtTheWrittenVersions) {
   const auto page = transform_page(kPage, context());
   const auto provenance = page.transaction["entry"].back()["resource"];
