@@ -8,6 +8,10 @@
 #   P2P_FUZZ_BUILD_DIR   build directory (default build-fuzz; configured here when needed)
 #   P2P_FUZZ_SECONDS     seconds per target (default 300; 0 builds and replays only)
 #   P2P_FUZZ_RSS_MB      memory limit per fuzzer process (default 2048)
+#   P2P_FUZZ_RUNS        also stop each target after this many inputs (default: no limit)
+#   P2P_FUZZ_SEED        libFuzzer's random seed (default: a new one each run). With a seed and a run
+#                        limit a run is repeatable: scripts/test.sh uses both, so CI fuzzes exactly
+#                        what passed before it was committed; scripts/fuzz.sh alone explores anew.
 #   P2P_FUZZ_KEEP=1      keep the scratch directory (new corpus entries) even when nothing failed
 # Reproduce a crash:  <build>/fuzz/<target>_fuzzer <reproducer>   (or <build>/fuzz/<target>_replay <reproducer>)
 # Make it a test:     copy the reproducer to tests/fuzz/regressions/<target>/ (see tests/fuzz/README.md)
@@ -18,6 +22,9 @@ cd "$root"
 build_dir=${P2P_FUZZ_BUILD_DIR:-build-fuzz}
 seconds=${P2P_FUZZ_SECONDS:-300}
 rss_mb=${P2P_FUZZ_RSS_MB:-2048}
+limits=()
+[[ -n ${P2P_FUZZ_RUNS:-} ]] && limits+=(-runs="$P2P_FUZZ_RUNS")
+[[ -n ${P2P_FUZZ_SEED:-} ]] && limits+=(-seed="$P2P_FUZZ_SEED")
 all_targets=(http_request batch_job_body page_transform hook_payload config)
 if [[ $# -gt 0 ]]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 for target in "${targets[@]}"; do
@@ -75,7 +82,7 @@ for target in "${targets[@]}"; do
   set +e
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     nice -n 10 "$build_dir/fuzz/${target}_fuzzer" -max_total_time="$seconds" -rss_limit_mb="$rss_mb" \
-    -timeout=10 -max_len=8192 -print_final_stats=1 -artifact_prefix="$dir/artifacts/" \
+    -timeout=10 -max_len=8192 -print_final_stats=1 -artifact_prefix="$dir/artifacts/" "${limits[@]}" \
     "${dict[@]}" "$dir/corpus" "${extra[@]}" >"$dir/log" 2>&1
   status=$?
   set -e

@@ -1,5 +1,6 @@
 #include "p2p/fhir/page_transform.hpp"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -145,6 +146,19 @@ bool deeper_than(const json& root, std::size_t limit) {
   return false;
 }
 
+// A resource's type or id as a string, or "" when it is missing or not a string (pages are untrusted).
+std::string string_member(const json& resource, const char* key) {
+  const auto found = resource.find(key);
+  return found != resource.end() && found->is_string() ? found->get<std::string>() : std::string();
+}
+
+// A FHIR resource type name (e.g. ExplanationOfBenefit). Anything else is refused: the type becomes a
+// path segment of the PUT to the target, so "Patient/x/_history" must never get that far.
+bool is_resource_type(const std::string& type) {
+  if (type.empty() || type.size() > 64 || type[0] < 'A' || type[0] > 'Z') return false;
+  return std::all_of(type.begin(), type.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); });
+}
+
 }  // namespace
 
 std::string target_id(std::string_view source_organization_id, std::string_view type, std::string_view source_id) {
@@ -187,9 +201,9 @@ TransformedPage transform_page(const json& page, const TransformContext& context
   for (const auto& entry : entries) {
     if (!entry.contains("resource") || !entry["resource"].is_object()) continue;
     const auto& resource = entry["resource"];
-    const auto type = resource.value("resourceType", "");
-    const auto id = resource.value("id", "");
-    if (type.empty() || id.empty()) continue;
+    const auto type = string_member(resource, "resourceType");
+    const auto id = string_member(resource, "id");
+    if (!is_resource_type(type) || id.empty()) continue;
     if (entry.contains("fullUrl") && entry["fullUrl"].is_string()) {
       full_urls[entry["fullUrl"].get<std::string>()] = target_reference(context, type, id);
     }
@@ -206,9 +220,9 @@ TransformedPage transform_page(const json& page, const TransformContext& context
       continue;
     }
     json resource = entry["resource"];
-    const std::string type = resource.value("resourceType", "");
-    const std::string source_id = resource.value("id", "");
-    if (type.empty() || source_id.empty() || type == "OperationOutcome") {
+    const std::string type = string_member(resource, "resourceType");
+    const std::string source_id = string_member(resource, "id");
+    if (!is_resource_type(type) || source_id.empty() || type == "OperationOutcome") {
       ++out.skipped;
       continue;
     }

@@ -1,45 +1,18 @@
 // Clients that misbehave: oversized headers, slow-loris connections, garbage instead of HTTP. Each is
 // bounded, and the service keeps serving everybody else.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "e2e_fixture.hpp"
+#include "raw_socket.hpp"
 
 using nlohmann::json;
 using namespace p2p::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-int connect_to(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) return -1;
-  timeval timeout{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  return fd;
-}
-
-// Everything the server sends until it closes the connection (or 10 s pass).
-std::string read_until_closed(int fd) {
-  std::string received;
-  char buffer[4096];
-  while (true) {
-    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-    if (n <= 0) break;
-    received.append(buffer, static_cast<std::size_t>(n));
-  }
-  return received;
-}
 
 class HostileInputTest : public ServiceTest {
  protected:

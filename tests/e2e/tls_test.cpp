@@ -1,10 +1,6 @@
 // Inbound TLS on the API port (http.tls.certFile / http.tls.keyFile): the binary, started with a
 // self-signed certificate made by the openssl CLI for this run, answers over HTTPS only, refuses to
 // start with a missing or wrong key, and bounds slow TLS handshakes like slow request headers.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -14,6 +10,7 @@
 #include <sstream>
 
 #include "e2e_fixture.hpp"
+#include "raw_socket.hpp"
 #include "p2p/util/crypto.hpp"
 
 using nlohmann::json;
@@ -21,33 +18,6 @@ using namespace p2p::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-int connect_to(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval timeout{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  return fd;
-}
-
-// Everything the server sends until it closes the connection (or 10 s pass).
-std::string read_until_closed(int fd) {
-  std::string received;
-  char buffer[4096];
-  while (true) {
-    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-    if (n <= 0) break;
-    received.append(buffer, static_cast<std::size_t>(n));
-  }
-  return received;
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream input(path);

@@ -1,30 +1,20 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "config_issues.hpp"
 #include "p2p/config/config.hpp"
 
 using nlohmann::json;
 using p2p::config::ConfigError;
 using p2p::config::Environment;
 using p2p::config::parse_config;
+using p2p::test::issues_of;
 
 namespace {
 
 const std::string kTokenKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const Environment kWithKey = {{"P2P_API_KEYS", "0123456789abcdef-key"}, {"P2P_TOKEN_ENCRYPTION_KEY", kTokenKey}};
 const Environment kTokenKeyOnly = {{"P2P_TOKEN_ENCRYPTION_KEY", kTokenKey}};
-
-// The messages of a ConfigError as "key: reason" lines, to assert on exact wording.
-std::vector<std::string> issues_of(const json& document, const Environment& env) {
-  try {
-    parse_config(document, env);
-  } catch (const ConfigError& error) {
-    std::vector<std::string> lines;
-    for (const auto& issue : error.issues()) lines.push_back(issue.key + ": " + issue.reason);
-    return lines;
-  }
-  return {};
-}
 
 }  // namespace
 

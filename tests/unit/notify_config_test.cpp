@@ -2,12 +2,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "config_issues.hpp"
 #include "p2p/config/config.hpp"
 
 using nlohmann::json;
 using p2p::config::ConfigError;
 using p2p::config::Environment;
 using p2p::config::parse_config;
+using p2p::test::issues_of;
 
 namespace {
 
@@ -25,17 +27,6 @@ Environment enabled_env() {
           {"P2P_SMTP_PASSWORD", "smtp-password"},
           {"P2P_MAIL_FROM", "p2p@payer.example"},
           {"P2P_MAIL_ADMINS", "one@payer.example, two@payer.example"}};
-}
-
-std::vector<std::string> issues_of(const json& document, const Environment& env) {
-  try {
-    parse_config(document, env);
-  } catch (const ConfigError& error) {
-    std::vector<std::string> lines;
-    for (const auto& issue : error.issues()) lines.push_back(issue.key + ": " + issue.reason);
-    return lines;
-  }
-  return {};
 }
 
 bool mentions(const std::vector<std::string>& issues, const std::string& text) {

@@ -186,6 +186,20 @@ TEST(PageTransform, APageNestedThousandsOfLevelsDeepIsRefusedNotAStackOverflow) 
   }
 }
 
+TEST(PageTransform, EntriesWithoutAValidResourceTypeOrIdAreSkipped) {
+  // Found by the page_transform fuzzer: the type becomes a path segment of the PUT to the target.
+  const auto page = transform_page(json::parse(R"({"resourceType":"Bundle","type":"searchset","entry":[
+      {"resource":{"resourceType":"Explanat/_history/ionOfBenefit","id":"e1"}},
+      {"resource":{"resourceType":"Patient/victim","id":"p"}},
+      {"resource":{"resourceType":5,"id":"n"}},
+      {"resource":{"resourceType":"Observation","id":7}},
+      {"resource":{"resourceType":"Observation","id":"ok"}}]})"),
+                                   context());
+  ASSERT_EQ(page.target_references.size(), 1u);
+  EXPECT_TRUE(page.target_references[0].starts_with("Observation/p2p-")) << page.target_references[0];
+  EXPECT_EQ(page.skipped, 4);
+}
+
 TEST(PageTransform, VersionedProvenancePointsAtTheWrittenVersions) {
   const auto page = transform_page(kPage, context());
   const auto provenance = page.transaction["entry"].back()["resource"];
