@@ -857,6 +857,11 @@ TEST_F(NotificationTest, AnOutboxRowPendingWhenTheServiceIsKilledIsDeliveredOnce
   const auto result = deliver_create(service, store_task(add_payer_task("task-crash", jane)));
   ASSERT_EQ(result.status, 200) << result.body;
   EXPECT_EQ(parse(result), json({{"tasks", 1}, {"emailsQueued", 3}}));
+  // Killed while the rows wait for their retry (each attempted once against the dead SMTP server). A
+  // kill in the instant a row is leased delays it by the lease instead (covered on PostgreSQL by
+  // NotificationOutboxStore.AnExpiredLeaseIsTakenOverAndAReleasedRowIsFreeAtOnce).
+  ASSERT_TRUE(eventually([&] { return metric_value(metrics(service), "p2p_notifications_delivery_errors_total") >= 3; }, 15s))
+      << metrics(service);
   service.send_signal(SIGKILL);
   ASSERT_EQ(service.wait_exit(10s), 128 + SIGKILL);
 
