@@ -27,6 +27,7 @@
 #include "p2p/notify/subscription.hpp"
 #include "p2p/store/database.hpp"
 #include "p2p/util/crypto.hpp"
+#include "p2p/util/url_rules.hpp"
 
 namespace p2p::notify {
 namespace {
@@ -344,7 +345,7 @@ void Notifier::start(std::function<bool()> database_ready) {
   impl_->io_thread = std::thread([impl = impl_.get()] { impl->io.run(); });
   impl_->sender_thread = std::thread([impl = impl_.get()] { impl->sender_loop(); });
   spdlog::info("notifications: on; e-mails from {} to {} admin(s) and the member, through {}", impl_->config.mail_from,
-               impl_->config.mail_admins.size(), impl_->config.smtp.url);
+               impl_->config.mail_admins.size(), util::redact_url_password(impl_->config.smtp.url));  // a URL may carry user:password
 }
 
 void Notifier::stop() {
