@@ -9,9 +9,10 @@
 #   P2P_FUZZ_SECONDS     seconds per target (default 300; 0 builds and replays only)
 #   P2P_FUZZ_RSS_MB      memory limit per fuzzer process (default 2048)
 #   P2P_FUZZ_RUNS        also stop each target after this many inputs (default: no limit)
-#   P2P_FUZZ_SEED        libFuzzer's random seed (default: a new one each run). With a seed and a run
-#                        limit a run is repeatable: scripts/test.sh uses both, so CI fuzzes exactly
-#                        what passed before it was committed; scripts/fuzz.sh alone explores anew.
+#   P2P_FUZZ_SEED        libFuzzer's random seed (default: a new one each run)
+# This is the maintainer's exploratory tool, not part of the test command: a time-bounded libFuzzer run
+# does not execute the same inputs on every machine (its speed decides how far it gets), so it cannot
+# gate. scripts/test.sh replays the committed corpora and regressions instead (ctest label fuzz).
 #   P2P_FUZZ_KEEP=1      keep the scratch directory (new corpus entries) even when nothing failed
 # Reproduce a crash:  <build>/fuzz/<target>_fuzzer <reproducer>   (or <build>/fuzz/<target>_replay <reproducer>)
 # Make it a test:     copy the reproducer to tests/fuzz/regressions/<target>/ (see tests/fuzz/README.md)

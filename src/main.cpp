@@ -179,6 +179,7 @@ int main(int argc, char** argv) {
   const char* scheme = server.tls() ? "https" : "http";
   spdlog::info("listening on {}://{}:{} (API docs at {}://{}:{}/)", scheme, config.http.host, server.port(), scheme,
                config.http.host, server.port());
+  spdlog::default_logger()->flush();  // the line a supervisor (or a test) waits for: written now, not in a second
   server.run();
   job_runner.stop();
   notifier.stop();

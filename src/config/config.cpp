@@ -1,6 +1,7 @@
 #include "p2p/config/config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -81,6 +82,27 @@ std::string trim(std::string_view text) {
   return std::string(text.substr(first, last - first + 1));
 }
 
+// The key path of `name` inside the object at `path` ("" for the root), readable whatever the document
+// holds: a name that is not plain (empty, spaces, dots, brackets, quotes, control or non-ASCII
+// characters) is quoted as a JSON string, a long one is cut, and one at the root says so: (root)."".
+std::string key_path(const std::string& path, const std::string& name) {
+  constexpr std::size_t kShownBytes = 64;
+  const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '$';
+  });
+  std::string shown = name;
+  const bool long_name = shown.size() > kShownBytes;
+  if (long_name) {
+    std::size_t cut = kShownBytes;
+    while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
+    shown.resize(cut);
+  }
+  if (!plain) shown = json(shown).dump(-1, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace);
+  if (long_name) shown += "...(" + std::to_string(name.size()) + " bytes)";
+  if (path.empty()) return plain ? shown : "(root)." + shown;
+  return path + "." + shown;
+}
+
 // Reads typed values out of the document, collecting every issue instead of stopping at the first.
 class Reader {
  public:
@@ -102,7 +124,7 @@ class Reader {
       if (std::find(known.begin(), known.end(), name) != known.end()) continue;
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      fail(path.empty() ? name : path + "." + name, "unknown key; the keys allowed here are: " + list);
+      fail(key_path(path, name), "unknown key; the keys allowed here are: " + list);
     }
   }
 

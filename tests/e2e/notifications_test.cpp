@@ -475,13 +475,15 @@ TEST_F(NotificationTest, TheSubscriptionIsSeededWhenTheFhirServerComesUpAfterThe
   env["P2P_FHIR_PERSISTENCE_URL"] = late_base;
   auto& service = start_service(env, {{"subscriptionCheckSeconds", 300}});
   ASSERT_TRUE(service.wait_for_log("cannot check the Subscription on the FHIR server", 15s)) << service.log();
-  // The FHIR server starts only now; the service keeps retrying (4 s, then 8 s, ...) until it is there.
+  // The FHIR server starts only now; the service keeps retrying (4 s, then 8, 16, 32 s, then every
+  // 60 s: at 4, 12, 28, 60, 120 s, ... after the first failure) until it is there. Wherever in that
+  // schedule the server comes up, the next try is at most 60 s away.
   NodePeer late_fhir("fhir-server.mjs", {"--quiet", "--port", std::to_string(port)});
   const auto seeded = [&late_base] {
     const auto result = http_request("GET", late_base + "/Subscription/" + kSubscriptionId);
     return result.status == 200 && parse(result)["criteria"] == "Task?code=" + kCodeSystem + "|p2p-request-add-provider-id";
   };
-  ASSERT_TRUE(eventually(seeded, 30s)) << service.log();
+  ASSERT_TRUE(eventually(seeded, 75s)) << service.log();
   EXPECT_TRUE(service.wait_for_log("the FHIR server is back; the Subscription is in place", 5s)) << service.log();
 }
 
@@ -848,26 +850,29 @@ TEST_F(NotificationTest, MailQueuedWhileTheSmtpServerIsDownIsDeliveredOnceWhenIt
 }
 
 TEST_F(NotificationTest, AnOutboxRowPendingWhenTheServiceIsKilledIsDeliveredOnceAfterRestart) {
+  // The first retry comes 12-18 s after the first attempt (15 s, +-20 % jitter): the kill below lands
+  // while every row waits for it, not in the instant a row is leased (that would hold the row for the
+  // whole lease, minutes; covered on PostgreSQL by
+  // NotificationOutboxStore.AnExpiredLeaseIsTakenOverAndAReleasedRowIsFreeAtOnce).
+  const json slow_retry = {{"delivery", {{"initialBackoffSeconds", 15}, {"maxBackoffSeconds", 15}}}};
   const int smtp_port = ServiceProcess::free_port();
   auto smtp = std::make_unique<SmtpPeer>(std::vector<std::string>{"--quiet"}, smtp_port);
-  auto& service = start_with(*smtp);
+  auto& service = start_with(*smtp, slow_retry);
   smtp.reset();  // down
 
   const Member jane;
   const auto result = deliver_create(service, store_task(add_payer_task("task-crash", jane)));
   ASSERT_EQ(result.status, 200) << result.body;
   EXPECT_EQ(parse(result), json({{"tasks", 1}, {"emailsQueued", 3}}));
-  // Killed while the rows wait for their retry (each attempted once against the dead SMTP server). A
-  // kill in the instant a row is leased delays it by the lease instead (covered on PostgreSQL by
-  // NotificationOutboxStore.AnExpiredLeaseIsTakenOverAndAReleasedRowIsFreeAtOnce).
+  // Killed while the rows wait for their retry (each attempted once against the dead SMTP server).
   ASSERT_TRUE(eventually([&] { return metric_value(metrics(service), "p2p_notifications_delivery_errors_total") >= 3; }, 15s))
       << metrics(service);
   service.send_signal(SIGKILL);
   ASSERT_EQ(service.wait_exit(10s), 128 + SIGKILL);
 
   smtp = std::make_unique<SmtpPeer>(std::vector<std::string>{"--quiet"}, smtp_port);
-  auto& restarted = start_with(*smtp);
-  smtp->wait_for(3, 20s);
+  auto& restarted = start_with(*smtp, slow_retry);
+  smtp->wait_for(3, 40s);  // the rows are due at their retry time, up to 18 s after the first attempt
   std::this_thread::sleep_for(2s);
   expect_new_request_emails(smtp->messages(), "task-crash", jane);
   EXPECT_EQ(metric_value(metrics(restarted), "p2p_notifications_sent_total"), 3) << metrics(restarted);

@@ -1,10 +1,14 @@
 #include "node_peer.hpp"
 
+#include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <poll.h>
 #include <sstream>
 #include <stdexcept>
 #include <sys/wait.h>
@@ -13,6 +17,12 @@
 #include "p2p/util/crypto.hpp"
 
 namespace p2p::test {
+namespace {
+
+// How long a peer may take to print its ready line (Medplum's FHIR server starts in seconds).
+constexpr std::chrono::seconds kReadyTimeout{60};
+
+}  // namespace
 
 NodePeer::NodePeer(const std::string& script, const std::vector<std::string>& args) {
   const std::string path = std::string(P2P_SOURCE_DIR) + "/tests/peers/" + script;
@@ -40,14 +50,45 @@ NodePeer::NodePeer(const std::string& script, const std::vector<std::string>& ar
     ::_exit(127);
   }
   ::close(out[1]);
-  // The first line on stdout is the ready line (the peer logs to stderr).
+  // The first line on stdout is the ready line (the peer logs to stderr). A peer that neither prints
+  // it nor exits within kReadyTimeout is stopped: the test fails with its log, not at ctest's timeout.
+  const auto deadline = std::chrono::steady_clock::now() + kReadyTimeout;
   std::string line;
-  char c = 0;
-  while (::read(out[0], &c, 1) == 1 && c != '\n') line.push_back(c);
+  std::string problem;
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      problem = "no ready line within " + std::to_string(kReadyTimeout.count()) + " s";
+      break;
+    }
+    pollfd readable{out[0], POLLIN, 0};
+    const int polled = ::poll(&readable, 1, static_cast<int>(left.count()));
+    if (polled < 0 && errno != EINTR) {
+      problem = std::string("poll failed: ") + std::strerror(errno);
+      break;
+    }
+    if (polled <= 0) continue;  // interrupted, or the deadline: checked above
+    char c = 0;
+    const ssize_t got = ::read(out[0], &c, 1);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      problem = "its stdout closed before the ready line (it exited?)";
+      break;
+    }
+    if (c == '\n') break;
+    line.push_back(c);
+  }
   ::close(out[0]);
-  ready_ = nlohmann::json::parse(line, nullptr, false);
-  if (!ready_.is_object() || !ready_.value("ready", false)) {
-    throw std::runtime_error("test peer " + script + " did not start: " + line + "\n" + log());
+  if (problem.empty()) ready_ = nlohmann::json::parse(line, nullptr, false);
+  if (!problem.empty() || !ready_.is_object() || !ready_.value("ready", false)) {
+    const std::string message = "test peer " + script + " did not start" + (problem.empty() ? "" : " (" + problem + ")") +
+                                ": " + line + "\n" + log();
+    // The destructor does not run for a constructor that throws: stop the peer here.
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    if (!keep_log_) ::unlink(log_path_.c_str());
+    throw std::runtime_error(message);
   }
 }
 

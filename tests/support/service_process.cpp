@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <netinet/in.h>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <sys/socket.h>
@@ -17,6 +18,34 @@
 #include "p2p/util/crypto.hpp"
 
 namespace p2p::test {
+namespace {
+
+// The first launch and up to 3 relaunches on a new port when another process took the probed one.
+constexpr int kLaunchAttempts = 4;
+// How long the constructor waits for a service on a port it picked to listen (or to stop) before
+// leaving it to the test: the service binds its port at start-up, before it needs the database.
+constexpr std::chrono::seconds kListenTimeout{30};
+
+// src/main.cpp logs "listening on http://HOST:PORT (API docs at http://HOST:PORT/)" once it listens
+// (info level: it reaches the log file within a second).
+bool says_listening(const std::string& text, int port) {
+  const std::string address_end = ":" + std::to_string(port) + " (API docs at ";
+  for (auto at = text.find("listening on "); at != std::string::npos; at = text.find("listening on ", at + 1)) {
+    const auto line_end = text.find('\n', at);
+    const auto found = text.find(address_end, at);
+    if (found != std::string::npos && (line_end == std::string::npos || found < line_end)) return true;
+  }
+  return false;
+}
+
+// Server::listen (src/http/server.cpp) fails with "cannot listen on HOST:PORT: <reason> (...)"; main
+// logs it and exits with 1.
+bool cannot_listen(const std::string& text, int port) {
+  const auto at = text.find("cannot listen on ");
+  return at != std::string::npos && text.find(":" + std::to_string(port) + ": ", at) != std::string::npos;
+}
+
+}  // namespace
 
 int ServiceProcess::free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -33,14 +62,37 @@ int ServiceProcess::free_port() {
 }
 
 ServiceProcess::ServiceProcess(std::map<std::string, std::string> env, std::vector<std::string> args) {
-  if (!env.contains("P2P_HTTP_PORT")) env["P2P_HTTP_PORT"] = std::to_string(free_port());
-  port_ = std::stoi(env["P2P_HTTP_PORT"]);
+  const bool choose_port = !env.contains("P2P_HTTP_PORT");
   if (!env.contains("P2P_SWAGGER_UI_DIR")) env["P2P_SWAGGER_UI_DIR"] = std::string(P2P_SOURCE_DIR) + "/tests/peers/node_modules/swagger-ui-dist";
   env["PATH"] = "/usr/bin:/bin";
   // scripts/test.sh sets P2P_TEST_LOG_DIR to keep every service log for scripts/check-secrets.sh.
   const char* log_dir = std::getenv("P2P_TEST_LOG_DIR");
   keep_log_ = log_dir != nullptr && *log_dir != '\0';
-  log_path_ = (keep_log_ ? std::string(log_dir) + "/service-" : std::string("/tmp/p2p-e2e-")) + util::random_hex(6) + ".log";
+  if (const auto level = env.find("P2P_LOG_LEVEL"); level != env.end()) {
+    static const std::set<std::string> kQuiet = {"warn", "warning", "err", "error", "critical", "off"};
+    logs_listening_ = !kQuiet.contains(level->second);
+  }
+  for (int attempt = 1;; ++attempt) {
+    if (choose_port) env["P2P_HTTP_PORT"] = std::to_string(free_port());
+    launch(env, args);
+    if (!choose_port || !logs_listening_ || attempt == kLaunchAttempts) break;
+    if (await_listening(std::chrono::steady_clock::now() + kListenTimeout) || running() || !cannot_listen(log(), port_)) {
+      break;
+    }
+    // Another process took the port between free_port() and the service's bind: this attempt has
+    // exited; start again on a new port (its log stays with the others when they are kept).
+    capture_responses_from_port(port_, false);
+    if (!keep_log_) ::unlink(log_path_.c_str());
+  }
+}
+
+void ServiceProcess::launch(const std::map<std::string, std::string>& env, const std::vector<std::string>& args) {
+  port_ = std::stoi(env.at("P2P_HTTP_PORT"));
+  pid_ = -1;
+  exit_code_.reset();
+  listening_ = false;
+  log_path_ = (keep_log_ ? std::string(std::getenv("P2P_TEST_LOG_DIR")) + "/service-" : std::string("/tmp/p2p-e2e-")) +
+              util::random_hex(6) + ".log";
   capture_responses_from_port(port_, true);
 
   std::vector<std::string> env_strings;
@@ -65,6 +117,19 @@ ServiceProcess::ServiceProcess(std::map<std::string, std::string> env, std::vect
   }
 }
 
+bool ServiceProcess::await_listening(std::chrono::steady_clock::time_point deadline) {
+  while (!listening_) {
+    const bool ended = !running();  // looked at before the log, which is complete once the process ended
+    if (says_listening(log(), port_)) {
+      listening_ = true;
+      break;
+    }
+    if (ended || std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 ServiceProcess::~ServiceProcess() {
   if (running()) {
     ::kill(pid_, SIGKILL);
@@ -80,6 +145,9 @@ std::string ServiceProcess::url(const std::string& path) const {
 
 bool ServiceProcess::wait_for(const std::string& path, long status, std::chrono::seconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Until the service says it listens on port_, an answer there may come from another process that
+  // holds the port (this service then fails with "cannot listen on ...").
+  if (logs_listening_ && !await_listening(deadline)) return false;
   while (std::chrono::steady_clock::now() < deadline) {
     if (!running()) return false;
     if (http_request("GET", url(path), {}, {}, 2).status == status) return true;

@@ -243,3 +243,33 @@ TEST(Config, InboundTlsProblemsNameTheKeyAndTheFile) {
             (std::vector<std::string>{"http.tls.caFile: unknown key; the keys allowed here are: certFile, keyFile"}));
   EXPECT_EQ(issues_of({{"http", {{"tls", "yes"}}}}, kWithKey), (std::vector<std::string>{"http.tls: must be an object"}));
 }
+
+// Found by the config fuzzer (tests/fuzz/regressions/config/empty_top_level_key): a key that is the
+// empty string gave an issue whose key path was empty. Odd keys are quoted as JSON strings.
+TEST(Config, UnknownKeysThatAreOddGetAReadableKeyPath) {
+  const auto unknown_keys = [](const json& document) {
+    std::vector<std::string> keys;
+    for (const auto& line : issues_of(document, kWithKey)) {
+      if (const auto at = line.find(": unknown key"); at != std::string::npos) keys.push_back(line.substr(0, at));
+    }
+    return keys;
+  };
+  EXPECT_EQ(unknown_keys(json::parse(R"({"":{"dom=":"none"}})")), (std::vector<std::string>{R"((root)."")"}));
+  EXPECT_EQ(unknown_keys(json::parse(R"({"http":{"":1}})")), (std::vector<std::string>{R"(http."")"}));
+  EXPECT_EQ(unknown_keys(json::parse(R"({"http":{"a b":1, "a.b":2, "tls ":3}})")),
+            (std::vector<std::string>{R"(http."a b")", R"(http."a.b")", R"(http."tls ")"}));
+  EXPECT_EQ(unknown_keys(json::parse(R"({"log":{"lev\u00e9l":1, "x\ny":2, "\"":3}})")),
+            (std::vector<std::string>{R"(log."\"")", R"(log."levél")", R"(log."x\ny")"}));
+  EXPECT_EQ(unknown_keys(json::parse(R"({"oidcServers":[{"name":"a","issuer":"https://a.example","[0]":1}]})")),
+            (std::vector<std::string>{R"(oidcServers[0]."[0]")"}));
+  // A plain unknown key is shown as it is, at the top level too.
+  EXPECT_EQ(unknown_keys(json::parse(R"({"htp":{}})")), (std::vector<std::string>{"htp"}));
+  // A very long key is cut, saying how long it was.
+  const auto lines = issues_of(json{{"http", {{std::string(5000, 'k'), 1}}}}, kWithKey);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].substr(0, lines[0].find(": unknown key")), "http." + std::string(64, 'k') + "...(5000 bytes)");
+  for (const auto& line : issues_of(json::parse(R"({"":1,"http":{"":2},"log":{" ":3}})"), kWithKey)) {
+    EXPECT_FALSE(line.starts_with(":")) << line;
+    EXPECT_NE(line.find("unknown key; the keys allowed here are: "), std::string::npos) << line;
+  }
+}
