@@ -183,11 +183,9 @@ start_sandbox() {
   $sandbox_started && return 0
   sandbox_started=true
   local started=$SECONDS pg_port pg_pid oauth_port
-  pg_port=$(pg_free_port)
   # PostgreSQL and the peers start at the same time.
-  pg_start "$work/pg" "$pg_port" "-c fsync=off -c synchronous_commit=off -c full_page_writes=off" &
+  pg_start_on_free_port "$work/pg" "-c fsync=off -c synchronous_commit=off -c full_page_writes=off" >"$work/pg.port" &
   pg_pid=$!
-  pg_admin_url="postgresql://postgres@127.0.0.1:$pg_port"
   # All three peers start at once: the OAuth server on a port chosen here, so the source can be told
   # where to introspect tokens before the OAuth server is up (oidc-provider's default route).
   oauth_port=$(pg_free_port)
@@ -206,6 +204,8 @@ start_sandbox() {
   await_peer target
   P2P_TARGET_FHIR_URL=$(jq -r .base <<<"$target_ready")
   wait "$pg_pid" || fail_setup "could not start PostgreSQL"
+  pg_port=$(cat "$work/pg.port")
+  pg_admin_url="postgresql://postgres@127.0.0.1:$pg_port"
   seed_source
 
   jq -n --arg issuer "$P2P_OAUTH_ISSUER" --arg fhir "$P2P_SOURCE_FHIR_URL" --arg secret "$client_secret" '{

@@ -43,6 +43,27 @@ pg_stop() {
   pg_as_owner "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+# Starts a server (as pg_start) on a free loopback port and prints the port. The port is probed, then
+# bound by PostgreSQL a moment later: when another process took it in between, it tries a new one.
+pg_start_on_free_port() {
+  local data=$1 extra=${2:-} port attempt
+  for attempt in 1 2 3 4 5; do
+    port=$(pg_free_port)
+    rm -f "$data/server.log"
+    if pg_start "$data" "$port" "$extra" 2>"$data.start.err"; then
+      echo "$port"
+      return 0
+    fi
+    if ! grep -q "Address already in use" "$data/server.log" 2>/dev/null; then
+      cat "$data.start.err" >&2
+      return 1
+    fi
+    echo "pg.sh: port $port was taken before PostgreSQL bound it (attempt $attempt); trying another" >&2
+  done
+  cat "$data.start.err" >&2
+  return 1
+}
+
 pg_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null ||
     node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'

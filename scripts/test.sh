@@ -21,14 +21,14 @@ build_dir=${P2P_BUILD_DIR:-build}
 
 work=$(mktemp -d /tmp/p2p-test.XXXXXX)
 chmod 755 "$work"
-port=$(pg_free_port)
 cleanup() {
   pg_stop "$work/data"
   rm -rf "$work"
 }
 trap cleanup EXIT
-echo "==> starting a throwaway PostgreSQL on 127.0.0.1:$port"
-pg_start "$work/data" "$port" "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+echo "==> starting a throwaway PostgreSQL on a free loopback port"
+port=$(pg_start_on_free_port "$work/data" "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+echo "    PostgreSQL is on 127.0.0.1:$port"
 export P2P_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$port/postgres"
 
 # The tests keep every service log, the service's responses and the secrets made during the run here,

@@ -1,5 +1,7 @@
 // The batch_job routes: start an exchange for a member, follow it, list a server's jobs, cancel one.
 // Request and response shapes follow the seed contract; progress fields are additive.
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "batch_job_body.hpp"
@@ -8,6 +10,7 @@
 #include "p2p/api/routes.hpp"
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/store/batch_job_repository.hpp"
+#include "p2p/util/crypto.hpp"
 #include "p2p/util/url_rules.hpp"
 #include "path_params.hpp"
 
@@ -28,10 +31,25 @@ ordered_json job_json(const store::BatchJob& job) {
                       {"taskId", nullable(job.task_id)},
                       {"pagesCompleted", job.pages_completed},
                       {"resourcesWritten", job.resources_written},
+                      {"resourcesSkipped", job.resources_skipped},
+                      {"warnings", job.warnings},
                       {"lastError", nullable(job.last_error)}};
 }
 
 long long parse_job_id(const http::PathParams& params) { return parse_positive_id<long long>(params, "batch_job_id"); }
+
+// The Idempotency-Key header (draft-ietf-httpapi-idempotency-key-header): 1-255 visible ASCII characters.
+std::optional<std::string> idempotency_key(const http::Request& request) {
+  const auto header = request.header("Idempotency-Key");
+  if (!header) return std::nullopt;
+  std::string_view key = *header;
+  if (key.size() >= 2 && key.front() == '"' && key.back() == '"') key = key.substr(1, key.size() - 2);  // sf-string
+  const bool visible = std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  if (key.empty() || key.size() > 255 || !visible) {
+    throw http::ApiError(400, "the Idempotency-Key header must be 1-255 visible ASCII characters, e.g. a UUID");
+  }
+  return std::string(key);
+}
 
 }  // namespace
 
@@ -47,6 +65,8 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                const int pid = parse_positive_id(params, "server_id");
                const BatchJobBody body = parse_batch_job_body(request.body);
                store::NewBatchJob job;
+               job.idempotency_key = idempotency_key(request);
+               job.request_hash = util::sha256_hex(request.body);
                job.server_pid = pid;
                job.access_token = body.access_token;
                job.refresh_token = body.refresh_token;
@@ -67,7 +87,7 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                  throw http::ApiError(409, "OIDC server " + std::to_string(pid) + "'s fhirEndpoint is not an absolute "
                                            "http(s) URL; an admin must correct it");
                }
-               if (!exchange.allow_plain_http && server.fhir_endpoint->starts_with("http://")) {
+               if (!exchange.allow_plain_http && util::is_plain_http(*server.fhir_endpoint)) {
                  throw http::ApiError(409, "OIDC server " + std::to_string(pid) + "'s fhirEndpoint uses plain http://, which is "
                                            "refused (P2P_ALLOW_PLAIN_HTTP=true allows it for local tests only)");
                }
@@ -77,13 +97,30 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                } catch (const fhir::SourceUrlError& error) {
                  throw http::ApiError(400, std::string("sourcePayer.") + error.what());
                }
-               const auto created = with_database(database, [&](pqxx::connection& connection) {
+               const auto outcome = with_database(database, [&](pqxx::connection& connection) {
                  return store::BatchJobRepository(connection, cipher).create(job);
                });
-               if (job_created) job_created();
-               auto response = json_response(202, job_json(created));
-               response.set_header("Location", "/api/oidc_servers/" + std::to_string(pid) + "/batch_job/" +
-                                                   std::to_string(created.id));
+               const std::string location =
+                   "/api/oidc_servers/" + std::to_string(pid) + "/batch_job/" + std::to_string(outcome.job.id);
+               using Kind = store::CreateOutcome::Kind;
+               if (outcome.kind == Kind::kActiveJobExists) {
+                 throw http::ApiError(409,
+                                      "the member already has an exchange from this source payer to this target patient "
+                                      "that has not ended: batch job " + std::to_string(outcome.job.id) + " (" +
+                                          location + "); poll it, or cancel it before starting another (two jobs "
+                                          "would share the member's refresh token, and the first refresh would break "
+                                          "the other)",
+                                      {{"Location", location}});
+               }
+               if (outcome.kind == Kind::kKeyReused) {
+                 throw http::ApiError(422, "this Idempotency-Key was used within the last 24 hours for another request "
+                                           "body (batch job " + std::to_string(outcome.job.id) +
+                                           "); use a new key for a new request",
+                                      {{"Location", location}});
+               }
+               if (outcome.kind == Kind::kCreated && job_created) job_created();
+               auto response = json_response(outcome.kind == Kind::kCreated ? 202 : 200, job_json(outcome.job));
+               response.set_header("Location", location);
                return response;
              },
              options);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p2p/crypto/token_cipher.hpp"
+#include "p2p/fhir/page_transform.hpp"
 #include "p2p/notify/email.hpp"
 #include "p2p/util/url_rules.hpp"
 
@@ -50,6 +51,7 @@ const std::vector<OverrideSpec>& override_specs() {
       {{"P2P_VERSIONED_REFERENCES", "exchange.versionedReferences"}, Kind::kBoolean},
       {{"P2P_ALLOW_PLAIN_HTTP", "exchange.allowPlainHttp"}, Kind::kBoolean},
       {{"P2P_EXCHANGE_CONCURRENCY", "exchange.concurrency"}, Kind::kInteger},
+      {{"P2P_EXCHANGE_RESOURCE_TYPES", "exchange.resourceTypes"}, Kind::kStringList},
       {{"P2P_NOTIFICATIONS_ENABLED", "notifications.enabled"}, Kind::kBoolean},
       {{"P2P_PUBLIC_BASE_URL", "notifications.publicBaseUrl"}, Kind::kString},
       {{"P2P_HOOK_SECRET", "notifications.hookSecret"}, Kind::kString},
@@ -332,6 +334,37 @@ void read_auth(Reader& reader, const json& root, AuthConfig& auth) {
   }
 }
 
+void read_resource_types(Reader& reader, const json& section, std::optional<std::vector<std::string>>& out) {
+  const auto found = section.find("resourceTypes");
+  if (found == section.end() || found->is_null()) return;
+  std::vector<std::string> types;
+  reader.read_string_list(section, "resourceTypes", "exchange.resourceTypes", types);
+  if (!found->is_array()) return;  // reported by read_string_list
+  if (found->empty()) {
+    reader.fail("exchange.resourceTypes",
+                "must name at least one resource type (leave it out for the default member data set)");
+    return;
+  }
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < found->size(); ++i) {
+    if (!(*found)[i].is_string()) continue;  // reported by read_string_list
+    const std::string type = (*found)[i].get<std::string>();
+    const std::string path = "exchange.resourceTypes[" + std::to_string(i) + "]";
+    const bool name = !type.empty() && type.size() <= 64 && std::isupper(static_cast<unsigned char>(type[0])) != 0 &&
+                      std::all_of(type.begin(), type.end(), [](unsigned char c) { return std::isalpha(c) != 0; });
+    if (!name) {
+      reader.fail(path, "must be a FHIR resource type name such as ExplanationOfBenefit, got " + json(type).dump(
+                            -1, ' ', false, json::error_handler_t::replace));
+    } else if (fhir::never_written(type)) {
+      reader.fail(path, type + " is never written to the target, whatever the configuration says: it would act on the "
+                               "new payer's server (notifications, workflow, conformance or terminology)");
+    } else if (!seen.insert(type).second) {
+      reader.fail(path, type + " is listed twice");
+    }
+  }
+  out = std::move(types);
+}
+
 void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
   const json* section = reader.section(root, "exchange", "exchange");
   if (section != nullptr) {
@@ -340,7 +373,8 @@ void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
                              "retiredTokenEncryptionKeys", "developmentMode", "versionedReferences", "allowPlainHttp",
                              "mdmPatientIdentifier", "traceabilitySystemBase", "exchangeTagSystem", "concurrency",
                              "leaseSeconds", "pollIntervalMilliseconds", "maxAttempts", "initialBackoffMilliseconds",
-                             "maxBackoffSeconds", "requestTimeoutSeconds", "maxResponseBytes", "verifyTls", "caFile"});
+                             "maxBackoffSeconds", "requestTimeoutSeconds", "maxResponseBytes", "maxPages",
+                             "outageToleranceSeconds", "resourceTypes", "verifyTls", "caFile"});
     reader.read_string(*section, "fhirPersistenceUrl", "exchange.fhirPersistenceUrl", exchange.fhir_persistence_url);
     reader.read_string(*section, "fhirPersistenceAuthorization", "exchange.fhirPersistenceAuthorization",
                        exchange.fhir_persistence_authorization);
@@ -369,6 +403,10 @@ void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
                         exchange.request_timeout_seconds, 1, 3600);
     reader.read_integer(*section, "maxResponseBytes", "exchange.maxResponseBytes", exchange.max_response_bytes, 1024,
                         std::int64_t{1} << 32);
+    reader.read_integer(*section, "maxPages", "exchange.maxPages", exchange.max_pages, 1, 10000000);
+    reader.read_integer(*section, "outageToleranceSeconds", "exchange.outageToleranceSeconds",
+                        exchange.outage_tolerance_seconds, 0, 30 * 24 * 3600);
+    read_resource_types(reader, *section, exchange.resource_types);
     if (const json* mdm = reader.section(*section, "mdmPatientIdentifier", "exchange.mdmPatientIdentifier")) {
       reader.check_known_keys(*mdm, "exchange.mdmPatientIdentifier", {"system", "code", "identifierSystem"});
       MdmIdentifierConfig identifier;
@@ -384,7 +422,7 @@ void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
   if (!exchange.fhir_persistence_url.empty()) {
     if (auto problem = util::check_absolute_http_url(exchange.fhir_persistence_url)) {
       reader.fail("exchange.fhirPersistenceUrl", *problem);
-    } else if (exchange.fhir_persistence_url.starts_with("http://") && !exchange.allow_plain_http) {
+    } else if (util::is_plain_http(exchange.fhir_persistence_url) && !exchange.allow_plain_http) {
       reader.fail("exchange.fhirPersistenceUrl",
                   "must use https (plain http:// is refused unless exchange.allowPlainHttp / P2P_ALLOW_PLAIN_HTTP is true)");
     }

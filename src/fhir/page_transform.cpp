@@ -7,6 +7,9 @@
 #include <utility>
 #include <vector>
 
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
 #include "p2p/util/crypto.hpp"
 
 namespace p2p::fhir {
@@ -39,21 +42,53 @@ std::string trim_trailing_slash(std::string text) {
   return text;
 }
 
-// "Type/id", "Type/id/_history/v" or an absolute URL under the source endpoint; nullopt otherwise.
-std::optional<Reference> parse_reference(std::string_view reference, const std::string& source_base) {
-  if (!source_base.empty() && reference.starts_with(source_base + "/")) reference.remove_prefix(source_base.size() + 1);
-  if (reference.find("://") != std::string_view::npos || reference.starts_with("urn:") || reference.starts_with("#")) {
-    return std::nullopt;
-  }
+// A FHIR resource type name (e.g. ExplanationOfBenefit). Anything else is refused: the type becomes a
+// path segment of the PUT to the target, so "Patient/x/_history" must never get that far.
+bool is_resource_type(std::string_view type) {
+  if (type.empty() || type.size() > 64 || type[0] < 'A' || type[0] > 'Z') return false;
+  return std::all_of(type.begin(), type.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); });
+}
+
+bool is_id(std::string_view id) {
+  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '.';
+  });
+}
+
+// A relative literal reference: "Type/id" or "Type/id/_history/v", with a type name and a FHIR id.
+std::optional<Reference> parse_relative(std::string_view reference) {
   const auto slash = reference.find('/');
-  if (slash == std::string_view::npos || slash == 0) return std::nullopt;
+  if (slash == std::string_view::npos) return std::nullopt;
   Reference parsed{std::string(reference.substr(0, slash)), std::string(reference.substr(slash + 1))};
-  if (const auto history = parsed.id.find("/_history/"); history != std::string::npos) parsed.id.resize(history);
-  if (parsed.id.empty() || parsed.id.find('/') != std::string::npos || parsed.id.find('?') != std::string::npos ||
-      !std::isupper(static_cast<unsigned char>(parsed.type.front()))) {
-    return std::nullopt;
+  if (const auto history = parsed.id.find("/_history/"); history != std::string::npos) {
+    if (!is_id(std::string_view(parsed.id).substr(history + 10))) return std::nullopt;
+    parsed.id.resize(history);
   }
+  if (!is_resource_type(parsed.type) || !is_id(parsed.id)) return std::nullopt;
   return parsed;
+}
+
+std::uint16_t effective_port(const boost::urls::url_view& url) {
+  if (url.has_port()) return url.port_number();
+  return url.scheme_id() == boost::urls::scheme::https ? 443 : 80;
+}
+
+bool default_port(const boost::urls::url_view& url) {
+  return effective_port(url) == (url.scheme_id() == boost::urls::scheme::https ? 443 : 80);
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+// Cut to at most `limit` bytes, not inside a UTF-8 sequence.
+std::string cut(std::string_view text, std::size_t limit) {
+  if (text.size() <= limit) return std::string(text);
+  std::size_t end = limit;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end)) + "...";
 }
 
 // Where a source resource goes on the target: the member's Patient maps to the target member (MDM
@@ -65,39 +100,149 @@ std::string target_reference(const TransformContext& context, const std::string&
   return type + "/" + target_id(context.source_organization_id, type, source_id);
 }
 
+// The reference rules of the transaction (docs/exchange.md, "References"): what each reference of a
+// source resource becomes on the target.
 class Rewriter {
  public:
-  Rewriter(const TransformContext& context, std::map<std::string, std::string> full_urls)
-      : context_(context), source_base_(trim_trailing_slash(context.source_fhir_endpoint)), full_urls_(std::move(full_urls)) {}
-
-  // The target reference for a source reference, or nullopt to leave it as it is.
-  std::optional<std::string> target_for(std::string_view reference) const {
-    if (auto found = full_urls_.find(std::string(reference)); found != full_urls_.end()) return found->second;
-    auto parsed = parse_reference(reference, source_base_);
-    if (!parsed) return std::nullopt;
-    return target_reference(context_, parsed->type, parsed->id);
+  explicit Rewriter(const TransformContext& context) : context_(context) {
+    if (auto parsed = boost::urls::parse_absolute_uri(context.source_fhir_endpoint)) {
+      source_host_ = lower(parsed->encoded_host());
+      source_port_ = effective_port(*parsed);
+      source_default_port_ = default_port(*parsed);
+      source_path_ = trim_trailing_slash(std::string(parsed->encoded_path()));
+      source_parsed_ = true;
+    }
   }
 
+  void set_full_urls(std::map<std::string, std::string> full_urls) { full_urls_ = std::move(full_urls); }
 
-  // Rewrites every Reference.reference inside `node`.
-  void rewrite(json& node) const {
-    if (node.is_object()) {
-      for (auto& [key, value] : node.items()) {
-        if (key == "reference" && value.is_string()) {
-          if (auto target = target_for(value.get<std::string>())) value = *target;
-        } else {
-          rewrite(value);
+  bool writes(std::string_view type) const { return context_.resource_types.contains(type) && !never_written(type); }
+
+  // Rewrites every Reference.reference and Attachment.url inside `node`; counts what did not survive.
+  void rewrite(json& node, std::size_t& replaced) const {
+    if (node.is_array()) {
+      for (auto& item : node) rewrite(item, replaced);
+      return;
+    }
+    if (!node.is_object()) return;
+    auto reference = node.find("reference");
+    if (reference != node.end() && reference->is_string()) {
+      const std::string original = reference->get<std::string>();
+      const Decision decision = decide(original);
+      if (decision.target) {
+        *reference = *decision.target;
+      } else if (!decision.reason.empty()) {
+        node.erase(reference);
+        if (!node.contains("identifier") && !node.contains("display")) {
+          node["display"] = cut(original, 200) + " (not copied: " + decision.reason + ")";
         }
+        ++replaced;
       }
-    } else if (node.is_array()) {
-      for (auto& item : node) rewrite(item);
+    }
+    if (auto url = node.find("url"); url != node.end() && url->is_string()) rewrite_url(node, replaced);
+    for (auto& [key, value] : node.items()) {
+      if ((key == "reference" || key == "url") && value.is_string()) continue;  // done above
+      if (key == "extension" || key == "modifierExtension") {
+        // An extension's own url names its definition (a canonical), not a resource: only its value is looked at.
+        if (!value.is_array()) {
+          rewrite(value, replaced);
+          continue;
+        }
+        for (auto& extension : value) {
+          if (!extension.is_object()) {
+            rewrite(extension, replaced);
+            continue;
+          }
+          for (auto& [child_key, child] : extension.items()) {
+            if (child_key != "url" || !child.is_string()) rewrite(child, replaced);
+          }
+        }
+      } else {
+        rewrite(value, replaced);
+      }
     }
   }
 
  private:
+  struct Decision {
+    std::optional<std::string> target;  // the reference to write instead
+    std::string reason;                 // set when the reference must not be copied
+  };
+
+  // "Type/id..." relative to the source's base when `url` is an absolute URL under any spelling of it
+  // (scheme case, http or https, default port, case of the host, extra slashes); nullopt otherwise.
+  std::optional<std::string> relative_to_source(std::string_view url) const {
+    if (!source_parsed_) return std::nullopt;
+    auto parsed = boost::urls::parse_absolute_uri(url);
+    if (!parsed || parsed->has_userinfo() || parsed->has_fragment()) return std::nullopt;
+    if (parsed->scheme_id() != boost::urls::scheme::http && parsed->scheme_id() != boost::urls::scheme::https) {
+      return std::nullopt;
+    }
+    if (lower(parsed->encoded_host()) != source_host_) return std::nullopt;
+    if (effective_port(*parsed) != source_port_ && !(default_port(*parsed) && source_default_port_)) return std::nullopt;
+    std::string_view path = parsed->encoded_path();
+    if (!path.starts_with(source_path_) || path.size() == source_path_.size() || path[source_path_.size()] != '/') {
+      return std::nullopt;
+    }
+    path.remove_prefix(source_path_.size());
+    while (path.starts_with('/')) path.remove_prefix(1);
+    std::string relative(path);
+    if (parsed->has_query()) relative += "?" + std::string(parsed->encoded_query());
+    return relative;
+  }
+
+  Decision decide(std::string_view reference) const {
+    if (reference.starts_with('#')) return {};  // a contained resource
+    if (auto found = full_urls_.find(std::string(reference)); found != full_urls_.end()) return {found->second, {}};
+    if (reference.starts_with("urn:")) return {std::nullopt, "not a resource of this page"};
+    std::string relative(reference);
+    if (reference.find("://") != std::string_view::npos) {
+      auto under_source = relative_to_source(reference);
+      if (!under_source) return {std::nullopt, "an absolute reference to another server"};
+      relative = std::move(*under_source);
+    }
+    if (relative.find('?') != std::string::npos) {
+      return {std::nullopt, "a conditional reference would resolve against the new payer's data"};
+    }
+    auto parsed = parse_relative(relative);
+    if (!parsed) return {std::nullopt, "not a FHIR reference"};
+    const bool member = parsed->type == "Patient" && parsed->id == context_.source_patient_id;
+    if (!member && !writes(parsed->type)) return {std::nullopt, parsed->type + " resources are not exchanged"};
+    return {target_reference(context_, parsed->type, parsed->id), {}};
+  }
+
+  // Attachment.url: a relative URL would resolve on the target, so it is rewritten when it names a
+  // source resource and dropped otherwise; an absolute URL under the source's base that names a
+  // resource (e.g. .../Binary/123) is rewritten too; other absolute URLs are links, kept.
+  void rewrite_url(json& attachment, std::size_t& replaced) const {
+    json& url = attachment["url"];
+    const std::string original = url.get<std::string>();
+    if (original.starts_with('#') || original.starts_with("urn:")) {
+      if (auto found = full_urls_.find(original); found != full_urls_.end()) url = found->second;
+      return;
+    }
+    std::string relative = original;
+    if (original.find("://") != std::string::npos) {
+      auto under_source = relative_to_source(original);
+      if (!under_source || !parse_relative(*under_source)) return;  // a link elsewhere: it resolves nowhere on the target
+      relative = std::move(*under_source);
+    }
+    const Decision decision = decide(relative);
+    if (decision.target) {
+      url = *decision.target;
+    } else {
+      attachment.erase("url");
+      ++replaced;
+    }
+  }
+
   const TransformContext& context_;
-  std::string source_base_;
   std::map<std::string, std::string> full_urls_;  // fullUrl in the page -> target "Type/id"
+  bool source_parsed_ = false;
+  std::string source_host_;
+  std::uint16_t source_port_ = 0;
+  bool source_default_port_ = true;
+  std::string source_path_;
 };
 
 void add_tag(json& resource, const TransformContext& context) {
@@ -152,26 +297,57 @@ std::string string_member(const json& resource, const char* key) {
   return found != resource.end() && found->is_string() ? found->get<std::string>() : std::string();
 }
 
-// A FHIR resource type name (e.g. ExplanationOfBenefit). Anything else is refused: the type becomes a
-// path segment of the PUT to the target, so "Patient/x/_history" must never get that far.
-bool is_resource_type(const std::string& type) {
-  if (type.empty() || type.size() > 64 || type[0] < 'A' || type[0] > 'Z') return false;
-  return std::all_of(type.begin(), type.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); });
+// One "severity: text" per issue of an OperationOutcome (diagnostics, else details.text, else code).
+void add_warnings(const json& outcome, std::vector<std::string>& warnings) {
+  const auto issues = outcome.find("issue");
+  if (issues == outcome.end() || !issues->is_array()) return;
+  for (const auto& issue : *issues) {
+    if (!issue.is_object()) continue;
+    const auto text_of = [&issue](const json::json_pointer& pointer) {
+      const json& found = issue.contains(pointer) ? issue.at(pointer) : json();
+      return found.is_string() ? found.get<std::string>() : std::string();
+    };
+    std::string text = text_of("/diagnostics"_json_pointer);
+    if (text.empty()) text = text_of("/details/text"_json_pointer);
+    if (text.empty()) text = text_of("/code"_json_pointer);
+    std::string severity = text_of("/severity"_json_pointer);
+    if (severity != "fatal" && severity != "error" && severity != "warning") severity = "information";
+    warnings.push_back(severity + ": " + cut(text, 300));
+  }
 }
 
 }  // namespace
 
+bool is_error_warning(std::string_view warning) { return warning.starts_with("error: ") || warning.starts_with("fatal: "); }
+
+const std::set<std::string, std::less<>>& default_resource_types() {
+  static const std::set<std::string, std::less<>> kTypes = {
+      "Patient", "Coverage", "ExplanationOfBenefit", "Claim", "ClaimResponse", "AllergyIntolerance", "CarePlan",
+      "CareTeam", "Condition", "Device", "DiagnosticReport", "DocumentReference", "Binary", "Encounter", "Goal",
+      "Immunization", "Location", "Medication", "MedicationDispense", "MedicationRequest", "MedicationStatement",
+      "Observation", "Procedure", "ServiceRequest", "Specimen", "QuestionnaireResponse", "Practitioner",
+      "PractitionerRole", "Organization", "RelatedPerson", "Provenance"};
+  return kTypes;
+}
+
+bool never_written(std::string_view type) {
+  static const std::set<std::string, std::less<>> kNever = {
+      // They act on the target: notifications to any endpoint, workflow (the add-payer Task e-mails).
+      "Subscription", "Task",
+      // Conformance: they change how the target validates, searches and describes itself.
+      "CapabilityStatement", "StructureDefinition", "ImplementationGuide", "SearchParameter", "MessageDefinition",
+      "OperationDefinition", "CompartmentDefinition", "StructureMap", "GraphDefinition", "ExampleScenario",
+      // Terminology: they change what codes mean to every application of the target.
+      "CodeSystem", "ValueSet", "ConceptMap", "NamingSystem", "TerminologyCapabilities",
+      // Not resources a server stores as data.
+      "Bundle", "Parameters", "OperationOutcome"};
+  return kNever.contains(type);
+}
+
 std::string target_id(std::string_view source_organization_id, std::string_view type, std::string_view source_id) {
   std::string key(source_organization_id);
   key.append("|").append(type).append("|").append(source_id);
-  const auto digest = util::sha256(key);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id = "p2p-";
-  for (std::size_t i = 0; i < 16; ++i) {
-    id.push_back(kHex[digest[i] >> 4]);
-    id.push_back(kHex[digest[i] & 0xF]);
-  }
-  return id;
+  return "p2p-" + util::sha256_hex(key).substr(0, 32);
 }
 
 std::optional<std::string> next_link(const json& page) {
@@ -197,18 +373,20 @@ TransformedPage transform_page(const json& page, const TransformContext& context
   const json& entries = page.contains("entry") && page["entry"].is_array() ? page["entry"] : empty;
 
   // First pass: where each entry goes, so urn:uuid and absolute fullUrl references can be rewritten.
+  Rewriter rewriter(context);
   std::map<std::string, std::string> full_urls;
   for (const auto& entry : entries) {
     if (!entry.contains("resource") || !entry["resource"].is_object()) continue;
     const auto& resource = entry["resource"];
     const auto type = string_member(resource, "resourceType");
     const auto id = string_member(resource, "id");
-    if (!is_resource_type(type) || id.empty()) continue;
+    const bool member = type == "Patient" && id == context.source_patient_id;
+    if (!is_resource_type(type) || id.empty() || !(member || rewriter.writes(type))) continue;  // not written
     if (entry.contains("fullUrl") && entry["fullUrl"].is_string()) {
       full_urls[entry["fullUrl"].get<std::string>()] = target_reference(context, type, id);
     }
   }
-  const Rewriter rewriter(context, std::move(full_urls));
+  rewriter.set_full_urls(std::move(full_urls));
 
   TransformedPage out;
   json transaction_entries = json::array();
@@ -222,7 +400,12 @@ TransformedPage transform_page(const json& page, const TransformContext& context
     json resource = entry["resource"];
     const std::string type = string_member(resource, "resourceType");
     const std::string source_id = string_member(resource, "id");
-    if (!is_resource_type(type) || source_id.empty() || type == "OperationOutcome") {
+    if (type == "OperationOutcome") {  // the source's word on its results (search.mode outcome), not data
+      add_warnings(resource, out.warnings);
+      ++out.skipped;
+      continue;
+    }
+    if (!is_resource_type(type) || source_id.empty()) {
       ++out.skipped;
       continue;
     }
@@ -231,9 +414,14 @@ TransformedPage transform_page(const json& page, const TransformContext& context
       ++out.skipped;  // the target member already exists; references point at it instead
       continue;
     }
+    if (!is_member && !rewriter.writes(type)) {
+      ++out.skipped;
+      ++out.skipped_types[type];
+      continue;
+    }
     const std::string target = target_reference(context, type, source_id);
     if (!seen.insert(target).second) continue;  // the same resource twice on one page
-    rewriter.rewrite(resource);
+    rewriter.rewrite(resource, out.references_replaced);
     resource["id"] = target.substr(type.size() + 1);
     add_tag(resource, context);
     add_traceability(resource, type, source_id, context);
@@ -245,12 +433,17 @@ TransformedPage transform_page(const json& page, const TransformContext& context
     }
     if (type == "Provenance" && resource.contains("agent") && resource["agent"].is_array()) {
       for (const auto& agent : resource["agent"]) {
+        if (!agent.is_object() || !agent.contains("who")) continue;
         const auto codings = agent.value("/type/coding"_json_pointer, json::array());
-        for (const auto& c : codings) {
-          if (c.value("code", "") == "author" && agent.contains("who")) {
-            author_agents.push_back({{"type", {{"coding", json::array({coding(kParticipantTypeSystem, "author")})}}},
-                                     {"who", agent["who"]}});
-          }
+        const bool author = codings.is_array() && std::any_of(codings.begin(), codings.end(), [](const json& c) {
+          return c.is_object() && c.value("system", json()) == kParticipantTypeSystem && c.value("code", json()) == "author";
+        });
+        if (!author) continue;
+        json copied = {{"type", {{"coding", json::array({coding(kParticipantTypeSystem, "author")})}}}, {"who", agent["who"]}};
+        // US Core provenance-1: onBehalfOf is required when `who` is a Practitioner or Device.
+        if (agent.contains("onBehalfOf")) copied["onBehalfOf"] = agent["onBehalfOf"];
+        if (std::find(author_agents.begin(), author_agents.end(), copied) == author_agents.end()) {
+          author_agents.push_back(std::move(copied));  // each author once, however many source Provenances name them
         }
       }
     }

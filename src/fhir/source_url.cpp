@@ -31,11 +31,15 @@ urls::url parse_endpoint(std::string_view fhir_endpoint) {
     throw SourceUrlError("the OIDC server's fhirEndpoint must use http or https");
   }
   endpoint.remove_query();
-  // The base path ends with '/', so relative requests resolve below it.
+  // The base path ends with '/', so relative requests resolve below it. Built from text: Boost.URL
+  // 1.81's set_encoded_path("/") on a URL with an authority gives "/./", which refused every request to
+  // a FHIR endpoint at a server's root.
   std::string path(endpoint.encoded_path());
   if (path.empty() || path.back() != '/') path += '/';
-  endpoint.set_encoded_path(path);
-  return endpoint;
+  const std::string text = std::string(endpoint.scheme()) + "://" + std::string(endpoint.encoded_authority()) + path;
+  auto rebuilt = urls::parse_absolute_uri(text);
+  if (!rebuilt) throw SourceUrlError("the OIDC server's fhirEndpoint is not an absolute URL");
+  return urls::url(*rebuilt);
 }
 
 // `candidate` (absolute, normalised) must be under `endpoint`.

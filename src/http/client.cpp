@@ -561,8 +561,10 @@ boost::asio::awaitable<ClientResponse> HttpClient::send(ClientRequest request) {
 
   std::optional<ClientResponse> response;
   for (int attempt = 0; !response; ++attempt) {
-    // Only the first attempt may use an idle connection, so a retry always gets a fresh one.
-    auto connection = attempt == 0 ? impl.take_idle(target.origin) : nullptr;
+    // Only the first attempt may use an idle connection, so a retry always gets a fresh one. A request
+    // that must not be sent twice never uses one: an idle connection closed by the server as the request
+    // goes out would have to be replayed, and on a fresh one nothing is replayed (exchange() throws).
+    auto connection = attempt == 0 && request.idempotent ? impl.take_idle(target.origin) : nullptr;
     const bool reused = connection != nullptr;
     if (!connection) connection = impl.new_connection(target);
     const Strand strand = connection->strand;

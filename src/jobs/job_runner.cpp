@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cmath>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -21,12 +23,14 @@
 
 #include "p2p/fhir/page_transform.hpp"
 #include "p2p/fhir/source_url.hpp"
+#include "p2p/fhir/target_response.hpp"
 #include "p2p/http/client.hpp"
 #include "p2p/log/log.hpp"
 #include "p2p/oauth/token_refresher.hpp"
 #include "p2p/store/batch_job_repository.hpp"
 #include "p2p/store/database.hpp"
 #include "p2p/store/oidc_server_repository.hpp"
+#include "p2p/util/url_rules.hpp"
 
 namespace p2p::jobs {
 namespace {
@@ -37,6 +41,14 @@ using Clock = std::chrono::steady_clock;
 
 // A reason to end the job as FAILED, worded for the member portal and the operator.
 class JobFailure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The source, the target or the token endpoint stayed unreachable (or answered 429/5xx) through every
+// retry: an outage, not the member's fault. The job is paused (lease given up, tokens kept) and
+// resumes by itself, until exchange.outageToleranceSeconds pass without progress.
+class JobPause : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
@@ -103,7 +115,14 @@ struct JobState {
   std::string task_id;
   int pages = 0;
   int resources = 0;
+  std::map<std::string, long long> skipped;  // resources not exchanged, per type, as recorded
+  std::vector<std::string> warnings;         // what the source said about its results, as recorded
+  std::set<std::string> skipped_logged;      // types already logged by this run
+  std::set<std::string> pages_seen;          // page URLs read by this run (a next link back to one is a loop)
 };
+
+// What the target's answer must show for a write to count (fhir/target_response.hpp).
+using Verify = std::function<std::optional<std::string>(int status, std::string_view content_type, const json& body)>;
 
 }  // namespace
 
@@ -133,7 +152,7 @@ struct JobRunner::Impl {
   std::set<long long> running;  // touched on the I/O thread only
   std::set<long long> lost;
   std::mt19937_64 random{std::random_device{}()};
-  std::atomic<std::uint64_t> pages_written{0}, resources_written{0}, completed{0}, failed{0}, stopped{0};
+  std::atomic<std::uint64_t> pages_written{0}, resources_written{0}, completed{0}, failed{0}, stopped{0}, paused{0};
   std::atomic<int> running_count{0};
   std::function<bool()> database_ready;
 
@@ -212,8 +231,11 @@ struct JobRunner::Impl {
       try {
         response = co_await client->send(std::move(get));
       } catch (const http::FetchError& error) {
-        if (error.kind() == http::FetchError::Kind::kTooLarge || attempt >= config.max_attempts) {
+        if (error.kind() == http::FetchError::Kind::kTooLarge) {
           throw JobFailure("cannot read from the source payer at " + origin_and_path(url) + ": " + error.what());
+        }
+        if (attempt >= config.max_attempts) {
+          throw JobPause("cannot read from the source payer at " + origin_and_path(url) + ": " + error.what());
         }
         transport_failed = true;  // (no co_await inside a handler)
       }
@@ -232,32 +254,45 @@ struct JobRunner::Impl {
         co_await sleep_for(backoff(attempt, retry_after(response)));
         continue;
       }
-      throw JobFailure("the source payer answered " + std::to_string(response.status) + " for " + origin_and_path(url) +
-                       ": " + outcome_text(response.body));
+      const std::string answer = "the source payer answered " + std::to_string(response.status) + " for " +
+                                 origin_and_path(url) + ": " + outcome_text(response.body);
+      if (response.status == 429 || response.status >= 500) throw JobPause(answer);
+      throw JobFailure(answer);
     }
   }
 
   void require_secure(const std::string& url, const std::string& what) const {
-    if (!config.allow_plain_http && url.starts_with("http://")) {
+    if (!config.allow_plain_http && util::is_plain_http(url)) {
       throw JobFailure(what + " uses plain http://, which is refused (P2P_ALLOW_PLAIN_HTTP=true allows it for local "
                               "tests only)");
     }
   }
 
+  // Whether a failed call may be sent again: a refresh grant only when it provably never left
+  // (the token endpoint's answer rotates the refresh token, so a lost answer means a spent token).
+  enum class Resend { kAlways, kOnlyUnsent };
+
   // Runs a token-endpoint call, retrying transport failures and non-final errors (5xx) with backoff.
   template <typename Call>
-  auto with_token_retries(Call call, const std::string& what) -> decltype(call()) {
+  auto with_token_retries(Call call, const std::string& what, Resend resend = Resend::kAlways) -> decltype(call()) {
     for (int attempt = 1;; ++attempt) {
       std::string transient;
       try {
         co_return co_await call();
       } catch (const oauth::TokenRefreshError& error) {
         if (error.final()) throw JobFailure(error.what());
-        transient = error.what();
+        transient = error.what();  // the endpoint answered that it failed: nothing was rotated
       } catch (const http::FetchError& error) {
+        const bool unsent =
+            error.kind() == http::FetchError::Kind::kResolve || error.kind() == http::FetchError::Kind::kConnect;
+        if (resend == Resend::kOnlyUnsent && !unsent) {
+          throw JobFailure(std::string("the answer to the refresh of the member's tokens was lost (") + error.what() +
+                           "); the source payer may have rotated the refresh token already, so it is not sent again: "
+                           "the member must sign in at the source payer again");
+        }
         transient = error.what();
       }
-      if (attempt >= config.max_attempts) throw JobFailure("cannot " + what + ": " + transient);
+      if (attempt >= config.max_attempts) throw JobPause("cannot " + what + ": " + transient);
       co_await sleep_for(backoff(attempt, std::nullopt));
     }
   }
@@ -287,7 +322,8 @@ struct JobRunner::Impl {
     refresh.extra_parameters =
         oauth::parse_custom_token_params(definition.custom_token_params.value_or(""), state.job.source_patient_id);
     const oauth::Tokens tokens = co_await with_token_retries(
-        [this, &refresh] { return oauth::refresh_tokens(*client, refresh); }, "refresh the member's tokens");
+        [this, &refresh] { return oauth::refresh_tokens(*client, refresh); }, "refresh the member's tokens",
+        Resend::kOnlyUnsent);
     state.access_token = tokens.access_token;
     if (tokens.refresh_token) state.refresh_token = tokens.refresh_token;
     // Saved before anything else: with rotation, the old refresh token is now spent.
@@ -299,9 +335,11 @@ struct JobRunner::Impl {
     spdlog::info("job {}: refreshed the member's tokens at the source payer", id);
   }
 
-  // Sends to the target FHIR server, retrying 429/5xx/network; any other non-2xx fails the job.
+  // Sends to the target FHIR server. Only an answer that `verify` accepts counts as written: a 2xx it
+  // refuses (a gateway's HTML page, a 202, a batch-response with errors, a short transaction-response)
+  // is retried like a 429/5xx/network error; any other 4xx fails the job with what the target said.
   asio::awaitable<json> send_target(const std::string& method, const std::string& path, const json& body,
-                                    const std::string& what) {
+                                    const std::string& what, const Verify& verify) {
     std::string base = config.fhir_persistence_url;
     while (!base.empty() && base.back() == '/') base.pop_back();
     http::ClientRequest request{method, path.empty() ? base : base + "/" + path,
@@ -317,7 +355,7 @@ struct JobRunner::Impl {
         response = co_await client->send(request);
       } catch (const http::FetchError& error) {
         if (attempt >= config.max_attempts) {
-          throw JobFailure("cannot write " + what + " to the target FHIR server: " + error.what());
+          throw JobPause("cannot write " + what + " to the target FHIR server: " + error.what());
         }
         transport_failed = true;  // (no co_await inside a handler)
       }
@@ -327,14 +365,23 @@ struct JobRunner::Impl {
       }
       if (response.status >= 200 && response.status < 300) {
         auto parsed = json::parse(response.body, nullptr, false);
-        co_return parsed.is_discarded() ? json::object() : parsed;
+        const auto problem = verify(response.status, response.header("Content-Type").value_or(""), parsed);
+        if (!problem) co_return parsed;
+        if (attempt >= config.max_attempts) {
+          throw JobFailure("the target FHIR server did not store " + what + ": " + *problem);
+        }
+        spdlog::warn("{} not stored by the target (attempt {} of {}): {}", what, attempt, config.max_attempts, *problem);
+        co_await sleep_for(backoff(attempt, retry_after(response)));
+        continue;
       }
       if ((response.status == 429 || response.status >= 500) && attempt < config.max_attempts) {
         co_await sleep_for(backoff(attempt, retry_after(response)));
         continue;
       }
-      throw JobFailure("the target FHIR server refused " + what + " (" + std::to_string(response.status) +
-                       "): " + outcome_text(response.body));
+      const std::string answer = "the target FHIR server refused " + what + " (" + std::to_string(response.status) +
+                                 "): " + outcome_text(response.body);
+      if (response.status == 429 || response.status >= 500) throw JobPause(answer);
+      throw JobFailure(answer);
     }
   }
 
@@ -370,6 +417,13 @@ struct JobRunner::Impl {
                                {{"type", {{"text", "source request"}}}, {"valueString", state.job.first_url}}})},
         {"output", json::array({{{"type", {{"text", "pages written"}}}, {"valueInteger", state.pages}},
                                 {{"type", {{"text", "resources written"}}}, {"valueInteger", state.resources}}})}};
+    for (std::size_t i = 0; i < state.warnings.size() && i < 10; ++i) {
+      task["output"].push_back({{"type", {{"text", "source warning"}}}, {"valueString", state.warnings[i]}});
+    }
+    for (const auto& [type, count] : state.skipped) {
+      task["output"].push_back({{"type", {{"text", "resources skipped: " + type}}},
+                                {"valueInteger", static_cast<int>(std::min<long long>(count, 2147483647))}});
+    }
     if (state.job.target_organization_id) {
       task["owner"] = {{"type", "Organization"},
                        {"identifier", {{"system", "urn:p2p-exchange:payer-id"}, {"value", *state.job.target_organization_id}}}};
@@ -379,17 +433,26 @@ struct JobRunner::Impl {
   }
 
   asio::awaitable<void> put_task(JobState& state, const std::string& status, const std::optional<std::string>& reason) {
-    co_await send_target("PUT", "Task/" + state.task_id, task_resource(state, status, reason), "the tracking Task");
+    const std::string& id = state.task_id;
+    co_await send_target("PUT", "Task/" + id, task_resource(state, status, reason), "the tracking Task",
+                         [&id](int code, std::string_view content_type, const json& body) {
+                           return fhir::update_response_problem(code, content_type, body, "Task", id);
+                         });
   }
 
   asio::awaitable<void> run_job(store::ClaimedJob claimed) {
     JobState state{claimed.job, std::move(claimed.access_token), std::move(claimed.refresh_token), {}, std::nullopt,
                    claimed.job.task_id.value_or("p2p-batch-job-" + std::to_string(claimed.job.id)),
                    claimed.job.pages_completed, claimed.job.resources_written};
+    state.skipped = state.job.resources_skipped;
+    state.warnings = state.job.warnings;
     const long long id = state.job.id;
     log::RequestIdScope scope("job-" + std::to_string(id));
     std::optional<std::string> url = state.job.next_url;
     std::optional<std::string> failure_reason;  // set in a handler, acted on after it (no co_await there)
+    std::optional<std::string> pause_reason;
+    // When the job last made progress (a page recorded), for exchange.outageToleranceSeconds.
+    auto progress_at = Clock::now() - std::chrono::seconds(state.job.seconds_since_progress);
     std::shared_ptr<Prefetch> prefetch;  // in flight or done; it refers to `state`, so it is awaited before leaving
     bool left_on_shutdown = false;
     bool stop_requested = false;
@@ -402,7 +465,8 @@ struct JobRunner::Impl {
       const auto& endpoint = state.server.definition.fhir_endpoint;
       if (!endpoint) throw JobFailure("the OIDC server definition has no fhirEndpoint");
       if (config.fhir_persistence_url.empty()) throw JobFailure("exchange.fhirPersistenceUrl is not configured");
-      if (!config.allow_plain_http && (endpoint->starts_with("http://") || config.fhir_persistence_url.starts_with("http://"))) {
+      if (!config.allow_plain_http &&
+          (util::is_plain_http(*endpoint) || util::is_plain_http(config.fhir_persistence_url))) {
         throw JobFailure("plain http:// endpoints are refused (set P2P_ALLOW_PLAIN_HTTP=true only for local tests)");
       }
       if (state.job.status == "STOPPING") {
@@ -427,6 +491,9 @@ struct JobRunner::Impl {
       context.traceability_system = config.traceability_system_base + context.source_organization_id;
       context.exchange_tag_system = config.exchange_tag_system;
       context.exchange_tag_code = "batch-job-" + std::to_string(id);
+      if (config.resource_types) {
+        context.resource_types = {config.resource_types->begin(), config.resource_types->end()};
+      }
       if (config.mdm_patient_identifier) {
         context.mdm = fhir::MdmIdentifierType{config.mdm_patient_identifier->system, config.mdm_patient_identifier->code,
                                               config.mdm_patient_identifier->identifier_system};
@@ -441,6 +508,12 @@ struct JobRunner::Impl {
           stop_requested = true;
           break;
         }
+        if (state.pages >= config.max_pages) {
+          throw JobFailure("the source sent more than " + std::to_string(config.max_pages) +
+                           " pages (exchange.maxPages); a member's records should not need that many: check the "
+                           "source's paging, or raise exchange.maxPages");
+        }
+        state.pages_seen.insert(*url);
         // The page fetched while the previous one was being written, or fetched now.
         http::ClientResponse response;
         if (prefetch) {
@@ -466,6 +539,26 @@ struct JobRunner::Impl {
           } catch (const fhir::SourceUrlError& error) {
             throw JobFailure(std::string("stopped following the source's paging: ") + error.what());
           }
+          if (state.pages_seen.contains(*next)) {
+            throw JobFailure("stopped following the source's paging: the next link of page " +
+                             std::to_string(state.pages + 1) + " points back to a page already read (" +
+                             origin_and_path(*next) + "); the source's paging loops");
+          }
+        }
+        for (const auto& [type, count] : transformed.skipped_types) {
+          if (state.skipped_logged.insert(type).second) {
+            spdlog::warn("job {}: the source sent {} resource(s) of type {}, which is not exchanged "
+                         "(exchange.resourceTypes); skipped, and counted in resourcesSkipped",
+                         id, count, type);
+          }
+        }
+        for (const auto& warning : transformed.warnings) {
+          spdlog::warn("job {}: page {}: the source says: {}", id, state.pages + 1, warning);
+        }
+        if (transformed.references_replaced > 0) {
+          spdlog::info("job {}: page {}: {} reference(s) that would have resolved against the target's own data "
+                       "were kept as identifier or display only",
+                       id, state.pages + 1, transformed.references_replaced);
         }
         if (next) {
           // Overlap: fetch the next page from the source while this one is written to the target.
@@ -481,18 +574,33 @@ struct JobRunner::Impl {
         }
         if (!transformed.target_references.empty()) {
           const std::string what = "page " + std::to_string(state.pages + 1);
-          const json result = co_await send_target("POST", "", transformed.transaction, what);
+          const std::size_t entries = transformed.transaction["entry"].size();
+          const json result = co_await send_target(
+              "POST", "", transformed.transaction, what,
+              [entries](int code, std::string_view content_type, const json& body) {
+                return fhir::transaction_response_problem(code, content_type, body, entries);
+              });
           if (config.versioned_references) {
             const auto& provenance = transformed.transaction["entry"].back()["resource"];
-            co_await send_target("PUT", "Provenance/" + transformed.provenance_id,
-                                 fhir::versioned_provenance(provenance, result), "the page's Provenance");
+            const std::string& provenance_id = transformed.provenance_id;
+            co_await send_target("PUT", "Provenance/" + provenance_id, fhir::versioned_provenance(provenance, result),
+                                 "the page's Provenance",
+                                 [&provenance_id](int code, std::string_view content_type, const json& body) {
+                                   return fhir::update_response_problem(code, content_type, body, "Provenance",
+                                                                        provenance_id);
+                                 });
           }
         }
         const int written = static_cast<int>(transformed.target_references.size());
-        const auto recorded = co_await on_sql([this, id, &next, written](store::BatchJobRepository& jobs) {
-          return jobs.record_page(id, owner, next, written);
+        const std::map<std::string, long long> skipped(transformed.skipped_types.begin(), transformed.skipped_types.end());
+        const auto& page_warnings = transformed.warnings;
+        const auto recorded = co_await on_sql([this, id, &next, written, &skipped, &page_warnings](store::BatchJobRepository& jobs) {
+          return jobs.record_page(id, owner, next, written, skipped, page_warnings);
         });
         if (!recorded) throw JobLeft();
+        progress_at = Clock::now();
+        for (const auto& [type, count] : skipped) state.skipped[type] += count;
+        state.warnings.insert(state.warnings.end(), page_warnings.begin(), page_warnings.end());
         status = *recorded;
         ++state.pages;
         state.resources += written;
@@ -501,22 +609,57 @@ struct JobRunner::Impl {
         url = next;
       }
       if (prefetch) co_await settle(prefetch);
+      const auto source_error = std::find_if(state.warnings.begin(), state.warnings.end(), fhir::is_error_warning);
+      if (!stop_requested && source_error != state.warnings.end()) {
+        // Every page was written, but the source said its results are not whole: not COMPLETED.
+        throw JobFailure("the source reported that its results are not complete (" + *source_error +
+                         "); every page it sent was written; see warnings");
+      }
       co_await finish(state, stop_requested ? "STOPPED" : "COMPLETED", std::nullopt);
     } catch (const JobLeft&) {
       left_on_shutdown = stopping.load();
       spdlog::info("job {}: left for the next holder of its lease", id);
     } catch (const JobFailure& failure) {
       failure_reason = failure.what();
+    } catch (const JobPause& pause) {
+      pause_reason = pause.what();
     } catch (const store::DatabaseUnavailable& error) {
       spdlog::warn("job {}: database unavailable ({}); the job resumes when its lease expires", id, error.what());
     } catch (const std::exception& error) {
       failure_reason = std::string("unexpected error: ") + error.what();
     }
     if (prefetch) co_await settle(prefetch);  // its coroutine refers to this frame's `state`
+    if (pause_reason) {
+      const auto idle = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - progress_at);
+      if (idle.count() >= config.outage_tolerance_seconds) {
+        failure_reason = *pause_reason + "; no progress for " + std::to_string(idle.count()) +
+                         " s, more than exchange.outageToleranceSeconds (" +
+                         std::to_string(config.outage_tolerance_seconds) + " s)";
+      } else {
+        co_await pause(state, *pause_reason);
+      }
+    }
     if (failure_reason) co_await fail(state, *failure_reason);
     if (left_on_shutdown) {
       // Hand the job over now rather than when the lease expires.
       co_await on_sql([this, id](store::BatchJobRepository& jobs) { return jobs.release(id, owner); });
+    }
+  }
+
+  // Gives the job up for exchange.maxBackoffSeconds, keeping its tokens; any instance resumes it then.
+  asio::awaitable<void> pause(JobState& state, const std::string& reason) {
+    const long long id = state.job.id;
+    const auto delay = std::chrono::seconds(config.max_backoff_seconds);
+    const std::string shown = "paused: " + reason + " (the job resumes by itself in " + std::to_string(delay.count()) +
+                              " s; it fails after exchange.outageToleranceSeconds without progress)";
+    spdlog::warn("job {}: {}", id, shown);
+    try {
+      const bool held = co_await on_sql([this, id, &shown, delay](store::BatchJobRepository& jobs) {
+        return jobs.pause(id, owner, shown, delay);
+      });
+      if (held) ++paused;
+    } catch (const std::exception& error) {
+      spdlog::warn("job {}: could not record the pause (the job resumes when its lease expires): {}", id, error.what());
     }
   }
 
@@ -530,8 +673,23 @@ struct JobRunner::Impl {
     }
   }
 
+  // True while this instance still holds the job's lease (renewing it): checked before the final
+  // Task is written, so an instance that lost the job touches neither the target nor the job again.
+  asio::awaitable<bool> still_held(long long id) {
+    const auto lease = std::chrono::seconds(config.lease_seconds);
+    const auto held = co_await on_sql([this, id, lease](store::BatchJobRepository& jobs) {
+      return jobs.renew_leases(owner, lease, {id});
+    });
+    co_return !held.empty();
+  }
+
   asio::awaitable<void> finish(JobState& state, const std::string& status, const std::optional<std::string>& reason) {
     const long long id = state.job.id;
+    const bool held = co_await still_held(id);
+    if (!held) {
+      spdlog::info("job {}: another instance holds it now; this one leaves it without a word to the target", id);
+      co_return;
+    }
     const std::string task_status = status == "COMPLETED" ? "completed" : status == "STOPPED" ? "cancelled" : "failed";
     if (!config.fhir_persistence_url.empty() && !state.server.definition.name.empty()) {
       std::optional<std::string> task_error;
@@ -547,7 +705,12 @@ struct JobRunner::Impl {
         co_await on_sql([this, id, &task_id](store::BatchJobRepository& jobs) { return jobs.set_task_id(id, owner, task_id); });
       }
     }
-    co_await on_sql([this, id, &status, &reason](store::BatchJobRepository& jobs) { return jobs.finish(id, owner, status, reason); });
+    const bool ended = co_await on_sql(
+        [this, id, &status, &reason](store::BatchJobRepository& jobs) { return jobs.finish(id, owner, status, reason); });
+    if (!ended) {
+      spdlog::warn("job {}: lost its lease while ending as {}; whoever holds it now decides", id, status);
+      co_return;
+    }
     if (status == "COMPLETED") ++completed;
     if (status == "FAILED") ++failed;
     if (status == "STOPPED") ++stopped;
@@ -569,7 +732,9 @@ struct JobRunner::Impl {
           continue;
         }
         if (Clock::now() - last_renewal > lease / 3 && !running.empty()) {
-          const auto held = co_await on_sql([this, lease](store::BatchJobRepository& jobs) { return jobs.renew_leases(owner, lease); });
+          const std::vector<long long> ids(running.begin(), running.end());
+          const auto held = co_await on_sql(
+              [this, lease, &ids](store::BatchJobRepository& jobs) { return jobs.renew_leases(owner, lease, ids); });
           for (long long id : running) {
             if (std::find(held.begin(), held.end(), id) == held.end()) lost.insert(id);
           }
@@ -614,6 +779,9 @@ JobRunner::JobRunner(const config::ExchangeConfig& config, store::Database& data
     out += http::metric_line("p2p_exchange_jobs_total", "result=\"completed\"", static_cast<double>(impl->completed.load()));
     out += http::metric_line("p2p_exchange_jobs_total", "result=\"failed\"", static_cast<double>(impl->failed.load()));
     out += http::metric_line("p2p_exchange_jobs_total", "result=\"stopped\"", static_cast<double>(impl->stopped.load()));
+    out += "# HELP p2p_exchange_jobs_paused_total Times this instance paused a job through an outage.\n";
+    out += "# TYPE p2p_exchange_jobs_paused_total counter\n";
+    out += http::metric_line("p2p_exchange_jobs_paused_total", "", static_cast<double>(impl->paused.load()));
     out += "# HELP p2p_exchange_jobs_running Jobs running in this instance now.\n";
     out += "# TYPE p2p_exchange_jobs_running gauge\n";
     out += http::metric_line("p2p_exchange_jobs_running", "", impl->running_count.load());

@@ -88,6 +88,7 @@ boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshR
     fields.emplace_back("client_id", *request.client_id);
   }
   post.body = form_encode(fields);
+  post.idempotent = false;  // the source may rotate the refresh token: a second send would present a spent one
   const auto response = co_await client.send(std::move(post));
   if (response.status == 400 || response.status == 401) {
     throw TokenRefreshError("the source payer refused to refresh the member's tokens (" +

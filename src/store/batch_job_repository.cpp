@@ -1,5 +1,12 @@
 #include "p2p/store/batch_job_repository.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
 namespace p2p::store {
 namespace {
 
@@ -11,7 +18,12 @@ namespace {
     " to_char(create_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                              \
     " to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                               \
     " to_char(end_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                                 \
-    " to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    " to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                             \
+    " (SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM jsonb_each_text(resources_skipped)),"    \
+    " extract(epoch FROM now() - coalesce(last_progress_at, start_time, create_time))::bigint,"               \
+    " warnings::text"
+
+constexpr pqxx::row::size_type kJobColumns = 21;  // in P2P_BATCH_JOB_COLUMNS
 
 std::optional<std::string> optional_text(const pqxx::field& field) {
   if (field.is_null()) return std::nullopt;
@@ -19,6 +31,33 @@ std::optional<std::string> optional_text(const pqxx::field& field) {
 }
 
 const char* nullable(const std::optional<std::string>& value) { return value ? value->c_str() : nullptr; }
+
+// "CodeSystem=2,Task=1" (as the column list selects resources_skipped) -> counts per type.
+std::map<std::string, long long> parse_counts(const std::string& text) {
+  std::map<std::string, long long> counts;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    const auto item = std::string_view(text).substr(start, end - start);
+    const auto equals = item.find('=');
+    if (equals != std::string_view::npos) counts[std::string(item.substr(0, equals))] = std::stoll(std::string(item.substr(equals + 1)));
+    start = end + 1;
+  }
+  return counts;
+}
+
+// {"Type": n, ...}: the keys are resource type names (letters only), checked here, so no escaping is needed.
+std::string counts_json(const std::map<std::string, long long>& counts) {
+  std::string out = "{";
+  for (const auto& [type, count] : counts) {
+    if (type.empty() || !std::all_of(type.begin(), type.end(), [](unsigned char c) { return std::isalpha(c) != 0; })) {
+      throw std::invalid_argument("not a resource type name: " + type);
+    }
+    out += (out.size() > 1 ? ",\"" : "\"") + type + "\":" + std::to_string(count);
+  }
+  return out + "}";
+}
 
 BatchJob read_job(const pqxx::row& row) {
   BatchJob job;
@@ -40,6 +79,10 @@ BatchJob read_job(const pqxx::row& row) {
   job.start_time = optional_text(row[15]);
   job.end_time = optional_text(row[16]);
   job.last_updated = row[17].as<std::string>();
+  if (!row[18].is_null()) job.resources_skipped = parse_counts(row[18].as<std::string>());
+  job.seconds_since_progress = row[19].as<long long>();
+  for (const auto& warning : nlohmann::json::parse(row[20].as<std::string>())) job.warnings.push_back(warning.get<std::string>());
+  static_assert(kJobColumns == 21, "read_job reads every column of P2P_BATCH_JOB_COLUMNS");
   return job;
 }
 
@@ -59,13 +102,36 @@ std::string seconds_text(std::chrono::seconds lease) { return std::to_string(lea
 
 }  // namespace
 
-BatchJob BatchJobRepository::create(const NewBatchJob& job) {
+CreateOutcome BatchJobRepository::create(const NewBatchJob& job) {
   pqxx::work tx(connection_);
+  // Serialise creations for one key and for one member, so two concurrent requests cannot both create.
+  if (job.idempotency_key) {
+    tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                   "batch_job_key:" + std::to_string(job.server_pid) + "|" + *job.idempotency_key);
+    const auto earlier = tx.exec_params(
+        "SELECT " P2P_BATCH_JOB_COLUMNS ", request_hash FROM batch_jobs WHERE server_pid = $1 AND idempotency_key = $2"
+        " AND create_time > now() - interval '24 hours' ORDER BY id DESC LIMIT 1",
+        job.server_pid, *job.idempotency_key);
+    if (!earlier.empty()) {
+      const bool same = !earlier[0][kJobColumns].is_null() && earlier[0][kJobColumns].as<std::string>() == job.request_hash;
+      return {same ? CreateOutcome::Kind::kReplayed : CreateOutcome::Kind::kKeyReused, read_job(earlier[0])};
+    }
+  }
+  tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                 "batch_job_member:" + std::to_string(job.server_pid) + "|" + job.source_patient_id + "|" +
+                     job.target_patient_id);
+  const auto active = tx.exec_params(
+      "SELECT " P2P_BATCH_JOB_COLUMNS " FROM batch_jobs WHERE server_pid = $1 AND source_patient_id = $2"
+      " AND target_patient_id = $3 AND status IN ('STARTING', 'STARTED', 'STOPPING') ORDER BY id LIMIT 1",
+      job.server_pid, job.source_patient_id, job.target_patient_id);
+  if (!active.empty()) return {CreateOutcome::Kind::kActiveJobExists, read_job(active[0])};
+
   const auto row = tx.exec_params1(
       "INSERT INTO batch_jobs (server_pid, source_patient_id, target_patient_id, target_organization_id,"
-      " first_url, next_url) VALUES ($1, $2, $3, $4, $5, $5) RETURNING " P2P_BATCH_JOB_COLUMNS,
+      " first_url, next_url, idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $5, $6, $7)"
+      " RETURNING " P2P_BATCH_JOB_COLUMNS,
       job.server_pid, job.source_patient_id, job.target_patient_id, nullable(job.target_organization_id),
-      job.first_url);
+      job.first_url, nullable(job.idempotency_key), job.request_hash);
   BatchJob created = read_job(row);
   // The tokens are sealed with the job id as associated data, so they only open for this row.
   const auto access = cipher_.seal(job.access_token, owner_of(created.id));
@@ -74,7 +140,7 @@ BatchJob BatchJobRepository::create(const NewBatchJob& job) {
   tx.exec_params("UPDATE batch_jobs SET access_token_sealed = $2, refresh_token_sealed = $3 WHERE id = $1",
                  created.id, access, nullable(refresh));
   tx.commit();
-  return created;
+  return {CreateOutcome::Kind::kCreated, std::move(created)};
 }
 
 std::optional<BatchJob> BatchJobRepository::find(int server_pid, long long id) {
@@ -124,9 +190,10 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
   const auto rows = tx.exec_params(
       "UPDATE batch_jobs SET lease_owner = $1, lease_expires_at = now() + $2::interval,"
       " status = CASE WHEN status = 'STARTING' THEN 'STARTED' ELSE status END,"
-      " start_time = coalesce(start_time, now()), attempts = attempts + 1"
+      " start_time = coalesce(start_time, now()), attempts = attempts + 1, not_before = NULL"
       " WHERE id IN (SELECT id FROM batch_jobs WHERE status IN ('STARTING', 'STARTED', 'STOPPING')"
       " AND (lease_expires_at IS NULL OR lease_expires_at < now())"
+      " AND (not_before IS NULL OR not_before <= now() OR status = 'STOPPING')"
       " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $3)"
       " RETURNING " P2P_BATCH_JOB_COLUMNS ", access_token_sealed, refresh_token_sealed",
       owner, seconds_text(lease), max_jobs);
@@ -135,8 +202,9 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
   for (const auto& row : rows) {
     ClaimedJob job{read_job(row), {}, std::nullopt};
     try {
-      if (!row[18].is_null()) job.access_token = cipher_.open(row[18].as<std::string>(), owner_of(job.job.id));
-      if (!row[19].is_null()) job.refresh_token = cipher_.open(row[19].as<std::string>(), owner_of(job.job.id));
+      const auto access = row[kJobColumns], refresh = row[kJobColumns + 1];  // after the job's columns
+      if (!access.is_null()) job.access_token = cipher_.open(access.as<std::string>(), owner_of(job.job.id));
+      if (!refresh.is_null()) job.refresh_token = cipher_.open(refresh.as<std::string>(), owner_of(job.job.id));
     } catch (const crypto::CipherError& error) {
       // Retrying cannot help (the key is gone): fail this job alone, and say why.
       finish(job.job.id, owner,
@@ -150,12 +218,17 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
   return claimed;
 }
 
-std::vector<long long> BatchJobRepository::renew_leases(const std::string& owner, std::chrono::seconds lease) {
+std::vector<long long> BatchJobRepository::renew_leases(const std::string& owner, std::chrono::seconds lease,
+                                                       const std::vector<long long>& running) {
+  if (running.empty()) return {};
+  std::string id_array = "{";  // a PostgreSQL array literal of integers
+  for (const long long id : running) id_array += (id_array.size() > 1 ? "," : "") + std::to_string(id);
+  id_array += "}";
   pqxx::work tx(connection_);
   const auto rows = tx.exec_params(
-      "UPDATE batch_jobs SET lease_expires_at = now() + $2::interval WHERE lease_owner = $1"
+      "UPDATE batch_jobs SET lease_expires_at = now() + $2::interval WHERE lease_owner = $1 AND id = ANY($3::bigint[])"
       " AND status IN ('STARTED', 'STOPPING') RETURNING id",
-      owner, seconds_text(lease));
+      owner, seconds_text(lease), id_array);
   tx.commit();
   std::vector<long long> ids;
   for (const auto& row : rows) ids.push_back(row[0].as<long long>());
@@ -164,13 +237,25 @@ std::vector<long long> BatchJobRepository::renew_leases(const std::string& owner
 
 std::optional<std::string> BatchJobRepository::record_page(long long id, const std::string& owner,
                                                            const std::optional<std::string>& next_url,
-                                                           int resources_written) {
+                                                           int resources_written,
+                                                           const std::map<std::string, long long>& skipped,
+                                                           const std::vector<std::string>& warnings) {
+  nlohmann::json warnings_json = nlohmann::json::array();
+  for (const auto& warning : warnings) warnings_json.push_back(warning);
   pqxx::work tx(connection_);
   const auto rows = tx.exec_params(
       "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + 1,"
-      " resources_written = resources_written + $4, last_error = NULL WHERE id = $1 AND lease_owner = $2"
-      " RETURNING status",
-      id, owner, nullable(next_url), resources_written);
+      " resources_written = resources_written + $4, last_error = NULL, last_progress_at = now(),"
+      " resources_skipped = CASE WHEN $5::jsonb = '{}'::jsonb THEN resources_skipped ELSE"
+      "   (SELECT jsonb_object_agg(key, total) FROM (SELECT key, sum(value::bigint) AS total FROM"
+      "     (SELECT * FROM jsonb_each_text(resources_skipped) UNION ALL SELECT * FROM jsonb_each_text($5::jsonb)) AS counts"
+      "     GROUP BY key) AS sums) END,"
+      " warnings = CASE WHEN $6::jsonb = '[]'::jsonb THEN warnings ELSE"
+      "   (SELECT jsonb_agg(item ORDER BY position) FROM jsonb_array_elements(warnings || $6::jsonb)"
+      "     WITH ORDINALITY AS listed(item, position) WHERE position <= 50) END"
+      " WHERE id = $1 AND lease_owner = $2 RETURNING status",
+      id, owner, nullable(next_url), resources_written, counts_json(skipped),
+      warnings_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   tx.commit();
   if (rows.empty()) return std::nullopt;
   return rows[0][0].as<std::string>();
@@ -199,6 +284,14 @@ bool BatchJobRepository::finish(long long id, const std::string& owner, const st
                          " access_token_sealed = NULL, refresh_token_sealed = NULL, lease_owner = NULL,"
                          " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2",
                          id, owner, status, nullable(error));
+}
+
+bool BatchJobRepository::pause(long long id, const std::string& owner, const std::string& reason,
+                               std::chrono::seconds delay) {
+  return update_if_owner(connection_,
+                         "UPDATE batch_jobs SET lease_owner = NULL, lease_expires_at = NULL,"
+                         " not_before = now() + $4::interval, last_error = $3 WHERE id = $1 AND lease_owner = $2",
+                         id, owner, reason, seconds_text(delay));
 }
 
 bool BatchJobRepository::release(long long id, const std::string& owner) {

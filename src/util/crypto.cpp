@@ -15,6 +15,18 @@ Sha256Digest sha256(std::string_view data) {
   return digest;
 }
 
+std::string sha256_hex(std::string_view data) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const auto digest = sha256(data);
+  std::string out;
+  out.reserve(digest.size() * 2);
+  for (const auto byte : digest) {
+    out.push_back(kHex[byte >> 4]);
+    out.push_back(kHex[byte & 0xF]);
+  }
+  return out;
+}
+
 bool constant_time_equal(const Sha256Digest& a, const Sha256Digest& b) {
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }

@@ -1,5 +1,7 @@
 #include "p2p/util/url_rules.hpp"
 
+#include <cctype>
+
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 
@@ -21,6 +23,15 @@ std::optional<std::string> check_absolute_http_url(std::string_view url) {
     return "must not carry user or password in the URL";
   }
   return std::nullopt;
+}
+
+bool is_plain_http(std::string_view url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.size() < kScheme.size()) return false;
+  for (std::size_t i = 0; i < kScheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(url[i])) != kScheme[i]) return false;
+  }
+  return true;
 }
 
 std::string normalize_issuer(std::string_view issuer) {

@@ -33,6 +33,12 @@ inline void exec_sql(const std::string& url, const std::string& sql) {
   tx.commit();
 }
 
+inline std::string exec_scalar(const std::string& url, const std::string& sql) {
+  pqxx::connection connection(url);
+  pqxx::read_transaction tx(connection);
+  return tx.exec1(sql)[0].as<std::string>();
+}
+
 class ServiceTest : public ::testing::Test {
  protected:
   void start(std::map<std::string, std::string> extra = {}, std::vector<std::string> args = {}) {

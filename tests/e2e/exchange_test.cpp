@@ -1,166 +1,15 @@
-// The exchange end to end with real peers: the binary, PostgreSQL, two Medplum FHIR servers (source
-// and target, tests/peers/fhir-server.mjs) and oidc-provider (tests/peers/oauth-server.mjs) issuing
-// and introspecting the member's tokens. Nothing here is mocked.
+// The exchange end to end with real peers (exchange_fixture.hpp): the happy path, tokens, retries,
+// resuming and several instances.
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
-#include "e2e_fixture.hpp"
-#include "node_peer.hpp"
-#include "p2p/fhir/page_transform.hpp"
+#include "exchange_fixture.hpp"
 
 using nlohmann::json;
 using namespace p2p::test;
 using namespace std::chrono_literals;
-
-namespace {
-
-const std::string kClientSecret = "p2p s3cret+/x";  // needs form-encoding in HTTP Basic (RFC 6749 2.3.1)
-const std::string kJson = "Content-Type: application/json";
-const std::string kFhirJson = "Content-Type: application/fhir+json";
-
-json parse(const HttpResult& result) { return json::parse(result.body, nullptr, false); }
-
-class ExchangeTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    oauth_ = std::make_unique<NodePeer>(
-        "oauth-server.mjs", std::vector<std::string>{"--client-id", "p2p-client", "--client-secret", kClientSecret,
-                                                     "--introspection-client-id", "fhir-rs",
-                                                     "--introspection-client-secret", "fhir-secret"});
-    source_ = std::make_unique<NodePeer>(
-        "fhir-server.mjs",
-        std::vector<std::string>{"--quiet", "--page-size", "40", "--introspection-url",
-                                 oauth_->ready()["introspection_endpoint"], "--introspection-client-id", "fhir-rs",
-                                 "--introspection-client-secret", "fhir-secret"});
-    target_ = std::make_unique<NodePeer>("fhir-server.mjs", std::vector<std::string>{"--quiet"});
-  }
-
-  std::string issuer() const { return oauth_->ready()["issuer"]; }
-  std::string source_base() const { return source_->ready()["base"]; }
-  std::string target_base() const { return target_->ready()["base"]; }
-  static std::string origin(const std::string& base) { return base.substr(0, base.rfind("/fhir")); }
-
-  ServiceProcess& start_service(std::map<std::string, std::string> extra_env = {}, const json& exchange = json::object()) {
-    json config = {{"exchange",
-                    {{"pollIntervalMilliseconds", 100}, {"initialBackoffMilliseconds", 50}, {"maxBackoffSeconds", 2},
-                     {"leaseSeconds", 5}}}};
-    config["exchange"].update(exchange);
-    const std::string path = "/tmp/" + database_.name() + "-" + std::to_string(services_.size()) + ".json";
-    std::ofstream(path) << config.dump();
-    config_files_.push_back(path);
-    auto env = service_env(database_);
-    env["P2P_FHIR_PERSISTENCE_URL"] = target_base();
-    env["P2P_ALLOW_PLAIN_HTTP"] = "true";
-    for (auto& [key, value] : extra_env) env[key] = value;
-    services_.push_back(std::make_unique<ServiceProcess>(env, std::vector<std::string>{"--config", path}));
-    auto& service = *services_.back();
-    EXPECT_TRUE(service.wait_for("/readyz", 200)) << service.log();
-    if (!definition_added_) {
-      exec_sql(database_.url(),
-               "INSERT INTO oidc_servers (name, issuer, client_id, client_secret, fhir_endpoint, token_endpoint,"
-               " organization_id, custom_token_params) VALUES ('Source Payer A', '" + issuer() + "', 'p2p-client', '" +
-                   kClientSecret + "', '" + source_base() + "', '" + issuer() + "/token', 'ABCD', 'memberId')");
-      definition_added_ = true;
-    }
-    return service;
-  }
-
-  void TearDown() override {
-    services_.clear();
-    for (const auto& path : config_files_) std::filesystem::remove(path);
-  }
-
-  json issue_tokens(const std::string& member, int access_ttl = 600) {
-    return parse(http_request("POST", issuer() + "/__control/issue", {kJson},
-                              json({{"sub", member}, {"accessTtl", access_ttl}}).dump()));
-  }
-
-  // The member's records at the source: their Patient, one Encounter, `observations` Observations
-  // referencing both, and a Provenance of the source's own.
-  void seed_source(const std::string& member, int observations) {
-    const std::string token = issue_tokens("seeder")["access_token"];
-    json entries = json::array();
-    entries.push_back({{"resource", {{"resourceType", "Patient"}, {"id", member}, {"name", {{{"family", "Doe"}}}}}},
-                       {"request", {{"method", "PUT"}, {"url", "Patient/" + member}}}});
-    entries.push_back({{"resource", {{"resourceType", "Encounter"}, {"id", member + "-e1"}, {"status", "finished"},
-                                     {"class", {{"system", "http://terminology.hl7.org/CodeSystem/v3-ActCode"}, {"code", "AMB"}}},
-                                     {"subject", {{"reference", "Patient/" + member}}}}},
-                       {"request", {{"method", "PUT"}, {"url", "Encounter/" + member + "-e1"}}}});
-    for (int i = 0; i < observations; ++i) {
-      const std::string id = member + "-o" + std::to_string(i);
-      entries.push_back({{"resource", {{"resourceType", "Observation"}, {"id", id}, {"status", "final"},
-                                       {"code", {{"text", "HbA1c " + std::to_string(i)}}},
-                                       {"subject", {{"reference", "Patient/" + member}}},
-                                       {"encounter", {{"reference", "Encounter/" + member + "-e1"}}}}},
-                         {"request", {{"method", "PUT"}, {"url", "Observation/" + id}}}});
-    }
-    entries.push_back({{"resource", {{"resourceType", "Provenance"}, {"id", member + "-pv"},
-                                     {"target", {{{"reference", "Patient/" + member}}}},
-                                     {"recorded", "2025-01-01T00:00:00Z"},
-                                     {"agent", {{{"who", {{"reference", "Patient/" + member}}}}}}}},
-                       {"request", {{"method", "PUT"}, {"url", "Provenance/" + member + "-pv"}}}});
-    for (std::size_t start = 0; start < entries.size(); start += 40) {
-      json chunk = json::array();
-      for (std::size_t i = start; i < std::min(entries.size(), start + 40); ++i) chunk.push_back(entries[i]);
-      const auto result = http_request("POST", source_base(), {kFhirJson, "Authorization: Bearer " + token},
-                                       json({{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", chunk}}).dump());
-      ASSERT_EQ(result.status, 200) << result.body;
-    }
-  }
-
-  HttpResult post_job(ServiceProcess& service, const json& body) {
-    return http_request("POST", service.url("/api/oidc_servers/1/batch_job"), {kAuthHeader, kJson}, body.dump());
-  }
-
-  long long start_job(ServiceProcess& service, const json& tokens, const std::string& member, const json& extra = json::object()) {
-    json body = {{"sourcePayer", {{"oidcToken", tokens["access_token"]}, {"oidcRefreshToken", tokens["refresh_token"]},
-                                  {"patientId", member}}},
-                 {"targetPayer", {{"patientId", "t-" + member}, {"organizationId", "TGT"}}}};
-    body["sourcePayer"].update(extra);
-    const auto result = post_job(service, body);
-    EXPECT_EQ(result.status, 202) << result.body;
-    return parse(result)["batchJobId"].get<long long>();
-  }
-
-  json job(ServiceProcess& service, long long id) {
-    return parse(http_get(service.url("/api/oidc_servers/1/batch_job/" + std::to_string(id)), {kAuthHeader}));
-  }
-
-  json wait_for_end(ServiceProcess& service, long long id, std::chrono::seconds timeout = 60s) {
-    json current;
-    eventually([&] {
-      current = job(service, id);
-      const std::string status = current.value("batchStatus", "");
-      return status == "COMPLETED" || status == "FAILED" || status == "STOPPED";
-    }, timeout);
-    return current;
-  }
-
-  std::vector<json> target_resources(const std::string& type) {
-    std::vector<json> resources;
-    const auto bundle = parse(http_get(target_base() + "/" + type + "?_count=1000"));
-    for (const auto& entry : bundle.value("entry", json::array())) resources.push_back(entry["resource"]);
-    return resources;
-  }
-
-  json validate_on_target(const json& resource) {
-    return parse(http_request("POST", origin(target_base()) + "/__control/validate?errorsOnly=1", {kFhirJson}, resource.dump()));
-  }
-
-  TestDatabase database_;
-  std::unique_ptr<NodePeer> oauth_, source_, target_;
-  std::vector<std::unique_ptr<ServiceProcess>> services_;
-  std::vector<std::string> config_files_;
-  bool definition_added_ = false;
-};
-
-std::string target_id(const std::string& type, const std::string& source_id) {
-  return p2p::fhir::target_id("ABCD", type, source_id);
-}
-
-}  // namespace
 
 TEST_F(ExchangeTest, AMultiPageExchangeLandsEveryResourceWithOneValidProvenancePerPage) {
   seed_source("m1", 100);  // 103 resources: 3 pages of 40
@@ -434,8 +283,10 @@ TEST_F(ExchangeTest, AJobKilledMidwayResumesAfterRestartWithNoDuplicateOrMissing
 TEST_F(ExchangeTest, TwoInstancesShareManyJobsAndRunEachOnce) {
   const std::vector<std::string> members = {"a1", "a2", "a3", "a4", "a5", "a6"};
   for (const auto& member : members) seed_source(member, 45);
-  auto& one = start_service({{"P2P_EXCHANGE_CONCURRENCY", "2"}});
-  auto& two = start_service({{"P2P_EXCHANGE_CONCURRENCY", "2"}});
+  // A lease long enough that a stall of the loaded (or sanitized) service never lets the other
+  // instance take a running job over: "each job ran once" must not depend on timing.
+  auto& one = start_service({{"P2P_EXCHANGE_CONCURRENCY", "2"}}, {{"leaseSeconds", 60}});
+  auto& two = start_service({{"P2P_EXCHANGE_CONCURRENCY", "2"}}, {{"leaseSeconds", 60}});
   std::vector<long long> ids;
   for (std::size_t i = 0; i < members.size(); ++i) {
     ids.push_back(start_job(i % 2 == 0 ? one : two, issue_tokens(members[i]), members[i]));

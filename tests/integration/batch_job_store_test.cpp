@@ -2,6 +2,7 @@
 // SKIP LOCKED, leases that expire, fencing by lease owner, cancellation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <barrier>
 #include <set>
 #include <thread>
@@ -20,8 +21,16 @@ namespace {
 const p2p::crypto::TokenCipher kCipher("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=");
 
 NewBatchJob new_job(int server_pid, const std::string& member) {
-  return {server_pid, member, "t-" + member, "TGT", "https://src.example.com/fhir/Patient/" + member + "/$everything",
-          "access-" + member, "refresh-" + member};
+  NewBatchJob job;
+  job.server_pid = server_pid;
+  job.source_patient_id = member;
+  job.target_patient_id = "t-" + member;
+  job.target_organization_id = "TGT";
+  job.first_url = "https://src.example.com/fhir/Patient/" + member + "/$everything";
+  job.access_token = "access-" + member;
+  job.refresh_token = "refresh-" + member;
+  job.request_hash = "hash-" + member;
+  return job;
 }
 
 class BatchJobStore : public p2p::test::MigratedDatabaseTest {};
@@ -30,7 +39,7 @@ class BatchJobStore : public p2p::test::MigratedDatabaseTest {};
 
 TEST_F(BatchJobStore, CreatesJobsWithSealedTokensAndPagesNewestFirst) {
   BatchJobRepository jobs(*connection_, kCipher);
-  const auto first = jobs.create(new_job(1, "m1"));
+  const auto first = jobs.create(new_job(1, "m1")).job;
   EXPECT_EQ(first.status, "STARTING");
   EXPECT_EQ(first.job_configuration_name, "p2pExchange");
   EXPECT_EQ(first.next_url, first.first_url);
@@ -99,12 +108,12 @@ TEST_F(BatchJobStore, InstancesClaimEachJobOnceAndTakeOverExpiredLeases) {
   EXPECT_EQ(retaken[0].job.attempts, 2);
   EXPECT_EQ(jobs.record_page(taken, old_owner, "https://src.example.com/fhir?page=2", 10), std::nullopt);
   EXPECT_EQ(jobs.record_page(taken, "successor", "https://src.example.com/fhir?page=2", 10), "STARTED");
-  EXPECT_EQ(jobs.renew_leases("successor", 60s), std::vector<long long>{taken});
+  EXPECT_EQ(jobs.renew_leases("successor", 60s, {taken}), std::vector<long long>{taken});
 }
 
 TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
   BatchJobRepository jobs(*connection_, kCipher);
-  const auto job = jobs.create(new_job(1, "m1"));
+  const auto job = jobs.create(new_job(1, "m1")).job;
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
   EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 50), "STARTED");
   EXPECT_EQ(jobs.record_page(job.id, "me", std::nullopt, 7), "STARTED");
@@ -130,10 +139,10 @@ TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
 
 TEST_F(BatchJobStore, TokensThatNoKeyOpensFailThatJobAloneInsteadOfBlockingTheQueue) {
   BatchJobRepository with_old_key(*connection_, kCipher);
-  const auto lost = with_old_key.create(new_job(1, "m1"));
+  const auto lost = with_old_key.create(new_job(1, "m1")).job;
   const p2p::crypto::TokenCipher new_key("QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=");
   BatchJobRepository jobs(*connection_, new_key);
-  const auto fine = jobs.create(new_job(1, "m2"));
+  const auto fine = jobs.create(new_job(1, "m2")).job;
   const auto claimed = jobs.claim("me", 60s, 10);
   ASSERT_EQ(claimed.size(), 1u);
   EXPECT_EQ(claimed[0].job.id, fine.id);
@@ -146,13 +155,13 @@ TEST_F(BatchJobStore, TokensThatNoKeyOpensFailThatJobAloneInsteadOfBlockingTheQu
 
 TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageBoundary) {
   BatchJobRepository jobs(*connection_, kCipher);
-  const auto waiting = jobs.create(new_job(1, "m1"));
+  const auto waiting = jobs.create(new_job(1, "m1")).job;
   EXPECT_EQ(jobs.request_cancel(1, waiting.id), CancelOutcome::kStopping);
   EXPECT_EQ(jobs.find(1, waiting.id)->status, "STOPPED");
   EXPECT_EQ(jobs.request_cancel(1, waiting.id), CancelOutcome::kAlreadyEnded);
   EXPECT_EQ(jobs.request_cancel(2, waiting.id), CancelOutcome::kNotFound);
 
-  const auto running = jobs.create(new_job(1, "m2"));
+  const auto running = jobs.create(new_job(1, "m2")).job;
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
   EXPECT_EQ(jobs.request_cancel(1, running.id), CancelOutcome::kStopping);
   EXPECT_EQ(jobs.find(1, running.id)->status, "STOPPING");
@@ -167,7 +176,7 @@ TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageB
 
 TEST_F(BatchJobStore, AReleasedJobIsClaimedAgainAtOnce) {
   BatchJobRepository jobs(*connection_, kCipher);
-  const auto job = jobs.create(new_job(1, "m1"));
+  const auto job = jobs.create(new_job(1, "m1")).job;
   ASSERT_EQ(jobs.claim("stopping-instance", 60s, 1).size(), 1u);
   EXPECT_TRUE(jobs.claim("other", 60s, 1).empty());
   EXPECT_FALSE(jobs.release(job.id, "not-the-owner"));
@@ -176,4 +185,126 @@ TEST_F(BatchJobStore, AReleasedJobIsClaimedAgainAtOnce) {
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].job.id, job.id);
   EXPECT_EQ(again[0].job.status, "STARTED");
+}
+
+// Issue #9 (2): resources of types that are not exchanged are counted per type on the job.
+TEST_F(BatchJobStore, SkippedResourcesAddUpPerTypeAcrossPages) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto job = jobs.create(new_job(1, "m1")).job;
+  EXPECT_TRUE(jobs.find(1, job.id)->resources_skipped.empty());
+  ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
+  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 5, {{"Subscription", 1}}), "STARTED");
+  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=3", 5, {{"Subscription", 2}, {"Task", 1}}),
+            "STARTED");
+  EXPECT_EQ(jobs.record_page(job.id, "me", std::nullopt, 5, {}), "STARTED");
+  const auto now = *jobs.find(1, job.id);
+  EXPECT_EQ(now.resources_skipped, (std::map<std::string, long long>{{"Subscription", 3}, {"Task", 1}}));
+  EXPECT_EQ(now.resources_written, 15);
+  EXPECT_THROW(jobs.record_page(job.id, "me", std::nullopt, 0, {{"Bad\",\"x", 1}}), std::invalid_argument);
+}
+
+// Issue #9 (6): a job this instance left (a database error mid-job) must not be renewed with the
+// ones it still runs, or no instance can ever take it over while this one is busy.
+TEST_F(BatchJobStore, OnlyTheLeasesOfJobsRunningHereAreRenewed) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto running = jobs.create(new_job(1, "m1")).job;
+  const auto left = jobs.create(new_job(1, "m2")).job;
+  ASSERT_EQ(jobs.claim("me", 60s, 2).size(), 2u);
+  exec("UPDATE batch_jobs SET lease_expires_at = now() - interval '1 second'");
+  EXPECT_EQ(jobs.renew_leases("me", 60s, {running.id}), std::vector<long long>{running.id});
+  const auto taken = jobs.claim("other", 60s, 2);
+  ASSERT_EQ(taken.size(), 1u) << "the job left behind is free for any instance";
+  EXPECT_EQ(taken[0].job.id, left.id);
+  EXPECT_EQ(jobs.renew_leases("me", 60s, {running.id, left.id}), std::vector<long long>{running.id})
+      << "a job taken over is not renewed by its old owner";
+  EXPECT_TRUE(jobs.renew_leases("me", 60s, {}).empty());
+}
+
+// Issue #9 (5): an outage pauses a job instead of failing it; its tokens stay, nobody claims it before
+// its time, a cancel still reaches it.
+TEST_F(BatchJobStore, APausedJobKeepsItsTokensAndWaitsItsTurnUnlessCancelled) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto job = jobs.create(new_job(1, "m1")).job;
+  ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
+  EXPECT_FALSE(jobs.pause(job.id, "someone-else", "paused: x", 60s)) << "fenced like every runner update";
+  EXPECT_TRUE(jobs.pause(job.id, "me", "paused: the source payer answered 503", 60s));
+  auto now = *jobs.find(1, job.id);
+  EXPECT_EQ(now.status, "STARTED");
+  EXPECT_EQ(now.last_error, "paused: the source payer answered 503");
+  EXPECT_EQ(scalar("SELECT count(*) FROM batch_jobs WHERE access_token_sealed IS NOT NULL AND refresh_token_sealed IS NOT NULL"), "1");
+  EXPECT_TRUE(jobs.claim("other", 60s, 5).empty()) << "not before its time";
+  exec("UPDATE batch_jobs SET not_before = now() - interval '1 second'");
+  auto again = jobs.claim("other", 60s, 5);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].access_token, "access-m1");
+  EXPECT_EQ(again[0].refresh_token, "refresh-m1");
+
+  EXPECT_TRUE(jobs.pause(job.id, "other", "paused: again", 3600s));
+  EXPECT_EQ(jobs.request_cancel(1, job.id), CancelOutcome::kStopping);
+  const auto stopping = jobs.claim("third", 60s, 5);
+  ASSERT_EQ(stopping.size(), 1u) << "a cancel is not kept waiting by a pause";
+  EXPECT_EQ(stopping[0].job.status, "STOPPING");
+}
+
+TEST_F(BatchJobStore, TheTimeSinceTheLastRecordedPageBoundsPausing) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto job = jobs.create(new_job(1, "m1")).job;
+  exec("UPDATE batch_jobs SET create_time = now() - interval '2 hours'");
+  EXPECT_GE(jobs.find(1, job.id)->seconds_since_progress, 7199) << "never started: since it was created";
+  ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
+  exec("UPDATE batch_jobs SET start_time = now() - interval '1 hour'");
+  EXPECT_GE(jobs.find(1, job.id)->seconds_since_progress, 3599);
+  EXPECT_LT(jobs.find(1, job.id)->seconds_since_progress, 7000);
+  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 1), "STARTED");
+  EXPECT_LE(jobs.find(1, job.id)->seconds_since_progress, 5);
+}
+
+// Issue #9 (8c): two jobs for one member would share (and break) one rotating refresh token.
+TEST_F(BatchJobStore, AMemberHasAtMostOneActiveJobAndAnIdempotencyKeyGivesBackTheSameJob) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto first = jobs.create(new_job(1, "m1"));
+  ASSERT_EQ(first.kind, p2p::store::CreateOutcome::Kind::kCreated);
+  const auto second = jobs.create(new_job(1, "m1"));
+  EXPECT_EQ(second.kind, p2p::store::CreateOutcome::Kind::kActiveJobExists);
+  EXPECT_EQ(second.job.id, first.job.id);
+  auto other_target = new_job(1, "m1");
+  other_target.target_patient_id = "t-other";
+  EXPECT_EQ(jobs.create(other_target).kind, p2p::store::CreateOutcome::Kind::kCreated) << "another target patient";
+  EXPECT_EQ(jobs.create(new_job(2, "m1")).kind, p2p::store::CreateOutcome::Kind::kCreated) << "another source payer";
+  ASSERT_EQ(jobs.request_cancel(1, first.job.id), CancelOutcome::kStopping);
+  EXPECT_EQ(jobs.find(1, first.job.id)->status, "STOPPED") << "never claimed: stopped at once";
+  EXPECT_EQ(jobs.create(new_job(1, "m1")).kind, p2p::store::CreateOutcome::Kind::kCreated) << "the first one ended";
+
+  auto keyed = new_job(1, "k1");
+  keyed.idempotency_key = "portal-request-7";
+  const auto made = jobs.create(keyed);
+  ASSERT_EQ(made.kind, p2p::store::CreateOutcome::Kind::kCreated);
+  const auto again = jobs.create(keyed);
+  EXPECT_EQ(again.kind, p2p::store::CreateOutcome::Kind::kReplayed);
+  EXPECT_EQ(again.job.id, made.job.id);
+  keyed.request_hash = "another body";
+  EXPECT_EQ(jobs.create(keyed).kind, p2p::store::CreateOutcome::Kind::kKeyReused);
+  exec("UPDATE batch_jobs SET create_time = now() - interval '25 hours' WHERE id = " + std::to_string(made.job.id));
+  exec("UPDATE batch_jobs SET status = 'COMPLETED', access_token_sealed = NULL, refresh_token_sealed = NULL WHERE id = " +
+       std::to_string(made.job.id));
+  EXPECT_EQ(jobs.create(keyed).kind, p2p::store::CreateOutcome::Kind::kCreated) << "a key is remembered for 24 hours";
+}
+
+TEST_F(BatchJobStore, ConcurrentRequestsForOneMemberCreateOneJob) {
+  constexpr int kRequests = 8;
+  std::vector<p2p::store::CreateOutcome::Kind> kinds(kRequests);
+  std::barrier start(kRequests);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRequests; ++i) {
+    threads.emplace_back([&, i] {
+      pqxx::connection connection(database_.url());
+      BatchJobRepository jobs(connection, kCipher);
+      start.arrive_and_wait();
+      kinds[static_cast<std::size_t>(i)] = jobs.create(new_job(1, "m1")).kind;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), p2p::store::CreateOutcome::Kind::kCreated), 1);
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), p2p::store::CreateOutcome::Kind::kActiveJobExists), kRequests - 1);
+  EXPECT_EQ(scalar("SELECT count(*) FROM batch_jobs"), "1");
 }

@@ -13,6 +13,7 @@
 // history, batch/transaction processing, error outcomes and their status codes) are
 // Medplum's. Everything this file adds on top is marked "p2p-exchange test addition".
 
+import crypto from 'node:crypto';
 import http from 'node:http';
 import {
   OperationOutcomeError,
@@ -209,8 +210,25 @@ function exclusive(fn) {
 // ---------------------------------------------------------------------------------------------
 // Test controls state
 
-let failRules = []; // {status, remaining, retryAfter, match}
+let failRules = []; // {status, remaining, retryAfter, match, method}
 let requestLog = []; // {method, path, authorization, status}
+// p2p-exchange test addition: hostile-server rules (see the test controls table in README.md).
+let plantRules = []; // {resources, match, page}: extra entries appended to search/$everything pages
+let loopRules = []; // {match, onPage, toPage, remaining}: next link of page onPage -> page toPage
+let misbehaveRules = []; // {mode, remaining, match}: POST/PUT answered with a misbehaving response
+
+// p2p-exchange test addition: `match` of the hostile rules is a substring of the request's
+// path+query, as received or percent-decoded (so "/$everything" also matches "/%24everything").
+function urlMatches(req, match) {
+  if (!match || req.url.includes(match)) {
+    return true;
+  }
+  try {
+    return decodeURIComponent(req.url).includes(match);
+  } catch {
+    return false;
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers
@@ -368,7 +386,7 @@ function pageBundle(req, pathname, params, all, paging, total = all.length) {
   if (paging.count > 0 && paging.offset > 0) {
     link.push({ relation: 'previous', url: linkFor(Math.max(0, paging.offset - paging.count)) });
   }
-  return {
+  const bundle = {
     resourceType: 'Bundle',
     type: 'searchset',
     total,
@@ -383,6 +401,42 @@ function pageBundle(req, pathname, params, all, paging, total = all.length) {
         }
       : {}),
   };
+  return applyHostilePaging(req, bundle, paging, linkFor);
+}
+
+// p2p-exchange test addition: hostile SOURCE modes on search/$everything pages
+// (/__control/plant and /__control/loop-next). Page numbers are 1-based: page 1 is _offset 0.
+function applyHostilePaging(req, bundle, paging, linkFor) {
+  const page = paging.count > 0 ? Math.floor(paging.offset / paging.count) + 1 : 1;
+  const origin = originOf(req);
+  for (const rule of plantRules) {
+    if (rule.page === page && urlMatches(req, rule.match)) {
+      // appended as ordinary entries, never stored; Bundle.total is left as it is
+      bundle.entry = bundle.entry ?? [];
+      for (const r of rule.resources) {
+        const resource = JSON.parse(JSON.stringify(r));
+        bundle.entry.push({
+          ...(resource.id ? { fullUrl: `${origin}${opts.base}/${resource.resourceType}/${resource.id}` } : {}),
+          resource,
+          search: { mode: 'match' },
+        });
+      }
+    }
+  }
+  const loop = loopRules.find((r) => r.remaining > 0 && r.onPage === page && urlMatches(req, r.match));
+  if (loop) {
+    loop.remaining--;
+    loopRules = loopRules.filter((r) => r.remaining > 0);
+    const url = linkFor((loop.toPage - 1) * paging.count);
+    const next = bundle.link.find((l) => l.relation === 'next');
+    if (next) {
+      next.url = url;
+    } else {
+      // the last page gets a next link anyway
+      bundle.link.splice(1, 0, { relation: 'next', url });
+    }
+  }
+  return bundle;
 }
 
 // p2p-exchange test addition: type-level search through Medplum (matching, _sort), then paged
@@ -597,13 +651,101 @@ async function checkBearer(req) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Misbehaving write responses (p2p-exchange test addition; /__control/misbehave)
+
+const MISBEHAVE_MODES = ['html200', 'accepted202', 'batch-errors', 'short-response', 'wrong-type'];
+
+const SSO_LOGIN_PAGE = `<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Sign in - Enterprise SSO</title></head>
+<body>
+<form method="post" action="/sso/login">
+<h1>Sign in to continue</h1>
+<label>Username <input type="text" name="username" autocomplete="username"></label>
+<label>Password <input type="password" name="password" autocomplete="current-password"></label>
+<button type="submit">Sign in</button>
+</form>
+</body>
+</html>
+`;
+
+/** Type and id a server would give the resource written by a request entry. */
+function plannedLocation(entry) {
+  const url = String(entry?.request?.url ?? '').split('?')[0];
+  const segments = url.split('/').filter(Boolean);
+  const isType = (s) => /^[A-Z][A-Za-z]+$/.test(s ?? '');
+  let type = entry?.resource?.resourceType;
+  let id;
+  const n = segments.length;
+  if (n >= 2 && isType(segments[n - 2]) && !isType(segments[n - 1])) {
+    [type, id] = [segments[n - 2], segments[n - 1]];
+  } else if (n >= 1 && isType(segments[n - 1])) {
+    type = segments[n - 1];
+  }
+  return `${type || 'Basic'}/${id || crypto.randomUUID()}/_history/1`;
+}
+
+function sendMisbehaving(res, mode, bodyText) {
+  const parsed = parseJsonBody(bodyText);
+  const body = parsed.ok ? parsed.value : undefined;
+  const entries = body?.resourceType === 'Bundle' && Array.isArray(body.entry) ? body.entry : null;
+  switch (mode) {
+    case 'html200': {
+      res.writeHead(200, {
+        'Content-Type': 'text/html; charset=utf-8',
+        'Content-Length': Buffer.byteLength(SSO_LOGIN_PAGE),
+        'Cache-Control': 'no-store',
+      });
+      return res.end(SSO_LOGIN_PAGE);
+    }
+    case 'accepted202':
+      res.writeHead(202, { 'Content-Length': 0 });
+      return res.end();
+    case 'batch-errors':
+      return send(res, 200, {
+        resourceType: 'Bundle',
+        type: 'batch-response',
+        entry: (entries ?? [null]).map(() => ({
+          response: {
+            status: '400 Bad Request',
+            outcome: {
+              resourceType: 'OperationOutcome',
+              issue: [{ severity: 'error', code: 'invalid', diagnostics: 'planted per-entry error' }],
+            },
+          },
+        })),
+      });
+    case 'short-response': {
+      const now = new Date().toISOString();
+      const half = (entries ?? []).slice(0, Math.floor((entries ?? []).length / 2));
+      return send(res, 200, {
+        resourceType: 'Bundle',
+        type: 'transaction-response',
+        entry: half.map((e) => ({
+          response: { status: '201 Created', location: plannedLocation(e), etag: 'W/"1"', lastModified: now },
+        })),
+      });
+    }
+    case 'wrong-type':
+      return send(res, 200, {
+        resourceType: 'OperationOutcome',
+        issue: [{ severity: 'information', code: 'informational', diagnostics: 'all ok' }],
+      });
+    default:
+      return send(res, 500, operationOutcome('error', 'exception', `unknown misbehave mode ${mode}`));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // FHIR request handling
 
 async function handleFhir(req, res, url) {
   const bodyText = await readBody(req);
 
   // p2p-exchange test addition: injected failures (before auth, like a gateway would).
-  const rule = failRules.find((r) => r.remaining > 0 && (!r.match || req.url.includes(r.match)));
+  const rule = failRules.find(
+    (r) => r.remaining > 0 && (!r.method || r.method === req.method) && (!r.match || req.url.includes(r.match)),
+  );
   if (rule) {
     rule.remaining--;
     failRules = failRules.filter((r) => r.remaining > 0);
@@ -611,6 +753,19 @@ async function handleFhir(req, res, url) {
       rule.status === 429 ? 'throttled' : rule.status === 500 ? 'exception' : rule.status > 500 ? 'transient' : 'processing';
     const headers = rule.retryAfter !== undefined ? { 'Retry-After': String(rule.retryAfter) } : {};
     return send(res, rule.status, operationOutcome('error', code, `Injected failure (HTTP ${rule.status})`), headers);
+  }
+
+  // p2p-exchange test addition: misbehaving answers to writes (after fail-next, before auth, like
+  // a gateway or a broken server would; the request is not processed).
+  if (req.method === 'POST' || req.method === 'PUT') {
+    const bad = misbehaveRules.find(
+      (r) => r.remaining > 0 && (r.method === undefined || r.method === req.method) && urlMatches(req, r.match),
+    );
+    if (bad) {
+      bad.remaining--;
+      misbehaveRules = misbehaveRules.filter((r) => r.remaining > 0);
+      return sendMisbehaving(res, bad.mode, bodyText);
+    }
   }
 
   if (opts.introspectionUrl) {
@@ -729,14 +884,96 @@ async function handleControl(req, res, url) {
       if (b.match !== undefined && typeof b.match !== 'string') {
         return sendJson(res, 400, { error: 'match must be a string' });
       }
-      failRules.push({ status, remaining: count, retryAfter: b.retryAfter, match: b.match || undefined });
+      if (b.method !== undefined && typeof b.method !== 'string') {
+        return sendJson(res, 400, { error: 'method must be a string such as POST' });
+      }
+      failRules.push({ status, remaining: count, retryAfter: b.retryAfter, match: b.match || undefined, method: b.method });
       return sendJson(res, 200, { ok: true, rules: failRules });
+    }
+    // p2p-exchange test addition: hostile SOURCE / TARGET modes
+    case 'POST /__control/plant': {
+      const b = jsonBody();
+      if (b === null) {
+        return;
+      }
+      const ok = (r) => r && typeof r === 'object' && !Array.isArray(r) && typeof r.resourceType === 'string';
+      if (!Array.isArray(b.resources) || b.resources.length === 0 || !b.resources.every(ok)) {
+        return sendJson(res, 400, { error: 'resources must be a non-empty array of FHIR resources' });
+      }
+      const page = b.page === undefined ? 1 : b.page;
+      if (!Number.isInteger(page) || page < 1) {
+        return sendJson(res, 400, { error: 'page must be a positive integer (1 = first page)' });
+      }
+      if (b.match !== undefined && typeof b.match !== 'string') {
+        return sendJson(res, 400, { error: 'match must be a string' });
+      }
+      plantRules.push({ resources: JSON.parse(JSON.stringify(b.resources)), match: b.match || undefined, page });
+      return sendJson(res, 200, { ok: true, rules: plantRules.map((r) => ({ ...r, resources: r.resources.length })) });
+    }
+    case 'POST /__control/loop-next': {
+      const b = jsonBody();
+      if (b === null) {
+        return;
+      }
+      const { onPage, toPage } = b;
+      if (!Number.isInteger(onPage) || onPage < 1 || !Number.isInteger(toPage) || toPage < 1) {
+        return sendJson(res, 400, { error: 'onPage and toPage must be positive integers (1 = first page)' });
+      }
+      const count = b.count === undefined ? Infinity : b.count;
+      if (count !== Infinity && (!Number.isInteger(count) || count < 1)) {
+        return sendJson(res, 400, { error: 'count must be a positive integer (default: unlimited)' });
+      }
+      if (b.match !== undefined && typeof b.match !== 'string') {
+        return sendJson(res, 400, { error: 'match must be a string' });
+      }
+      loopRules.push({ match: b.match || undefined, onPage, toPage, remaining: count });
+      return sendJson(res, 200, {
+        ok: true,
+        rules: loopRules.map((r) => ({ ...r, remaining: r.remaining === Infinity ? null : r.remaining })),
+      });
+    }
+    case 'POST /__control/misbehave': {
+      const b = jsonBody();
+      if (b === null) {
+        return;
+      }
+      if (!MISBEHAVE_MODES.includes(b.mode)) {
+        return sendJson(res, 400, { error: `mode must be one of ${MISBEHAVE_MODES.join(', ')}` });
+      }
+      const count = b.count === undefined ? 1 : b.count;
+      if (!Number.isInteger(count) || count < 1) {
+        return sendJson(res, 400, { error: 'count must be a positive integer' });
+      }
+      if (b.match !== undefined && typeof b.match !== 'string') {
+        return sendJson(res, 400, { error: 'match must be a string' });
+      }
+      if (b.method !== undefined && b.method !== 'POST' && b.method !== 'PUT') {
+        return sendJson(res, 400, { error: 'method must be POST or PUT' });
+      }
+      misbehaveRules.push({ mode: b.mode, remaining: count, match: b.match || undefined, method: b.method });
+      return sendJson(res, 200, { ok: true, rules: misbehaveRules });
+    }
+    case 'POST /__control/outage': {
+      const b = jsonBody();
+      if (b === null) {
+        return;
+      }
+      const seconds = b.seconds;
+      if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0 || seconds > 3600) {
+        return sendJson(res, 400, { error: 'seconds must be a number of seconds, 0..3600 (fractions allowed)' });
+      }
+      // answered first (Connection: close), then the listener and every connection go away
+      res.on('finish', () => startOutage(seconds, req.socket));
+      return send(res, 200, { ok: true, seconds }, { Connection: 'close' }, 'application/json; charset=utf-8');
     }
     case 'POST /__control/reset':
       await exclusive(async () => {
         repo.clear();
         failRules = [];
         requestLog = [];
+        plantRules = [];
+        loopRules = [];
+        misbehaveRules = [];
       });
       return sendJson(res, 200, { ok: true });
     case 'GET /__control/requests':
@@ -757,6 +994,10 @@ async function handleControl(req, res, url) {
         error: `unknown control endpoint ${route}`,
         endpoints: [
           'POST /__control/fail-next',
+          'POST /__control/plant',
+          'POST /__control/loop-next',
+          'POST /__control/misbehave',
+          'POST /__control/outage',
           'POST /__control/reset',
           'GET /__control/requests',
           'POST /__control/validate',
@@ -817,6 +1058,47 @@ server.on('clientError', (err, socket) => {
   }
 });
 
+// p2p-exchange test addition: /__control/outage. Every TCP connection is tracked (keep-alive
+// ones too) so that an outage really drops them; the listening socket is closed, so connects are
+// refused, and the server listens again on the same host:port afterwards.
+const sockets = new Set();
+server.on('connection', (socket) => {
+  sockets.add(socket);
+  socket.on('close', () => sockets.delete(socket));
+});
+let outage = null; // {until, retries, timer}
+
+function startOutage(seconds, controlSocket) {
+  if (outage || stopping) {
+    return;
+  }
+  log(`outage: refusing connections for ${seconds} s`);
+  outage = { until: Date.now() + seconds * 1000, retries: 0, timer: null };
+  server.close();
+  for (const socket of sockets) {
+    if (socket !== controlSocket) {
+      socket.destroy();
+    }
+  }
+  // the control connection closes itself after its answer (Connection: close); make sure
+  controlSocket?.destroySoon?.();
+  outage.timer = setTimeout(reopenAfterOutage, seconds * 1000);
+}
+
+function reopenAfterOutage() {
+  if (stopping || !outage) {
+    return;
+  }
+  server.listen(listenPort, opts.host);
+}
+
+server.on('listening', () => {
+  if (outage) {
+    log(`outage over: listening again on ${opts.host}:${listenPort}`);
+    outage = null;
+  }
+});
+
 server.listen(opts.port, opts.host, () => {
   listenPort = server.address().port;
   const base = `http://${hostForUrl(opts.host)}:${listenPort}${opts.base}`;
@@ -829,6 +1111,12 @@ server.listen(opts.port, opts.host, () => {
 });
 
 server.on('error', (err) => {
+  // p2p-exchange test addition: re-listening after an outage is retried for a while
+  if (outage && !stopping && outage.retries++ < 100) {
+    log(`outage: listen again failed (${err.message}), retrying`);
+    outage.timer = setTimeout(reopenAfterOutage, 100);
+    return;
+  }
   process.stderr.write(`[fhir-server] listen failed: ${err.message}\n`);
   process.exit(1);
 });
@@ -840,6 +1128,10 @@ function stop(signal) {
   }
   stopping = true;
   log(`${signal}: shutting down`);
+  if (outage) {
+    // p2p-exchange test addition: not listening during an outage
+    process.exit(0);
+  }
   server.close(() => process.exit(0));
   server.closeAllConnections();
   setTimeout(() => process.exit(0), 2000).unref();

@@ -25,6 +25,14 @@
 //   POST   /__control/revoke-refresh   {"refresh_token"} -> the refresh token is destroyed (refresh gets invalid_grant)
 //   GET    /__control/token-requests   -> every request seen at the token endpoint since start (or last clear)
 //   DELETE /__control/token-requests   -> clear that list
+// p2p-exchange test addition (hostile token server):
+//   POST   /__control/drop-next-token-response {"count"?:1,"grant"?:"refresh_token"}
+//                                       -> the next `count` token requests of that grant_type (default:
+//                                          any) are processed, but their response is never sent
+//                                          (the socket is destroyed instead)
+//   GET    /__control/token-stats       -> token-endpoint request counts by grant type, refresh-token
+//                                          reuse, drops
+//   POST   /__control/reset             -> clears drop rules, token stats and token-requests (not tokens)
 //
 // Only loopback hosts are accepted: /__control has no authentication.
 //
@@ -270,9 +278,55 @@ function recordTokenRequest(ctx) {
     error_detail: ctx.state.grantErrorDetail ?? null,
   };
   tokenRequests.push(rec);
+  countTokenRequest(rec);
   log(`token request grant_type=${rec.grant_type} client_id=${rec.client_id} auth=${rec.auth_method}`
     + ` params=${JSON.stringify(params)} -> ${rec.status}${rec.error ? ` ${rec.error}` : ''}`
     + `${rec.error_detail ? ` (${rec.error_detail})` : ''}`);
+  return rec;
+}
+
+// --- p2p-exchange test addition: token stats and dropped token responses ---------------------
+
+let dropRules = []; // {grant (null = any), remaining}
+const emptyStats = () => ({
+  requests: 0,
+  byGrantType: {},
+  errorsByGrantType: {},
+  refreshTokenReused: 0,
+  dropped: 0,
+  droppedByGrantType: {},
+});
+let tokenStats = emptyStats();
+const grantKey = (grantType) => grantType ?? '(none)';
+const bump = (obj, key) => { obj[key] = (obj[key] ?? 0) + 1; };
+
+function countTokenRequest(rec) {
+  const key = grantKey(rec.grant_type);
+  tokenStats.requests++;
+  bump(tokenStats.byGrantType, key);
+  if (rec.error) {
+    tokenStats.errorsByGrantType[key] ??= {};
+    bump(tokenStats.errorsByGrantType[key], rec.error);
+  }
+  // oidc-provider's refresh_token grant throws InvalidGrant('refresh token already used') for a
+  // consumed (rotated) refresh token, and revokes the whole grant; seen through 'grant.error'.
+  if (rec.grant_type === 'refresh_token' && rec.error_detail === 'refresh token already used') {
+    tokenStats.refreshTokenReused++;
+  }
+}
+
+/** After oidc-provider has fully processed a token request: drop its response if a rule says so. */
+function maybeDropTokenResponse(ctx, rec) {
+  const rule = dropRules.find((r) => r.remaining > 0 && (r.grant === null || r.grant === rec.grant_type));
+  if (!rule) return;
+  rule.remaining--;
+  dropRules = dropRules.filter((r) => r.remaining > 0);
+  rec.dropped = true;
+  tokenStats.dropped++;
+  bump(tokenStats.droppedByGrantType, grantKey(rec.grant_type));
+  log(`token response for grant_type=${rec.grant_type} (status ${rec.status}) dropped: socket destroyed`);
+  ctx.respond = false; // koa writes nothing
+  ctx.req.socket.destroy();
 }
 
 // --- control API ----------------------------------------------------------------------------
@@ -400,6 +454,28 @@ function controlRoutes(provider) {
       tokenRequests.length = 0;
       return { status: 200, body: { cleared } };
     },
+
+    // p2p-exchange test addition: hostile token server controls
+    async 'POST /__control/drop-next-token-response'(body) {
+      const count = body.count === undefined ? 1 : body.count;
+      if (!Number.isInteger(count) || count < 1) {
+        throw new HttpError(400, 'invalid_request', '"count" must be a positive integer');
+      }
+      const grant = body.grant === undefined ? null : requireString(body, 'grant');
+      dropRules.push({ grant, remaining: count });
+      return { status: 200, body: { ok: true, rules: dropRules } };
+    },
+
+    async 'GET /__control/token-stats'() {
+      return { status: 200, body: { ...tokenStats, pendingDrops: dropRules } };
+    },
+
+    async 'POST /__control/reset'() {
+      dropRules = [];
+      tokenStats = emptyStats();
+      tokenRequests.length = 0;
+      return { status: 200, body: { ok: true } };
+    },
   };
 }
 
@@ -479,7 +555,8 @@ provider.use(async (ctx, next) => {
   await next();
   if (ctx.method === 'POST' && ctx.oidc?.route === 'token') {
     if (ctx.body && typeof ctx.body === 'object') recordIssuedTokens(ctx.body.access_token, ctx.body.refresh_token);
-    recordTokenRequest(ctx);
+    const rec = recordTokenRequest(ctx);
+    maybeDropTokenResponse(ctx, rec); // p2p-exchange test addition
   }
   else if (!ctx.path.startsWith('/__control')) log(`${ctx.method} ${ctx.path} -> ${ctx.status}`);
 });

@@ -1,7 +1,9 @@
 #pragma once
 // A real third-party test peer from tests/peers (the Medplum FHIR server, oidc-provider, ...) run with
 // Node as a child process. It prints one JSON line when ready; stopped (SIGTERM) when destroyed.
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +24,9 @@ class NodePeer {
   std::string log() const;
 
  private:
+  // Starts the peer and reads its ready line; the problem and what it printed when it did not start.
+  std::optional<std::pair<std::string, std::string>> launch(const std::string& script, const std::vector<std::string>& args);
+
   pid_t pid_ = -1;
   nlohmann::json ready_;
   std::string log_path_;

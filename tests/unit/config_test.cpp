@@ -273,3 +273,30 @@ TEST(Config, UnknownKeysThatAreOddGetAReadableKeyPath) {
     EXPECT_NE(line.find("unknown key; the keys allowed here are: "), std::string::npos) << line;
   }
 }
+
+// Issue #9 (2): which resource types are written to the target.
+TEST(Config, ResourceTypesDefaultToTheMemberDataSetAndNeverIncludeTypesThatActOnTheTarget) {
+  EXPECT_FALSE(parse_config(json::object(), kWithKey).exchange.resource_types.has_value())
+      << "unset: the documented default (fhir::default_resource_types)";
+  const auto narrowed = parse_config(json{{"exchange", {{"resourceTypes", {"Coverage", "ExplanationOfBenefit"}}}}}, kWithKey);
+  EXPECT_EQ(narrowed.exchange.resource_types, (std::vector<std::string>{"Coverage", "ExplanationOfBenefit"}));
+  Environment env = kWithKey;
+  env["P2P_EXCHANGE_RESOURCE_TYPES"] = "Coverage, Claim";
+  EXPECT_EQ(parse_config(json::object(), env).exchange.resource_types, (std::vector<std::string>{"Coverage", "Claim"}));
+
+  EXPECT_EQ(issues_of(json{{"exchange", {{"resourceTypes", {"Coverage", "Subscription", "observation", "Task", "CodeSystem",
+                                                            "Coverage"}}}}},
+                      kWithKey),
+            (std::vector<std::string>{
+                "exchange.resourceTypes[1]: Subscription is never written to the target, whatever the configuration "
+                "says: it would act on the new payer's server (notifications, workflow, conformance or terminology)",
+                "exchange.resourceTypes[2]: must be a FHIR resource type name such as ExplanationOfBenefit, got \"observation\"",
+                "exchange.resourceTypes[3]: Task is never written to the target, whatever the configuration says: it "
+                "would act on the new payer's server (notifications, workflow, conformance or terminology)",
+                "exchange.resourceTypes[4]: CodeSystem is never written to the target, whatever the configuration says: "
+                "it would act on the new payer's server (notifications, workflow, conformance or terminology)",
+                "exchange.resourceTypes[5]: Coverage is listed twice"}));
+  EXPECT_EQ(issues_of(json{{"exchange", {{"resourceTypes", json::array()}}}}, kWithKey),
+            (std::vector<std::string>{"exchange.resourceTypes: must name at least one resource type (leave it out for "
+                                      "the default member data set)"}));
+}

@@ -90,7 +90,8 @@ TEST(PageTransform, RewritesReferencesAndMakesIdempotentPuts) {
   EXPECT_EQ(obs["resource"]["id"], target_id("ABCD", "Observation", "o1"));
   EXPECT_EQ(obs["resource"]["subject"]["reference"], "Patient/t-9");
   EXPECT_EQ(obs["resource"]["encounter"]["reference"], encounter);
-  EXPECT_EQ(obs["resource"]["performer"][0]["reference"], "https://other.example.com/fhir/Practitioner/9");
+  EXPECT_EQ(obs["resource"]["performer"][0],
+            json({{"display", "https://other.example.com/fhir/Practitioner/9 (not copied: an absolute reference to another server)"}}));
   EXPECT_EQ(obs["resource"]["performer"][1]["reference"], "#c1");
   EXPECT_EQ(obs["resource"]["identifier"],
             json::parse(R"([{"use":"secondary","system":"urn:p2p-exchange:source:ABCD","value":"Observation/o1",
@@ -155,7 +156,9 @@ TEST(PageTransform, TraceabilityRespectsTheIdentifierCardinalityOfEachType) {
     {"resource": {"resourceType": "Composition", "id": "c1", "identifier": {"system": "urn:src", "value": "C-1"}}},
     {"resource": {"resourceType": "QuestionnaireResponse", "id": "q1"}},
     {"resource": {"resourceType": "Linkage", "id": "l1"}}]})");
-  const auto tx = transform_page(page, context()).transaction;
+  auto c = context();
+  c.resource_types = {"Composition", "QuestionnaireResponse", "Linkage"};  // not all in the default member data set
+  const auto tx = transform_page(page, c).transaction;
   EXPECT_EQ(tx["entry"][0]["resource"]["identifier"], json({{"system", "urn:src"}, {"value", "C-1"}}))
       << "a single identifier is kept as it is";
   EXPECT_EQ(tx["entry"][1]["resource"]["identifier"]["value"], "QuestionnaireResponse/q1");
@@ -211,4 +214,184 @@ TEST(PageTransform, VersionedProvenancePointsAtTheWrittenVersions) {
   for (std::size_t i = 0; i < page.target_references.size(); ++i) {
     EXPECT_EQ(versioned["target"][i]["reference"], page.target_references[i] + "/_history/2");
   }
+}
+
+// Issue #9 (2): the source must not choose what is written to the target with the target's credential.
+TEST(PageTransform, OnlyTheAllowedMemberDataTypesAreWrittenTheRestIsCountedPerType) {
+  const json page = json::parse(R"({"resourceType":"Bundle","type":"searchset","entry":[
+      {"resource":{"resourceType":"Subscription","id":"s1","status":"requested","reason":"x","criteria":"Patient?",
+                   "channel":{"type":"rest-hook","endpoint":"https://evil.example/hook"}}},
+      {"resource":{"resourceType":"Task","id":"t1","status":"requested","intent":"order",
+                   "code":{"coding":[{"code":"p2p-request-add-provider-id"}]}}},
+      {"resource":{"resourceType":"SearchParameter","id":"sp"}},
+      {"resource":{"resourceType":"StructureDefinition","id":"sd"}},
+      {"resource":{"resourceType":"CodeSystem","id":"cs1"}},
+      {"resource":{"resourceType":"CodeSystem","id":"cs2"}},
+      {"resource":{"resourceType":"Endpoint","id":"ep"}},
+      {"resource":{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"},
+                   "subject":{"reference":"Patient/m-1"}}},
+      {"resource":{"resourceType":"Coverage","id":"c1","status":"active","beneficiary":{"reference":"Patient/m-1"}}}]})");
+  auto c = context();
+  const auto out = transform_page(page, c);
+  EXPECT_EQ(out.target_references,
+            (std::vector<std::string>{"Observation/" + target_id("ABCD", "Observation", "o1"),
+                                      "Coverage/" + target_id("ABCD", "Coverage", "c1")}));
+  EXPECT_EQ(out.skipped_types, (std::map<std::string, std::size_t>{{"CodeSystem", 2}, {"Endpoint", 1}, {"SearchParameter", 1},
+                                                                   {"StructureDefinition", 1}, {"Subscription", 1}, {"Task", 1}}));
+  for (const auto& entry : out.transaction["entry"]) {
+    const std::string type = entry["resource"]["resourceType"];
+    EXPECT_TRUE(type == "Observation" || type == "Coverage" || type == "Provenance") << type;
+  }
+
+  // A configuration may narrow the set or add a type, but never a type that changes how the target
+  // behaves: Subscription, Task, conformance and terminology resources are skipped whatever it says.
+  c.resource_types = {"Endpoint", "Subscription", "Task", "CodeSystem", "Coverage"};
+  const auto configured = transform_page(page, c);
+  EXPECT_EQ(configured.target_references,
+            (std::vector<std::string>{"Endpoint/" + target_id("ABCD", "Endpoint", "ep"),
+                                      "Coverage/" + target_id("ABCD", "Coverage", "c1")}));
+  EXPECT_EQ(configured.skipped_types,
+            (std::map<std::string, std::size_t>{{"CodeSystem", 2}, {"Observation", 1}, {"SearchParameter", 1},
+                                                {"StructureDefinition", 1}, {"Subscription", 1}, {"Task", 1}}));
+  for (const std::string never : {"Subscription", "Task", "SearchParameter", "StructureDefinition", "CapabilityStatement",
+                                  "CodeSystem", "ValueSet", "ConceptMap", "NamingSystem", "OperationDefinition",
+                                  "ImplementationGuide", "CompartmentDefinition", "StructureMap"}) {
+    EXPECT_TRUE(p2p::fhir::never_written(never)) << never;
+    EXPECT_FALSE(p2p::fhir::default_resource_types().contains(never)) << never;
+  }
+  for (const std::string allowed : {"Patient", "Coverage", "ExplanationOfBenefit", "Claim", "ClaimResponse", "AllergyIntolerance",
+                                    "CarePlan", "CareTeam", "Condition", "Device", "DiagnosticReport", "DocumentReference",
+                                    "Binary", "Encounter", "Goal", "Immunization", "Location", "Medication",
+                                    "MedicationDispense", "MedicationRequest", "MedicationStatement", "Observation",
+                                    "Procedure", "ServiceRequest", "Specimen", "QuestionnaireResponse", "Practitioner",
+                                    "PractitionerRole", "Organization", "RelatedPerson", "Provenance"}) {
+    EXPECT_TRUE(p2p::fhir::default_resource_types().contains(allowed)) << allowed;
+    EXPECT_FALSE(p2p::fhir::never_written(allowed)) << allowed;
+  }
+  EXPECT_EQ(p2p::fhir::default_resource_types().size(), 31u);
+}
+
+// Issue #9 (3): inside the transaction only references the exchange made survive; nothing may resolve
+// against the target's own data.
+TEST(PageTransform, ReferencesThatWouldResolveOnTheTargetAreReplacedByIdentifierOrDisplay) {
+  const json page = json::parse(R"({"resourceType":"Bundle","type":"searchset","entry":[
+      {"fullUrl":"urn:uuid:11111111-2222-4333-8444-555555555555",
+       "resource":{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"}}},
+      {"resource":{"resourceType":"ExplanationOfBenefit","id":"eob1",
+        "patient":{"reference":"Patient?identifier=urn:target-member-id|555"},
+        "insurer":{"reference":"Organization?_id=555","display":"Target Health"},
+        "provider":{"reference":"https://target.example/fhir/Practitioner/own-1"},
+        "referral":{"reference":"http://SRC.example.com:80/fhir/ServiceRequest/sr1"},
+        "facility":{"reference":"https://src.example.com:443/fhir//Location/l1"},
+        "claim":{"reference":"HTTP://src.example.com/fhir/Claim/c1/_history/2"},
+        "claimResponse":{"reference":"https://src.example.com/other/ClaimResponse/cr1"},
+        "prescription":{"reference":"urn:uuid:99999999-2222-4333-8444-555555555555"},
+        "originalPrescription":{"reference":"Subscription/s1"},
+        "enterer":{"reference":"https://registry.example/Practitioner/9",
+                   "identifier":{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}},
+        "careTeam":[{"provider":{"reference":"#ct1"}}, {"provider":{"reference":"Practitioner/p1"}}],
+        "supportingInfo":[{"valueReference":{"reference":"urn:uuid:11111111-2222-4333-8444-555555555555"}},
+                          {"valueReference":{"reference":"Observation/o 1"}},
+                          {"valueReference":{"reference":"observation/o1"}},
+                          {"valueReference":{"reference":"Patient/m-1"}}]}}]})");
+  auto c = context();
+  const auto out = transform_page(page, c);
+  ASSERT_EQ(out.target_references.size(), 2u);
+  const json& eob = out.transaction["entry"][1]["resource"];
+  // Conditional references are never resolved against the target: kept as display only.
+  EXPECT_EQ(eob["patient"], json({{"display", "Patient?identifier=urn:target-member-id|555 (not copied: a conditional "
+                                              "reference would resolve against the new payer's data)"}}));
+  EXPECT_EQ(eob["insurer"], json({{"display", "Target Health"}})) << "an existing display is kept as it is";
+  // An absolute URL of another server (the target's own base included) is not a reference the exchange made.
+  EXPECT_EQ(eob["provider"], json({{"display", "https://target.example/fhir/Practitioner/own-1 (not copied: an absolute "
+                                               "reference to another server)"}}));
+  // Other spellings of the source's base: scheme case, http/https, default port, case of host, double slash.
+  EXPECT_EQ(eob["referral"]["reference"], "ServiceRequest/" + target_id("ABCD", "ServiceRequest", "sr1"));
+  EXPECT_EQ(eob["facility"]["reference"], "Location/" + target_id("ABCD", "Location", "l1"));
+  EXPECT_EQ(eob["claim"]["reference"], "Claim/" + target_id("ABCD", "Claim", "c1"));
+  EXPECT_EQ(eob["claimResponse"], json({{"display", "https://src.example.com/other/ClaimResponse/cr1 (not copied: an "
+                                                    "absolute reference to another server)"}}));
+  EXPECT_EQ(eob["prescription"], json({{"display", "urn:uuid:99999999-2222-4333-8444-555555555555 (not copied: not a "
+                                                   "resource of this page)"}}));
+  EXPECT_EQ(eob["originalPrescription"], json({{"display", "Subscription/s1 (not copied: Subscription resources are "
+                                                           "not exchanged)"}}));
+  EXPECT_EQ(eob["enterer"], json({{"identifier", {{"system", "http://hl7.org/fhir/sid/us-npi"}, {"value", "1234567893"}}}}))
+      << "an identifier says who it is without resolving anything";
+  EXPECT_EQ(eob["careTeam"][0]["provider"]["reference"], "#ct1");
+  EXPECT_EQ(eob["careTeam"][1]["provider"]["reference"], "Practitioner/" + target_id("ABCD", "Practitioner", "p1"));
+  EXPECT_EQ(eob["supportingInfo"][0]["valueReference"]["reference"], out.target_references[0]);
+  EXPECT_EQ(eob["supportingInfo"][1]["valueReference"],
+            json({{"display", "Observation/o 1 (not copied: not a FHIR reference)"}}));
+  EXPECT_EQ(eob["supportingInfo"][2]["valueReference"],
+            json({{"display", "observation/o1 (not copied: not a FHIR reference)"}}));
+  EXPECT_EQ(eob["supportingInfo"][3]["valueReference"]["reference"], "Patient/t-9");
+  EXPECT_EQ(out.references_replaced, 9u);
+}
+
+TEST(PageTransform, AttachmentUrlsPointingAtSourceResourcesAreRewrittenLikeReferences) {
+  const json page = json::parse(R"({"resourceType":"Bundle","type":"searchset","entry":[
+      {"resource":{"resourceType":"Binary","id":"b1","contentType":"application/pdf","data":"JVBERi0="}},
+      {"resource":{"resourceType":"DocumentReference","id":"d1","status":"current",
+        "subject":{"reference":"Patient/m-1"},
+        "extension":[{"url":"Binary/b1","valueString":"an extension's url is a canonical, not a link"}],
+        "content":[{"attachment":{"contentType":"application/pdf","url":"Binary/b1"}},
+                   {"attachment":{"contentType":"application/pdf","url":"https://src.example.com/fhir/Binary/b2"}},
+                   {"attachment":{"contentType":"application/pdf","url":"https://cdn.example/doc.pdf"}},
+                   {"attachment":{"contentType":"application/pdf","url":"Binary?_id=7"}}]}}]})");
+  const auto out = transform_page(page, context());
+  ASSERT_EQ(out.target_references.size(), 2u);
+  const json& doc = out.transaction["entry"][1]["resource"];
+  EXPECT_EQ(doc["content"][0]["attachment"]["url"], "Binary/" + target_id("ABCD", "Binary", "b1"));
+  EXPECT_EQ(doc["content"][1]["attachment"]["url"], "Binary/" + target_id("ABCD", "Binary", "b2"));
+  EXPECT_EQ(doc["content"][2]["attachment"]["url"], "https://cdn.example/doc.pdf") << "a document elsewhere is a link, kept";
+  EXPECT_FALSE(doc["content"][3]["attachment"].contains("url")) << "a relative URL that is no reference would resolve on the target";
+  EXPECT_EQ(doc["extension"][0]["url"], "Binary/b1");
+}
+
+// Issue #9 (11): the page Provenance's author agents keep onBehalfOf (US Core provenance-1 requires it
+// for a Practitioner or Device author) and appear once per distinct author, however many source
+// Provenances name them.
+TEST(PageTransform, PageProvenanceAuthorsKeepOnBehalfOfAndAreListedOnce) {
+  const json page = json::parse(R"({"resourceType":"Bundle","type":"searchset","entry":[
+      {"resource":{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"}}},
+      {"resource":{"resourceType":"Provenance","id":"pv1","recorded":"2025-01-01T00:00:00Z","target":[{"reference":"Observation/o1"}],
+        "agent":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/provenance-participant-type","code":"author"}]},
+                  "who":{"reference":"Practitioner/dr1"},"onBehalfOf":{"reference":"Organization/org1"}}]}},
+      {"resource":{"resourceType":"Provenance","id":"pv2","recorded":"2025-01-01T00:00:00Z","target":[{"reference":"Observation/o1"}],
+        "agent":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/provenance-participant-type","code":"author"}]},
+                  "who":{"reference":"Practitioner/dr1"},"onBehalfOf":{"reference":"Organization/org1"}},
+                 {"type":{"coding":[{"system":"http://example.org/not-participant-type","code":"author"}]},
+                  "who":{"reference":"Practitioner/dr2"}}]}}]})");
+  const auto out = transform_page(page, context());
+  const json& agents = out.transaction["entry"].back()["resource"]["agent"];
+  ASSERT_EQ(agents.size(), 2u) << agents.dump() << ": the transmitter and dr1 once; dr2's code is from another system";
+  json expected = json::parse(
+      R"({"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/provenance-participant-type","code":"author"}]}})");
+  expected["who"] = {{"reference", "Practitioner/" + target_id("ABCD", "Practitioner", "dr1")}};
+  expected["onBehalfOf"] = {{"reference", "Organization/" + target_id("ABCD", "Organization", "org1")}};
+  EXPECT_EQ(agents[1], expected);
+}
+
+// Issue #9 (11): a source reports partial results ("too many resources; results truncated") as an
+// OperationOutcome entry; it is not written, but it must not vanish either.
+TEST(PageTransform, OperationOutcomesOnThePageBecomeWarnings) {
+  const json page = json::parse(R"({"resourceType":"Bundle","type":"searchset","entry":[
+      {"search":{"mode":"outcome"},"resource":{"resourceType":"OperationOutcome","id":"oo1","issue":[
+        {"severity":"warning","code":"too-costly","diagnostics":"too many resources; results truncated"},
+        {"severity":"error","code":"processing","details":{"text":"Claim history unavailable"}}]}},
+      {"resource":{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational"}]}},
+      {"resource":{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"x"}}}]})");
+  const auto out = transform_page(page, context());
+  ASSERT_EQ(out.target_references.size(), 1u);
+  EXPECT_EQ(out.warnings, (std::vector<std::string>{"warning: too many resources; results truncated",
+                                                    "error: Claim history unavailable",
+                                                    "information: informational"}));
+  EXPECT_TRUE(p2p::fhir::is_error_warning(out.warnings[1]));
+  EXPECT_FALSE(p2p::fhir::is_error_warning(out.warnings[0]));
+  const json long_text = {{"resourceType", "Bundle"}, {"entry", {{{"resource", {{"resourceType", "OperationOutcome"},
+      {"issue", {{{"severity", "fatal"}, {"code", "exception"}, {"diagnostics", std::string(1000, 'x')}}}}}}}}}};
+  const auto cut = transform_page(long_text, context());
+  ASSERT_EQ(cut.warnings.size(), 1u);
+  EXPECT_EQ(cut.warnings[0].size(), std::string("fatal: ").size() + 300 + 3);
+  EXPECT_TRUE(p2p::fhir::is_error_warning(cut.warnings[0]));
 }

@@ -67,3 +67,30 @@ TEST(SourceUrl, NextLinksMustStayUnderTheEndpoint) {
   EXPECT_THROW(require_under_endpoint(kEndpoint, "Patient?page=2"), SourceUrlError);
   EXPECT_THROW(require_under_endpoint(kEndpoint, "https://sourcepayerA.com/other?page=2"), SourceUrlError);
 }
+
+// Issue #9 (1): Boost.URL 1.81 turns a base path "/" into "/./", so an endpoint at a server's root
+// refused every request ("must be a path under the FHIR endpoint https://host/./").
+TEST(SourceUrl, AnEndpointAtTheServersRootWorks) {
+  for (const std::string endpoint : {"https://root.example", "https://root.example/", "https://root.example:8443",
+                                     "http://127.0.0.1:4000/"}) {
+    const std::string origin = endpoint.back() == '/' ? endpoint.substr(0, endpoint.size() - 1) : endpoint;
+    EXPECT_EQ(resolve_bundle_request(endpoint, "", "m-1"), origin + "/Patient/m-1/$everything") << endpoint;
+    EXPECT_EQ(resolve_bundle_request(endpoint, "Observation?patient=m-1", "m-1"), origin + "/Observation?patient=m-1")
+        << endpoint;
+    EXPECT_EQ(resolve_bundle_request(endpoint, "/Coverage?beneficiary=m-1", "m-1"), origin + "/Coverage?beneficiary=m-1")
+        << endpoint;
+    EXPECT_EQ(resolve_bundle_request(endpoint, origin + "/Patient/m-1", "m-1"), origin + "/Patient/m-1") << endpoint;
+    EXPECT_EQ(require_under_endpoint(endpoint, origin + "/Patient/m-1/$everything?_offset=40"),
+              origin + "/Patient/m-1/$everything?_offset=40")
+        << endpoint;
+    EXPECT_EQ(require_under_endpoint(endpoint, origin + "/?_getpages=abc"), origin + "/?_getpages=abc") << endpoint;
+    EXPECT_EQ(require_under_endpoint(endpoint, origin + "?_getpages=abc"), origin + "?_getpages=abc") << endpoint;
+    // Still a guard: another host, scheme or port, user info and fragments are refused.
+    EXPECT_THROW(require_under_endpoint(endpoint, "https://evil.example/Patient/1"), SourceUrlError) << endpoint;
+    EXPECT_THROW(resolve_bundle_request(endpoint, "//evil.example/Patient/1", "m-1"), SourceUrlError) << endpoint;
+    EXPECT_THROW(require_under_endpoint(endpoint, "https://user:pw@root.example/Patient/1"), SourceUrlError) << endpoint;
+    EXPECT_THROW(require_under_endpoint(endpoint, origin + "/Patient/1#x"), SourceUrlError) << endpoint;
+  }
+  EXPECT_THROW(require_under_endpoint("https://root.example", "https://root.example:444/Patient/1"), SourceUrlError);
+  EXPECT_THROW(require_under_endpoint("https://root.example", "http://root.example/Patient/1"), SourceUrlError);
+}

@@ -39,3 +39,13 @@ TEST(UrlRules, RedactsPasswords) {
             "postgresql://db/p2p?user=p2p&password=***");
   EXPECT_EQ(p2p::util::redact_url_password("postgresql://p2p@db/p2p"), "postgresql://p2p@db/p2p");
 }
+
+// Issue #9 (11): the plain-http guard compared case-sensitively, so HTTP://... got past it.
+TEST(UrlRules, PlainHttpIsRecognisedWhateverTheCaseOfTheScheme) {
+  for (const char* url : {"http://a.example/fhir", "HTTP://a.example/fhir", "Http://a.example", "hTTp://127.0.0.1:80/"}) {
+    EXPECT_TRUE(p2p::util::is_plain_http(url)) << url;
+  }
+  for (const char* url : {"https://a.example/fhir", "HTTPS://a.example", "httpx://a", "http:/a", "", "ftp://a"}) {
+    EXPECT_FALSE(p2p::util::is_plain_http(url)) << url;
+  }
+}

@@ -98,6 +98,11 @@ struct ExchangeConfig {
   int max_backoff_seconds = 60;
   int request_timeout_seconds = 60;
   std::size_t max_response_bytes = 64 * 1024 * 1024;
+  int max_pages = 10000;                       // a job reading more pages fails (runaway or looping paging)
+  int outage_tolerance_seconds = 3600;         // a job pauses through outages until this long without progress
+  // The resource types written to the target (exchange.resourceTypes); nullopt: the member data set of
+  // fhir::default_resource_types(). Types that act on the target are refused here and skipped anyway.
+  std::optional<std::vector<std::string>> resource_types;
   bool verify_tls = true;
   std::string ca_file;
 };

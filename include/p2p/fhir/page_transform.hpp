@@ -9,13 +9,33 @@
 // - Every resource keeps where it came from: an identifier (source type/id under the configured
 //   system) where the type has `identifier`, meta.source (the source URL), and a meta.tag naming the
 //   exchange.
+// - Only the member data set is written (an allow-list of resource types, default_resource_types());
+//   types that change how the target behaves are never written (never_written()).
+// - Inside the transaction only references the exchange made survive: those rewritten to the
+//   exchange's ids (relative, versioned, absolute under any spelling of the source's base, urn:uuid of
+//   the same page), the target member, #contained, identifier-only and display-only ones. Every other
+//   reference (conditional, another server's URL, the target's own base, not a FHIR reference, a type
+//   that is not exchanged) loses its `reference` and keeps its identifier or display, or gets a display
+//   saying what it was: nothing the source sends can resolve against the new payer's own data.
+//   Attachment.url values that point at source resources are rewritten the same way.
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace p2p::fhir {
+
+// The member data set of Da Vinci PDex, US Core and CARIN BB: the default of exchange.resourceTypes.
+const std::set<std::string, std::less<>>& default_resource_types();
+
+// Resource types never written to the target, whatever the configuration says: they change how the
+// target behaves or what other applications trust (Subscription, Task, conformance and terminology
+// resources).
+bool never_written(std::string_view type);
 
 // The CARIN BB patient identifier type used for MDM matching (e.g. system
 // http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBIdentifierType, code "um").
@@ -37,14 +57,25 @@ struct TransformContext {
   std::optional<MdmIdentifierType> mdm;
   std::string recorded;               // Provenance.recorded (instant)
   std::string source_page_url;        // the page's URL, recorded as the Provenance entity
+  // The types written (exchange.resourceTypes); never_written() types are skipped even when listed.
+  // The member's own Patient follows the MDM setting whatever this says.
+  std::set<std::string, std::less<>> resource_types = default_resource_types();
 };
 
 struct TransformedPage {
   nlohmann::json transaction;                // Bundle type "transaction"
   std::vector<std::string> target_references; // "Type/id" of every data resource written (not the page Provenance)
   std::string provenance_id;                 // id of the page's Provenance
-  std::size_t skipped = 0;                   // entries without a resource, or the member's Patient (MDM off)
+  std::size_t skipped = 0;                   // entries not written, for any reason (the types below included)
+  std::map<std::string, std::size_t> skipped_types;  // resources of types that are not exchanged, per type
+  std::size_t references_replaced = 0;       // references (and Attachment.url values) that did not survive
+  // What the source said about its results: one "severity: text" per issue of each OperationOutcome
+  // entry (e.g. "warning: too many resources; results truncated"), text cut at 300 bytes.
+  std::vector<std::string> warnings;
 };
+
+// True for a warning whose severity is error or fatal: the source says its results are not whole.
+bool is_error_warning(std::string_view warning);
 
 // Deterministic target id: "p2p-" + 32 hex digits of SHA-256(org | type | source id). Valid FHIR id.
 std::string target_id(std::string_view source_organization_id, std::string_view type, std::string_view source_id);

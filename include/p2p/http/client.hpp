@@ -36,6 +36,9 @@ struct ClientRequest {
   // replaces the default. Content-Length and Transfer-Encoding are always set by the client.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // false for a request that must never be sent twice (a refresh-token grant, which rotates the
+  // token): it goes on a fresh connection and is not replayed when the connection closes unanswered.
+  bool idempotent = true;
 };
 
 struct ClientResponse {

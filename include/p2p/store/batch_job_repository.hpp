@@ -4,6 +4,7 @@
 // job ends. Runner updates are fenced by the lease owner, so an instance that lost its lease cannot
 // overwrite the progress of the one that took the job over.
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,9 +34,14 @@ struct BatchJob {
   std::optional<std::string> start_time;
   std::optional<std::string> end_time;
   std::string last_updated;
+  std::map<std::string, long long> resources_skipped;  // per resource type, resources not exchanged
+  long long seconds_since_progress = 0;  // since the last page recorded (or the start): bounds pausing
+  std::vector<std::string> warnings;     // what the source said about its results ("severity: text"), at most 50
 };
 
 struct NewBatchJob {
+  std::optional<std::string> idempotency_key;  // the request's Idempotency-Key header
+  std::string request_hash;                    // SHA-256 of the request body (hex), compared for that key
   int server_pid = 0;
   std::string source_patient_id;
   std::string target_patient_id;
@@ -54,12 +60,21 @@ struct ClaimedJob {
 
 enum class CancelOutcome { kStopping, kAlreadyEnded, kNotFound };
 
+// What create() did. kCreated: `job` is new. kReplayed: the same Idempotency-Key with the same body
+// within 24 h: `job` is the one it created. kKeyReused: that key came with another body: `job` is the
+// key's job. kActiveJobExists: the member already has a job that has not ended (same server, source
+// patient and target patient): `job` is that one; a second would share and break its refresh token.
+struct CreateOutcome {
+  enum class Kind { kCreated, kReplayed, kKeyReused, kActiveJobExists } kind;
+  BatchJob job;
+};
+
 class BatchJobRepository {
  public:
   BatchJobRepository(pqxx::connection& connection, const crypto::TokenCipher& cipher)
       : connection_(connection), cipher_(cipher) {}
 
-  BatchJob create(const NewBatchJob& job);
+  CreateOutcome create(const NewBatchJob& job);
   std::optional<BatchJob> find(int server_pid, long long id);
   // Newest first; only jobs with id < before_id when given.
   std::vector<BatchJob> list(int server_pid, int limit, std::optional<long long> before_id);
@@ -67,22 +82,31 @@ class BatchJobRepository {
   // started yet is STOPPED at once.
   CancelOutcome request_cancel(int server_pid, long long id);
 
-  // Claims up to `max_jobs` runnable jobs whose lease is free or expired, for `lease`.
+  // Claims up to `max_jobs` runnable jobs whose lease is free or expired and that are not paused
+  // (not_before still ahead; a job with a cancel pending is claimed anyway, to stop it), for `lease`.
   std::vector<ClaimedJob> claim(const std::string& owner, std::chrono::seconds lease, int max_jobs);
-  // Extends the lease of the owner's jobs; returns the ids still held (a job cancelled or taken over
-  // is not among them).
-  std::vector<long long> renew_leases(const std::string& owner, std::chrono::seconds lease);
+  // Extends the lease of the owner's jobs that are `running` in this instance (only those: a job it
+  // left must lapse so another instance can take it); returns the ids still held (a job ended or
+  // taken over is not among them).
+  std::vector<long long> renew_leases(const std::string& owner, std::chrono::seconds lease,
+                                      const std::vector<long long>& running);
 
-  // Records a written page: the next URL (nullopt when it was the last), counts. Returns the job's
-  // status as it is now (STOPPING once cancelled), or nullopt when the owner no longer holds the job.
+  // Records a written page: the next URL (nullopt when it was the last), counts (`skipped`: resources
+  // not exchanged, per type, added to the job's), the source's warnings (appended, up to 50). Returns the job's status as it is now (STOPPING
+  // once cancelled), or nullopt when the owner no longer holds the job.
   std::optional<std::string> record_page(long long id, const std::string& owner,
-                                         const std::optional<std::string>& next_url, int resources_written);
+                                         const std::optional<std::string>& next_url, int resources_written,
+                                         const std::map<std::string, long long>& skipped = {},
+                                         const std::vector<std::string>& warnings = {});
   bool store_tokens(long long id, const std::string& owner, const std::string& access_token,
                     const std::optional<std::string>& refresh_token);
   bool set_task_id(long long id, const std::string& owner, const std::string& task_id);
   // Ends the job (COMPLETED, FAILED or STOPPED), deletes its tokens and releases the lease.
   bool finish(long long id, const std::string& owner, const std::string& status,
               const std::optional<std::string>& error);
+  // Pauses a running job through an outage: gives the lease up, keeps the tokens and the status, and
+  // keeps every instance from claiming it for `delay` (a cancel still may). `reason` is shown as lastError.
+  bool pause(long long id, const std::string& owner, const std::string& reason, std::chrono::seconds delay);
   // Gives the lease up at once (this instance is shutting down), so another instance resumes the job
   // without waiting for the lease to expire.
   bool release(long long id, const std::string& owner);

@@ -46,6 +46,11 @@ class Database {
     } catch (const pqxx::broken_connection& error) {
       lease.discard();
       throw DatabaseUnavailable(std::string("lost the connection to PostgreSQL: ") + error.what());
+    } catch (const pqxx::in_doubt_error& error) {
+      // The connection went during COMMIT: an outage like any other (the work is idempotent or fenced,
+      // so whoever runs it next redoes what may not have been committed), not an unexpected error.
+      lease.discard();
+      throw DatabaseUnavailable(std::string("lost the connection to PostgreSQL during COMMIT: ") + error.what());
     } catch (const pqxx::sql_error& error) {
       if (is_connection_failure(error.sqlstate())) {
         lease.discard();

@@ -10,6 +10,8 @@ namespace p2p::util {
 using Sha256Digest = std::array<std::uint8_t, 32>;
 
 Sha256Digest sha256(std::string_view data);
+// SHA-256 of `data` as 64 lower-case hex digits.
+std::string sha256_hex(std::string_view data);
 // Compares without an early exit, so timing does not reveal where two digests differ.
 bool constant_time_equal(const Sha256Digest& a, const Sha256Digest& b);
 // `bytes` random bytes from OpenSSL's CSPRNG, as lower-case hex.

@@ -10,6 +10,9 @@ namespace p2p::util {
 // Empty when the URL is an absolute http(s) URL with a host and no user-info; otherwise the reason.
 std::optional<std::string> check_absolute_http_url(std::string_view url);
 
+// True when `url` uses plain http, whatever the case of its scheme (HTTP://, Http://).
+bool is_plain_http(std::string_view url);
+
 // Issuers are compared with trailing slashes removed (the seed: "any trailing slash will be ignored").
 std::string normalize_issuer(std::string_view issuer);
 

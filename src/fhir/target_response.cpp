@@ -1,0 +1,85 @@
+#include "p2p/fhir/target_response.hpp"
+
+namespace p2p::fhir {
+namespace {
+
+using nlohmann::json;
+
+std::string describe_body(std::string_view content_type, const json& body) {
+  if (body.is_discarded()) {
+    return "a body that is not JSON (" + (content_type.empty() ? std::string("no Content-Type") : std::string(content_type)) +
+           "; a gateway or login page?)";
+  }
+  if (body.is_object() && body.contains("resourceType") && body["resourceType"].is_string()) {
+    const std::string type = body["resourceType"].get<std::string>();
+    const auto bundle_type = body.find("type");
+    if (type == "Bundle" && bundle_type != body.end() && bundle_type->is_string()) {
+      return "a Bundle of type " + bundle_type->get<std::string>();
+    }
+    return "a " + type.substr(0, 64);
+  }
+  return "JSON that is not a FHIR resource";
+}
+
+// The first issue's diagnostics or details of an entry's OperationOutcome, if any.
+std::string outcome_of(const json& response) {
+  const auto outcome = response.find("outcome");
+  if (outcome == response.end() || !outcome->is_object()) return {};
+  const auto issues = outcome->find("issue");
+  if (issues == outcome->end() || !issues->is_array() || issues->empty() || !(*issues)[0].is_object()) return {};
+  const json& issue = (*issues)[0];
+  std::string text = issue.value("diagnostics", "");
+  if (text.empty()) text = issue.value("/details/text"_json_pointer, std::string());
+  return text.size() > 300 ? text.substr(0, 300) + "..." : text;
+}
+
+}  // namespace
+
+std::optional<std::string> transaction_response_problem(int status, std::string_view content_type, const json& body,
+                                                        std::size_t entries) {
+  if (status != 200) {
+    return "the target answered " + std::to_string(status) + " with " + describe_body(content_type, body) +
+           " instead of 200 with a transaction-response";
+  }
+  if (body.is_discarded() || !body.is_object() || body.value("resourceType", json()) != "Bundle" ||
+      body.value("type", json()) != "transaction-response") {
+    return "the target answered 200 with " + describe_body(content_type, body) + " instead of a transaction-response";
+  }
+  const auto found = body.find("entry");
+  const std::size_t answered = found != body.end() && found->is_array() ? found->size() : 0;
+  if (answered != entries) {
+    return "the target's transaction-response has " + std::to_string(answered) + " entries for the " +
+           std::to_string(entries) + " sent";
+  }
+  for (std::size_t i = 0; i < answered; ++i) {
+    const json& entry = (*found)[i];
+    const json empty = json::object();
+    const auto response = entry.is_object() ? entry.find("response") : entry.end();
+    const json& r = entry.is_object() && response != entry.end() && response->is_object() ? *response : empty;
+    const auto code = r.find("status");
+    const std::string text = code != r.end() && code->is_string() ? code->get<std::string>() : std::string();
+    if (text.empty() || text[0] != '2') {
+      std::string problem = "the target's transaction-response entry " + std::to_string(i + 1) + " has status \"" +
+                            text.substr(0, 64) + "\"";
+      if (const auto outcome = outcome_of(r); !outcome.empty()) problem += ": " + outcome;
+      return problem;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> update_response_problem(int status, std::string_view content_type, const json& body,
+                                                   std::string_view type, std::string_view id) {
+  if (status != 200 && status != 201) {
+    return "the target answered " + std::to_string(status) + " with " + describe_body(content_type, body) +
+           " instead of 200 or 201 with the " + std::string(type);
+  }
+  if (body.is_discarded() || !body.is_object() || body.value("resourceType", json()) != type ||
+      body.value("id", json()) != id) {
+    return "the target answered " + std::to_string(status) + " with " + describe_body(content_type, body) +
+           " instead of the " + std::string(type) + " " + std::string(id) + " it was sent";
+  }
+  return std::nullopt;
+}
+
+}  // namespace p2p::fhir

@@ -1,0 +1,75 @@
+// What counts as written on the target (issue #9, 4): only a transaction-response that shows every
+// entry stored.
+#include <gtest/gtest.h>
+
+#include "p2p/fhir/target_response.hpp"
+
+using nlohmann::json;
+using p2p::fhir::transaction_response_problem;
+using p2p::fhir::update_response_problem;
+
+namespace {
+
+json response_of(std::initializer_list<const char*> statuses) {
+  json entries = json::array();
+  for (const char* status : statuses) entries.push_back({{"response", {{"status", status}, {"location", "Observation/x/_history/1"}}}});
+  return {{"resourceType", "Bundle"}, {"type", "transaction-response"}, {"entry", entries}};
+}
+
+const json kNotJson = json::parse("<html>", nullptr, false);
+
+}  // namespace
+
+TEST(TargetResponse, ATransactionResponseWithOneSuccessPerEntryIsWritten) {
+  EXPECT_EQ(transaction_response_problem(200, "application/fhir+json", response_of({"200 OK", "201 Created", "200"}), 3),
+            std::nullopt);
+  EXPECT_EQ(transaction_response_problem(200, "application/fhir+json", response_of({}), 0), std::nullopt);
+}
+
+TEST(TargetResponse, AnythingElseIsAFailedAttemptSayingWhatTheTargetSent) {
+  EXPECT_EQ(transaction_response_problem(200, "text/html; charset=utf-8", kNotJson, 2),
+            "the target answered 200 with a body that is not JSON (text/html; charset=utf-8; a gateway or login page?) "
+            "instead of a transaction-response");
+  EXPECT_EQ(transaction_response_problem(202, "", kNotJson, 2),
+            "the target answered 202 with a body that is not JSON (no Content-Type; a gateway or login page?) instead "
+            "of 200 with a transaction-response");
+  json batch = response_of({"400 Bad Request", "400 Bad Request"});
+  batch["type"] = "batch-response";
+  EXPECT_EQ(transaction_response_problem(200, "application/fhir+json", batch, 2),
+            "the target answered 200 with a Bundle of type batch-response instead of a transaction-response");
+  EXPECT_EQ(transaction_response_problem(200, "application/fhir+json", response_of({"201 Created"}), 2),
+            "the target's transaction-response has 1 entries for the 2 sent");
+  json failed_entry = response_of({"201 Created", "422 Unprocessable Entity"});
+  failed_entry["entry"][1]["response"]["outcome"] = {
+      {"resourceType", "OperationOutcome"},
+      {"issue", {{{"severity", "error"}, {"code", "processing"}, {"diagnostics", "subject is required"}}}}};
+  EXPECT_EQ(transaction_response_problem(200, "application/fhir+json", failed_entry, 2),
+            "the target's transaction-response entry 2 has status \"422 Unprocessable Entity\": subject is required");
+  json no_status = response_of({"201 Created"});
+  no_status["entry"][0].erase("response");
+  EXPECT_EQ(transaction_response_problem(200, "application/fhir+json", no_status, 1),
+            "the target's transaction-response entry 1 has status \"\"");
+  EXPECT_EQ(transaction_response_problem(200, "application/fhir+json",
+                                         json{{"resourceType", "OperationOutcome"}, {"issue", json::array()}}, 1),
+            "the target answered 200 with a OperationOutcome instead of a transaction-response");
+  EXPECT_EQ(transaction_response_problem(200, "application/json", json::array(), 1),
+            "the target answered 200 with JSON that is not a FHIR resource instead of a transaction-response");
+  json entries_not_array = response_of({});
+  entries_not_array["entry"] = "x";
+  EXPECT_EQ(transaction_response_problem(200, "application/fhir+json", entries_not_array, 1),
+            "the target's transaction-response has 0 entries for the 1 sent");
+}
+
+TEST(TargetResponse, AnUpdateIsWrittenWhenTheTargetAnswersWithTheResource) {
+  const json task = {{"resourceType", "Task"}, {"id", "p2p-batch-job-1"}, {"status", "in-progress"}};
+  EXPECT_EQ(update_response_problem(200, "application/fhir+json", task, "Task", "p2p-batch-job-1"), std::nullopt);
+  EXPECT_EQ(update_response_problem(201, "application/fhir+json", task, "Task", "p2p-batch-job-1"), std::nullopt);
+  EXPECT_EQ(update_response_problem(200, "text/html", kNotJson, "Task", "p2p-batch-job-1"),
+            "the target answered 200 with a body that is not JSON (text/html; a gateway or login page?) instead of "
+            "the Task p2p-batch-job-1 it was sent");
+  EXPECT_EQ(update_response_problem(202, "", kNotJson, "Task", "p2p-batch-job-1"),
+            "the target answered 202 with a body that is not JSON (no Content-Type; a gateway or login page?) instead "
+            "of 200 or 201 with the Task");
+  EXPECT_EQ(update_response_problem(200, "application/fhir+json", task, "Task", "another"),
+            "the target answered 200 with a Task instead of the Task another it was sent");
+}
