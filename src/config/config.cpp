@@ -350,10 +350,8 @@ void read_resource_types(Reader& reader, const json& section, std::optional<std:
     if (!(*found)[i].is_string()) continue;  // reported by read_string_list
     const std::string type = (*found)[i].get<std::string>();
     const std::string path = "exchange.resourceTypes[" + std::to_string(i) + "]";
-    const bool name = !type.empty() && type.size() <= 64 && std::isupper(static_cast<unsigned char>(type[0])) != 0 &&
-                      std::all_of(type.begin(), type.end(), [](unsigned char c) { return std::isalpha(c) != 0; });
-    if (!name) {
-      reader.fail(path, "must be a FHIR resource type name such as ExplanationOfBenefit, got " + json(type).dump(
+    if (!fhir::is_r4_resource_type(type)) {
+      reader.fail(path, "must be a FHIR R4 resource type name such as ExplanationOfBenefit, got " + json(type).dump(
                             -1, ' ', false, json::error_handler_t::replace));
     } else if (fhir::never_written(type)) {
       reader.fail(path, type + " is never written to the target, whatever the configuration says: it would act on the "

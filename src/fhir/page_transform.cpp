@@ -100,19 +100,53 @@ std::string target_reference(const TransformContext& context, const std::string&
   return type + "/" + target_id(context.source_organization_id, type, source_id);
 }
 
+// A FHIR server's base, recognised in any spelling of an absolute URL under it: scheme case, http or
+// https, default port written or not, case of the host, extra slashes.
+class FhirBase {
+ public:
+  explicit FhirBase(std::string_view base) {
+    auto parsed = boost::urls::parse_absolute_uri(base);
+    if (!parsed || base.empty()) return;
+    host_ = lower(parsed->encoded_host());
+    port_ = effective_port(*parsed);
+    default_port_ = default_port(*parsed);
+    path_ = trim_trailing_slash(std::string(parsed->encoded_path()));
+    known_ = true;
+  }
+
+  // What follows the base ("Type/id...", with the query) when `url` is an absolute URL under it.
+  std::optional<std::string> relative(std::string_view url) const {
+    if (!known_) return std::nullopt;
+    auto parsed = boost::urls::parse_absolute_uri(url);
+    if (!parsed || parsed->has_userinfo() || parsed->has_fragment()) return std::nullopt;
+    if (parsed->scheme_id() != boost::urls::scheme::http && parsed->scheme_id() != boost::urls::scheme::https) {
+      return std::nullopt;
+    }
+    if (lower(parsed->encoded_host()) != host_) return std::nullopt;
+    if (effective_port(*parsed) != port_ && !(default_port(*parsed) && default_port_)) return std::nullopt;
+    std::string_view path = parsed->encoded_path();
+    if (!path.starts_with(path_) || path.size() == path_.size() || path[path_.size()] != '/') return std::nullopt;
+    path.remove_prefix(path_.size());
+    while (path.starts_with('/')) path.remove_prefix(1);
+    std::string relative(path);
+    if (parsed->has_query()) relative += "?" + std::string(parsed->encoded_query());
+    return relative;
+  }
+
+ private:
+  bool known_ = false;
+  std::string host_;
+  std::uint16_t port_ = 0;
+  bool default_port_ = true;
+  std::string path_;
+};
+
 // The reference rules of the transaction (docs/exchange.md, "References"): what each reference of a
 // source resource becomes on the target.
 class Rewriter {
  public:
-  explicit Rewriter(const TransformContext& context) : context_(context) {
-    if (auto parsed = boost::urls::parse_absolute_uri(context.source_fhir_endpoint)) {
-      source_host_ = lower(parsed->encoded_host());
-      source_port_ = effective_port(*parsed);
-      source_default_port_ = default_port(*parsed);
-      source_path_ = trim_trailing_slash(std::string(parsed->encoded_path()));
-      source_parsed_ = true;
-    }
-  }
+  explicit Rewriter(const TransformContext& context)
+      : context_(context), source_(context.source_fhir_endpoint), target_(context.target_fhir_endpoint) {}
 
   void set_full_urls(std::map<std::string, std::string> full_urls) { full_urls_ = std::move(full_urls); }
 
@@ -143,20 +177,7 @@ class Rewriter {
     for (auto& [key, value] : node.items()) {
       if ((key == "reference" || key == "url") && value.is_string()) continue;  // done above
       if (key == "extension" || key == "modifierExtension") {
-        // An extension's own url names its definition (a canonical), not a resource: only its value is looked at.
-        if (!value.is_array()) {
-          rewrite(value, replaced);
-          continue;
-        }
-        for (auto& extension : value) {
-          if (!extension.is_object()) {
-            rewrite(extension, replaced);
-            continue;
-          }
-          for (auto& [child_key, child] : extension.items()) {
-            if (child_key != "url" || !child.is_string()) rewrite(child, replaced);
-          }
-        }
+        rewrite_extensions(value, replaced);
       } else {
         rewrite(value, replaced);
       }
@@ -164,32 +185,34 @@ class Rewriter {
   }
 
  private:
+  // An extension's own url names its definition (a canonical, or a relative name inside a complex
+  // extension such as US Core race's "ombCategory"), never a resource: only its values are looked at,
+  // at every level of nesting.
+  void rewrite_extensions(json& extensions, std::size_t& replaced) const {
+    if (!extensions.is_array()) {
+      rewrite(extensions, replaced);
+      return;
+    }
+    for (auto& extension : extensions) {
+      if (!extension.is_object()) {
+        rewrite(extension, replaced);
+        continue;
+      }
+      for (auto& [key, child] : extension.items()) {
+        if (key == "url" && child.is_string()) continue;
+        if (key == "extension" || key == "modifierExtension") {
+          rewrite_extensions(child, replaced);
+        } else {
+          rewrite(child, replaced);
+        }
+      }
+    }
+  }
+
   struct Decision {
     std::optional<std::string> target;  // the reference to write instead
     std::string reason;                 // set when the reference must not be copied
   };
-
-  // "Type/id..." relative to the source's base when `url` is an absolute URL under any spelling of it
-  // (scheme case, http or https, default port, case of the host, extra slashes); nullopt otherwise.
-  std::optional<std::string> relative_to_source(std::string_view url) const {
-    if (!source_parsed_) return std::nullopt;
-    auto parsed = boost::urls::parse_absolute_uri(url);
-    if (!parsed || parsed->has_userinfo() || parsed->has_fragment()) return std::nullopt;
-    if (parsed->scheme_id() != boost::urls::scheme::http && parsed->scheme_id() != boost::urls::scheme::https) {
-      return std::nullopt;
-    }
-    if (lower(parsed->encoded_host()) != source_host_) return std::nullopt;
-    if (effective_port(*parsed) != source_port_ && !(default_port(*parsed) && source_default_port_)) return std::nullopt;
-    std::string_view path = parsed->encoded_path();
-    if (!path.starts_with(source_path_) || path.size() == source_path_.size() || path[source_path_.size()] != '/') {
-      return std::nullopt;
-    }
-    path.remove_prefix(source_path_.size());
-    while (path.starts_with('/')) path.remove_prefix(1);
-    std::string relative(path);
-    if (parsed->has_query()) relative += "?" + std::string(parsed->encoded_query());
-    return relative;
-  }
 
   Decision decide(std::string_view reference) const {
     if (reference.starts_with('#')) return {};  // a contained resource
@@ -197,7 +220,7 @@ class Rewriter {
     if (reference.starts_with("urn:")) return {std::nullopt, "not a resource of this page"};
     std::string relative(reference);
     if (reference.find("://") != std::string_view::npos) {
-      auto under_source = relative_to_source(reference);
+      auto under_source = source_.relative(reference);
       if (!under_source) return {std::nullopt, "an absolute reference to another server"};
       relative = std::move(*under_source);
     }
@@ -223,7 +246,12 @@ class Rewriter {
     }
     std::string relative = original;
     if (original.find("://") != std::string::npos) {
-      auto under_source = relative_to_source(original);
+      if (target_.relative(original)) {  // the target's own data (e.g. another member's Binary): never linked
+        attachment.erase("url");
+        ++replaced;
+        return;
+      }
+      auto under_source = source_.relative(original);
       if (!under_source || !parse_relative(*under_source)) return;  // a link elsewhere: it resolves nowhere on the target
       relative = std::move(*under_source);
     }
@@ -238,11 +266,8 @@ class Rewriter {
 
   const TransformContext& context_;
   std::map<std::string, std::string> full_urls_;  // fullUrl in the page -> target "Type/id"
-  bool source_parsed_ = false;
-  std::string source_host_;
-  std::uint16_t source_port_ = 0;
-  bool source_default_port_ = true;
-  std::string source_path_;
+  FhirBase source_;
+  FhirBase target_;
 };
 
 void add_tag(json& resource, const TransformContext& context) {
@@ -297,8 +322,11 @@ std::string string_member(const json& resource, const char* key) {
   return found != resource.end() && found->is_string() ? found->get<std::string>() : std::string();
 }
 
+constexpr std::string_view kNotAnR4Type = "NotAnR4ResourceType";
+
 // One "severity: text" per issue of an OperationOutcome (diagnostics, else details.text, else code).
-void add_warnings(const json& outcome, std::vector<std::string>& warnings) {
+void add_warnings(const json& outcome, TransformedPage& out) {
+  constexpr std::size_t kMaxWarnings = 50;  // a page, like a job, keeps the first 50 (and its first error)
   const auto issues = outcome.find("issue");
   if (issues == outcome.end() || !issues->is_array()) return;
   for (const auto& issue : *issues) {
@@ -312,11 +340,44 @@ void add_warnings(const json& outcome, std::vector<std::string>& warnings) {
     if (text.empty()) text = text_of("/code"_json_pointer);
     std::string severity = text_of("/severity"_json_pointer);
     if (severity != "fatal" && severity != "error" && severity != "warning") severity = "information";
-    warnings.push_back(severity + ": " + cut(text, 300));
+    std::string warning = severity + ": " + cut(text, 300);
+    if (!out.source_error && is_error_warning(warning)) out.source_error = warning;
+    if (out.warnings.size() < kMaxWarnings) out.warnings.push_back(std::move(warning));
   }
 }
 
 }  // namespace
+
+bool is_r4_resource_type(std::string_view type) {
+  static const std::set<std::string, std::less<>> kTypes = {
+      "Account", "ActivityDefinition", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse",
+      "AuditEvent", "Basic", "Binary", "BiologicallyDerivedProduct", "BodyStructure", "Bundle", "CapabilityStatement",
+      "CarePlan", "CareTeam", "CatalogEntry", "ChargeItem", "ChargeItemDefinition", "Claim", "ClaimResponse",
+      "ClinicalImpression", "CodeSystem", "Communication", "CommunicationRequest", "CompartmentDefinition",
+      "Composition", "ConceptMap", "Condition", "Consent", "Contract", "Coverage", "CoverageEligibilityRequest",
+      "CoverageEligibilityResponse", "DetectedIssue", "Device", "DeviceDefinition", "DeviceMetric", "DeviceRequest",
+      "DeviceUseStatement", "DiagnosticReport", "DocumentManifest", "DocumentReference", "EffectEvidenceSynthesis",
+      "Encounter", "Endpoint", "EnrollmentRequest", "EnrollmentResponse", "EpisodeOfCare", "EventDefinition",
+      "Evidence", "EvidenceVariable", "ExampleScenario", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal",
+      "GraphDefinition", "Group", "GuidanceResponse", "HealthcareService", "ImagingStudy", "Immunization",
+      "ImmunizationEvaluation", "ImmunizationRecommendation", "ImplementationGuide", "InsurancePlan", "Invoice",
+      "Library", "Linkage", "List", "Location", "Measure", "MeasureReport", "Media", "Medication",
+      "MedicationAdministration", "MedicationDispense", "MedicationKnowledge", "MedicationRequest",
+      "MedicationStatement", "MedicinalProduct", "MedicinalProductAuthorization", "MedicinalProductContraindication",
+      "MedicinalProductIndication", "MedicinalProductIngredient", "MedicinalProductInteraction",
+      "MedicinalProductManufactured", "MedicinalProductPackaged", "MedicinalProductPharmaceutical",
+      "MedicinalProductUndesirableEffect", "MessageDefinition", "MessageHeader", "MolecularSequence", "NamingSystem",
+      "NutritionOrder", "Observation", "ObservationDefinition", "OperationDefinition", "OperationOutcome",
+      "Organization", "OrganizationAffiliation", "Parameters", "Patient", "PaymentNotice", "PaymentReconciliation",
+      "Person", "PlanDefinition", "Practitioner", "PractitionerRole", "Procedure", "Provenance", "Questionnaire",
+      "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchDefinition", "ResearchElementDefinition",
+      "ResearchStudy", "ResearchSubject", "RiskAssessment", "RiskEvidenceSynthesis", "Schedule", "SearchParameter",
+      "ServiceRequest", "Slot", "Specimen", "SpecimenDefinition", "StructureDefinition", "StructureMap", "Subscription",
+      "Substance", "SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
+      "SubstanceSourceMaterial", "SubstanceSpecification", "SupplyDelivery", "SupplyRequest", "Task",
+      "TerminologyCapabilities", "TestReport", "TestScript", "ValueSet", "VerificationResult", "VisionPrescription"};
+  return kTypes.contains(type);
+}
 
 bool is_error_warning(std::string_view warning) { return warning.starts_with("error: ") || warning.starts_with("fatal: "); }
 
@@ -354,15 +415,18 @@ std::optional<std::string> next_link(const json& page) {
   const auto links = page.find("link");
   if (links == page.end() || !links->is_array()) return std::nullopt;
   for (const auto& link : *links) {
-    if (link.value("relation", "") == "next" && link.contains("url") && link["url"].is_string()) {
-      return link["url"].get<std::string>();
+    if (!link.is_object()) continue;  // pages are untrusted: no member is assumed to have its type
+    const auto relation = link.find("relation");
+    const auto url = link.find("url");
+    if (relation != link.end() && *relation == "next" && url != link.end() && url->is_string()) {
+      return url->get<std::string>();
     }
   }
   return std::nullopt;
 }
 
 TransformedPage transform_page(const json& page, const TransformContext& context) {
-  if (!page.is_object() || page.value("resourceType", "") != "Bundle") {
+  if (!page.is_object() || page.value("resourceType", json()) != "Bundle") {
     throw std::invalid_argument("the source answered with something that is not a FHIR Bundle");
   }
   if (deeper_than(page, kMaxPageDepth)) {
@@ -401,7 +465,7 @@ TransformedPage transform_page(const json& page, const TransformContext& context
     const std::string type = string_member(resource, "resourceType");
     const std::string source_id = string_member(resource, "id");
     if (type == "OperationOutcome") {  // the source's word on its results (search.mode outcome), not data
-      add_warnings(resource, out.warnings);
+      add_warnings(resource, out);
       ++out.skipped;
       continue;
     }
@@ -416,7 +480,8 @@ TransformedPage transform_page(const json& page, const TransformContext& context
     }
     if (!is_member && !rewriter.writes(type)) {
       ++out.skipped;
-      ++out.skipped_types[type];
+      // Counted by name for the R4 types only: a hostile page can make up any number of names.
+      ++out.skipped_types[is_r4_resource_type(type) ? type : std::string(kNotAnR4Type)];
       continue;
     }
     const std::string target = target_reference(context, type, source_id);
@@ -434,7 +499,9 @@ TransformedPage transform_page(const json& page, const TransformContext& context
     if (type == "Provenance" && resource.contains("agent") && resource["agent"].is_array()) {
       for (const auto& agent : resource["agent"]) {
         if (!agent.is_object() || !agent.contains("who")) continue;
-        const auto codings = agent.value("/type/coding"_json_pointer, json::array());
+        const auto agent_type = agent.find("type");
+        const json codings = agent_type != agent.end() && agent_type->is_object() ? agent_type->value("coding", json::array())
+                                                                                 : json::array();
         const bool author = codings.is_array() && std::any_of(codings.begin(), codings.end(), [](const json& c) {
           return c.is_object() && c.value("system", json()) == kParticipantTypeSystem && c.value("code", json()) == "author";
         });
@@ -496,7 +563,11 @@ json versioned_provenance(const json& provenance, const json& transaction_respon
   std::map<std::string, std::string> versions;  // "Type/id" -> "Type/id/_history/N"
   if (transaction_response.contains("entry") && transaction_response["entry"].is_array()) {
     for (const auto& entry : transaction_response["entry"]) {
-      const std::string location = entry.value("/response/location"_json_pointer, std::string());
+      const auto response = entry.is_object() ? entry.find("response") : entry.end();
+      if (!entry.is_object() || response == entry.end() || !response->is_object()) continue;
+      const auto found = response->find("location");
+      if (found == response->end() || !found->is_string()) continue;
+      const std::string location = found->get<std::string>();
       const auto history = location.find("/_history/");
       if (history == std::string::npos) continue;
       // Locations may be absolute; keep "Type/id/_history/N".

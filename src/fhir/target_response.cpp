@@ -6,6 +6,7 @@ namespace {
 using nlohmann::json;
 
 std::string describe_body(std::string_view content_type, const json& body) {
+  if (body.is_null()) return "an empty body";
   if (body.is_discarded()) {
     return "a body that is not JSON (" + (content_type.empty() ? std::string("no Content-Type") : std::string(content_type)) +
            "; a gateway or login page?)";
@@ -28,8 +29,12 @@ std::string outcome_of(const json& response) {
   const auto issues = outcome->find("issue");
   if (issues == outcome->end() || !issues->is_array() || issues->empty() || !(*issues)[0].is_object()) return {};
   const json& issue = (*issues)[0];
-  std::string text = issue.value("diagnostics", "");
-  if (text.empty()) text = issue.value("/details/text"_json_pointer, std::string());
+  const json diagnostics = issue.value("diagnostics", json());
+  const json details = issue.value("details", json());
+  const json details_text = details.is_object() ? details.value("text", json()) : json();
+  std::string text = diagnostics.is_string() ? diagnostics.get<std::string>()
+                     : details_text.is_string() ? details_text.get<std::string>()
+                                                : std::string();
   return text.size() > 300 ? text.substr(0, 300) + "..." : text;
 }
 
@@ -74,6 +79,7 @@ std::optional<std::string> update_response_problem(int status, std::string_view 
     return "the target answered " + std::to_string(status) + " with " + describe_body(content_type, body) +
            " instead of 200 or 201 with the " + std::string(type);
   }
+  if (body.is_null()) return std::nullopt;  // an empty 200/201 (Prefer: return=minimal): the write is done
   if (body.is_discarded() || !body.is_object() || body.value("resourceType", json()) != type ||
       body.value("id", json()) != id) {
     return "the target answered " + std::to_string(status) + " with " + describe_body(content_type, body) +

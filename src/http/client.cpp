@@ -515,7 +515,14 @@ struct HttpClient::Impl {
   asio::awaitable<std::optional<ClientResponse>> exchange(std::unique_ptr<Connection> connection,
                                                           const Target& target, const WireRequest& wire,
                                                           bool reused) {
-    if (!reused) co_await open(*connection, target);
+    if (!reused) {
+      try {
+        co_await open(*connection, target);
+      } catch (FetchError& error) {
+        error.set_unsent();  // resolving, connecting or the TLS handshake failed: nothing was written
+        throw;
+      }
+    }
     Exchanged result;
     if (connection->tls) {
       result = co_await write_and_read(*connection->tls, connection->tcp(), wire, options);

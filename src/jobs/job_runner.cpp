@@ -25,6 +25,7 @@
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/fhir/target_response.hpp"
 #include "p2p/http/client.hpp"
+#include "p2p/jobs/tracking_task.hpp"
 #include "p2p/log/log.hpp"
 #include "p2p/oauth/token_refresher.hpp"
 #include "p2p/store/batch_job_repository.hpp"
@@ -76,10 +77,14 @@ std::string outcome_text(const std::string& body) {
   const auto outcome = json::parse(body, nullptr, false);
   std::string text;
   if (outcome.is_object() && outcome.contains("issue") && outcome["issue"].is_array()) {
+    // A server's error body is untrusted too: no member is assumed to have its type.
+    const auto string_of = [](const json& value) { return value.is_string() ? value.get<std::string>() : std::string(); };
     for (const auto& issue : outcome["issue"]) {
-      std::string part = issue.value("diagnostics", "");
-      if (part.empty()) part = issue.value("/details/text"_json_pointer, std::string());
-      if (part.empty()) part = issue.value("code", "");
+      if (!issue.is_object()) continue;
+      const json details = issue.value("details", json());
+      std::string part = string_of(issue.value("diagnostics", json()));
+      if (part.empty() && details.is_object()) part = string_of(details.value("text", json()));
+      if (part.empty()) part = string_of(issue.value("code", json()));
       if (!part.empty()) text += (text.empty() ? "" : "; ") + part;
     }
   }
@@ -117,6 +122,7 @@ struct JobState {
   int resources = 0;
   std::map<std::string, long long> skipped;  // resources not exchanged, per type, as recorded
   std::vector<std::string> warnings;         // what the source said about its results, as recorded
+  std::optional<std::string> source_error;   // the first of them of severity error or fatal
   std::set<std::string> skipped_logged;      // types already logged by this run
   std::set<std::string> pages_seen;          // page URLs read by this run (a next link back to one is a loop)
 };
@@ -283,9 +289,7 @@ struct JobRunner::Impl {
         if (error.final()) throw JobFailure(error.what());
         transient = error.what();  // the endpoint answered that it failed: nothing was rotated
       } catch (const http::FetchError& error) {
-        const bool unsent =
-            error.kind() == http::FetchError::Kind::kResolve || error.kind() == http::FetchError::Kind::kConnect;
-        if (resend == Resend::kOnlyUnsent && !unsent) {
+        if (resend == Resend::kOnlyUnsent && !error.unsent()) {
           throw JobFailure(std::string("the answer to the refresh of the member's tokens was lost (") + error.what() +
                            "); the source payer may have rotated the refresh token already, so it is not sent again: "
                            "the member must sign in at the source payer again");
@@ -348,6 +352,9 @@ struct JobRunner::Impl {
     if (!config.fhir_persistence_authorization.empty()) {
       request.headers.emplace_back("Authorization", config.fhir_persistence_authorization);
     }
+    // An update is checked against the resource the target sends back (a transaction's answer is
+    // checked by its entries, without the resources).
+    if (method == "PUT") request.headers.emplace_back("Prefer", "return=representation");
     for (int attempt = 1;; ++attempt) {
       http::ClientResponse response;
       bool transport_failed = false;
@@ -364,7 +371,7 @@ struct JobRunner::Impl {
         continue;
       }
       if (response.status >= 200 && response.status < 300) {
-        auto parsed = json::parse(response.body, nullptr, false);
+        auto parsed = response.body.empty() ? json() : json::parse(response.body, nullptr, false);
         const auto problem = verify(response.status, response.header("Content-Type").value_or(""), parsed);
         if (!problem) co_return parsed;
         if (attempt >= config.max_attempts) {
@@ -398,46 +405,34 @@ struct JobRunner::Impl {
   }
 
   json task_resource(const JobState& state, const std::string& status, const std::optional<std::string>& reason) {
-    json task = {
-        {"resourceType", "Task"},
-        {"id", state.task_id},
-        {"meta", {{"tag", json::array({{{"system", config.exchange_tag_system},
-                                        {"code", "batch-job-" + std::to_string(state.job.id)}}})}}},
-        {"identifier", json::array({{{"system", "urn:p2p-exchange:batch-job"}, {"value", std::to_string(state.job.id)}}})},
-        {"status", status},
-        {"intent", "order"},
-        {"code", {{"coding", json::array({{{"system", "http://payer-to-payer-exchange/CodeSystem/p2p-internal-codes"},
-                                           {"code", "p2p-exchange"},
-                                           {"display", "Payer-to-payer exchange"}}})},
-                  {"text", "Payer-to-payer exchange"}}},
-        {"for", {{"reference", "Patient/" + state.job.target_patient_id}}},
-        {"authoredOn", state.job.create_time},
-        {"lastModified", utc_now()},
-        {"input", json::array({{{"type", {{"text", "source payer"}}}, {"valueString", state.server.definition.name}},
-                               {{"type", {{"text", "source request"}}}, {"valueString", state.job.first_url}}})},
-        {"output", json::array({{{"type", {{"text", "pages written"}}}, {"valueInteger", state.pages}},
-                                {{"type", {{"text", "resources written"}}}, {"valueInteger", state.resources}}})}};
-    for (std::size_t i = 0; i < state.warnings.size() && i < 10; ++i) {
-      task["output"].push_back({{"type", {{"text", "source warning"}}}, {"valueString", state.warnings[i]}});
-    }
-    for (const auto& [type, count] : state.skipped) {
-      task["output"].push_back({{"type", {{"text", "resources skipped: " + type}}},
-                                {"valueInteger", static_cast<int>(std::min<long long>(count, 2147483647))}});
-    }
-    if (state.job.target_organization_id) {
-      task["owner"] = {{"type", "Organization"},
-                       {"identifier", {{"system", "urn:p2p-exchange:payer-id"}, {"value", *state.job.target_organization_id}}}};
-    }
-    if (reason) task["statusReason"] = {{"text", *reason}};
-    return task;
+    jobs::TrackingTaskFacts facts;
+    facts.task_id = state.task_id;
+    facts.job_id = state.job.id;
+    facts.exchange_tag_system = config.exchange_tag_system;
+    facts.status = status;
+    facts.reason = reason;
+    facts.target_patient_id = state.job.target_patient_id;
+    facts.target_organization_id = state.job.target_organization_id;
+    facts.authored_on = state.job.create_time;
+    facts.last_modified = utc_now();
+    facts.source_payer_name = state.server.definition.name;
+    facts.source_request = state.job.first_url;
+    facts.pages = state.pages;
+    facts.resources = state.resources;
+    facts.warnings = state.warnings;
+    facts.skipped = state.skipped;
+    return tracking_task(facts);
   }
 
   asio::awaitable<void> put_task(JobState& state, const std::string& status, const std::optional<std::string>& reason) {
     const std::string& id = state.task_id;
-    co_await send_target("PUT", "Task/" + id, task_resource(state, status, reason), "the tracking Task",
-                         [&id](int code, std::string_view content_type, const json& body) {
-                           return fhir::update_response_problem(code, content_type, body, "Task", id);
-                         });
+    // Named, not built inside the co_await expression (GCC 12 and temporaries there, see run_sql).
+    const Verify stored = [&id](int code, std::string_view content_type, const json& body) {
+      return fhir::update_response_problem(code, content_type, body, "Task", id);
+    };
+    const json task = task_resource(state, status, reason);
+    const std::string path = "Task/" + id;
+    co_await send_target("PUT", path, task, "the tracking Task", stored);
   }
 
   asio::awaitable<void> run_job(store::ClaimedJob claimed) {
@@ -446,6 +441,7 @@ struct JobRunner::Impl {
                    claimed.job.pages_completed, claimed.job.resources_written};
     state.skipped = state.job.resources_skipped;
     state.warnings = state.job.warnings;
+    state.source_error = state.job.source_error;
     const long long id = state.job.id;
     log::RequestIdScope scope("job-" + std::to_string(id));
     std::optional<std::string> url = state.job.next_url;
@@ -484,6 +480,7 @@ struct JobRunner::Impl {
 
       fhir::TransformContext context;
       context.source_fhir_endpoint = *endpoint;
+      context.target_fhir_endpoint = config.fhir_persistence_url;
       context.source_organization_id = state.server.definition.organization_id.value_or("pid-" + std::to_string(pid));
       context.source_organization_name = state.server.definition.name;
       context.source_patient_id = state.job.source_patient_id;
@@ -531,6 +528,9 @@ struct JobRunner::Impl {
           transformed = fhir::transform_page(page, context);
         } catch (const std::invalid_argument& error) {
           throw JobFailure(error.what());
+        } catch (const json::exception& error) {
+          throw JobFailure("the source's page " + std::to_string(state.pages + 1) + " is not FHIR this service can read (" +
+                           error.what() + ")");
         }
         std::optional<std::string> next;
         if (auto link = fhir::next_link(page)) {
@@ -552,8 +552,8 @@ struct JobRunner::Impl {
                          id, count, type);
           }
         }
-        for (const auto& warning : transformed.warnings) {
-          spdlog::warn("job {}: page {}: the source says: {}", id, state.pages + 1, warning);
+        for (std::size_t i = 0; i < transformed.warnings.size() && i < 5; ++i) {  // the log is not the store
+          spdlog::warn("job {}: page {}: the source says: {}", id, state.pages + 1, transformed.warnings[i]);
         }
         if (transformed.references_replaced > 0) {
           spdlog::info("job {}: page {}: {} reference(s) that would have resolved against the target's own data "
@@ -575,32 +575,38 @@ struct JobRunner::Impl {
         if (!transformed.target_references.empty()) {
           const std::string what = "page " + std::to_string(state.pages + 1);
           const std::size_t entries = transformed.transaction["entry"].size();
-          const json result = co_await send_target(
-              "POST", "", transformed.transaction, what,
-              [entries](int code, std::string_view content_type, const json& body) {
-                return fhir::transaction_response_problem(code, content_type, body, entries);
-              });
+          const Verify all_stored = [entries](int code, std::string_view content_type, const json& body) {
+            return fhir::transaction_response_problem(code, content_type, body, entries);
+          };
+          const std::string base_path;
+          const json result = co_await send_target("POST", base_path, transformed.transaction, what, all_stored);
           if (config.versioned_references) {
             const auto& provenance = transformed.transaction["entry"].back()["resource"];
             const std::string& provenance_id = transformed.provenance_id;
-            co_await send_target("PUT", "Provenance/" + provenance_id, fhir::versioned_provenance(provenance, result),
-                                 "the page's Provenance",
-                                 [&provenance_id](int code, std::string_view content_type, const json& body) {
-                                   return fhir::update_response_problem(code, content_type, body, "Provenance",
-                                                                        provenance_id);
-                                 });
+            const Verify stored = [&provenance_id](int code, std::string_view content_type, const json& body) {
+              return fhir::update_response_problem(code, content_type, body, "Provenance", provenance_id);
+            };
+            const json versioned = fhir::versioned_provenance(provenance, result);
+            const std::string path = "Provenance/" + provenance_id;
+            const std::string provenance_what = "the page's Provenance";
+            co_await send_target("PUT", path, versioned, provenance_what, stored);
           }
         }
         const int written = static_cast<int>(transformed.target_references.size());
         const std::map<std::string, long long> skipped(transformed.skipped_types.begin(), transformed.skipped_types.end());
         const auto& page_warnings = transformed.warnings;
-        const auto recorded = co_await on_sql([this, id, &next, written, &skipped, &page_warnings](store::BatchJobRepository& jobs) {
-          return jobs.record_page(id, owner, next, written, skipped, page_warnings);
-        });
+        const auto& page_error = transformed.source_error;
+        const auto recorded = co_await on_sql(
+            [this, id, &next, written, &skipped, &page_warnings, &page_error](store::BatchJobRepository& jobs) {
+              return jobs.record_page(id, owner, next, written, skipped, page_warnings, page_error);
+            });
         if (!recorded) throw JobLeft();
         progress_at = Clock::now();
         for (const auto& [type, count] : skipped) state.skipped[type] += count;
-        state.warnings.insert(state.warnings.end(), page_warnings.begin(), page_warnings.end());
+        for (const auto& warning : page_warnings) {
+          if (state.warnings.size() < 50) state.warnings.push_back(warning);  // as the job keeps them
+        }
+        if (!state.source_error) state.source_error = page_error;
         status = *recorded;
         ++state.pages;
         state.resources += written;
@@ -609,10 +615,9 @@ struct JobRunner::Impl {
         url = next;
       }
       if (prefetch) co_await settle(prefetch);
-      const auto source_error = std::find_if(state.warnings.begin(), state.warnings.end(), fhir::is_error_warning);
-      if (!stop_requested && source_error != state.warnings.end()) {
+      if (!stop_requested && state.source_error) {
         // Every page was written, but the source said its results are not whole: not COMPLETED.
-        throw JobFailure("the source reported that its results are not complete (" + *source_error +
+        throw JobFailure("the source reported that its results are not complete (" + *state.source_error +
                          "); every page it sent was written; see warnings");
       }
       co_await finish(state, stop_requested ? "STOPPED" : "COMPLETED", std::nullopt);

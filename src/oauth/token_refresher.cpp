@@ -59,8 +59,10 @@ boost::asio::awaitable<std::string> discover_token_endpoint(http::HttpClient& cl
   get.headers.emplace_back("Accept", "application/json");
   const auto response = co_await client.send(std::move(get));
   if (response.status != 200) {
+    // 429 and 5xx may pass (retried, then the job pauses); any other answer will not change by waiting.
+    const bool transient = response.status == 429 || response.status >= 500;
     throw TokenRefreshError("the well-known document " + well_known_url + " answered " + std::to_string(response.status),
-                            false);
+                            !transient);
   }
   const auto document = nlohmann::json::parse(response.body, nullptr, false);
   if (!document.is_object() || !document.contains("token_endpoint") || !document["token_endpoint"].is_string()) {
@@ -96,8 +98,17 @@ boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshR
                                 "): the member must sign in at the source payer again",
                             true);
   }
-  if (response.status != 200) {
+  if (response.status == 429 || response.status == 503) {
+    // Said before doing anything ("too many requests", "unavailable"): the token was not used.
     throw TokenRefreshError("the token endpoint answered " + std::to_string(response.status), false);
+  }
+  if (response.status != 200) {
+    // The request reached the source and may have been carried out (a 500, or a 502/504 from a proxy
+    // whose backend rotated the token): sending the same refresh token again could present a spent one.
+    throw TokenRefreshError("the token endpoint answered " + std::to_string(response.status) +
+                                " to the refresh of the member's tokens; it may have used the refresh token already, so "
+                                "it is not sent again: the member must sign in at the source payer again",
+                            true);
   }
   const auto body = nlohmann::json::parse(response.body, nullptr, false);
   if (!body.is_object() || !body.contains("access_token") || !body["access_token"].is_string()) {

@@ -21,9 +21,9 @@ namespace {
     " to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                             \
     " (SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM jsonb_each_text(resources_skipped)),"    \
     " extract(epoch FROM now() - coalesce(last_progress_at, start_time, create_time))::bigint,"               \
-    " warnings::text"
+    " warnings::text, source_error"
 
-constexpr pqxx::row::size_type kJobColumns = 21;  // in P2P_BATCH_JOB_COLUMNS
+constexpr pqxx::row::size_type kJobColumns = 22;  // in P2P_BATCH_JOB_COLUMNS
 
 std::optional<std::string> optional_text(const pqxx::field& field) {
   if (field.is_null()) return std::nullopt;
@@ -82,7 +82,8 @@ BatchJob read_job(const pqxx::row& row) {
   if (!row[18].is_null()) job.resources_skipped = parse_counts(row[18].as<std::string>());
   job.seconds_since_progress = row[19].as<long long>();
   for (const auto& warning : nlohmann::json::parse(row[20].as<std::string>())) job.warnings.push_back(warning.get<std::string>());
-  static_assert(kJobColumns == 21, "read_job reads every column of P2P_BATCH_JOB_COLUMNS");
+  job.source_error = optional_text(row[21]);
+  static_assert(kJobColumns == 22, "read_job reads every column of P2P_BATCH_JOB_COLUMNS");
   return job;
 }
 
@@ -239,7 +240,8 @@ std::optional<std::string> BatchJobRepository::record_page(long long id, const s
                                                            const std::optional<std::string>& next_url,
                                                            int resources_written,
                                                            const std::map<std::string, long long>& skipped,
-                                                           const std::vector<std::string>& warnings) {
+                                                           const std::vector<std::string>& warnings,
+                                                           const std::optional<std::string>& source_error) {
   nlohmann::json warnings_json = nlohmann::json::array();
   for (const auto& warning : warnings) warnings_json.push_back(warning);
   pqxx::work tx(connection_);
@@ -252,10 +254,11 @@ std::optional<std::string> BatchJobRepository::record_page(long long id, const s
       "     GROUP BY key) AS sums) END,"
       " warnings = CASE WHEN $6::jsonb = '[]'::jsonb THEN warnings ELSE"
       "   (SELECT jsonb_agg(item ORDER BY position) FROM jsonb_array_elements(warnings || $6::jsonb)"
-      "     WITH ORDINALITY AS listed(item, position) WHERE position <= 50) END"
+      "     WITH ORDINALITY AS listed(item, position) WHERE position <= 50) END,"
+      " source_error = coalesce(source_error, $7)"
       " WHERE id = $1 AND lease_owner = $2 RETURNING status",
       id, owner, nullable(next_url), resources_written, counts_json(skipped),
-      warnings_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      warnings_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), nullable(source_error));
   tx.commit();
   if (rows.empty()) return std::nullopt;
   return rows[0][0].as<std::string>();
@@ -280,7 +283,8 @@ bool BatchJobRepository::set_task_id(long long id, const std::string& owner, con
 bool BatchJobRepository::finish(long long id, const std::string& owner, const std::string& status,
                                 const std::optional<std::string>& error) {
   return update_if_owner(connection_,
-                         "UPDATE batch_jobs SET status = $3, last_error = coalesce($4, last_error), end_time = now(),"
+                         "UPDATE batch_jobs SET status = $3,"
+                         " last_error = CASE WHEN $3 = 'FAILED' THEN coalesce($4, last_error) ELSE $4 END, end_time = now(),"
                          " access_token_sealed = NULL, refresh_token_sealed = NULL, lease_owner = NULL,"
                          " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2",
                          id, owner, status, nullable(error));

@@ -141,9 +141,8 @@ INSTANTIATE_TEST_SUITE_P(
         std::pair<std::string, std::string>{"html200", "the target answered 200 with a body that is not JSON (text/html; "
                                                        "charset=utf-8; a gateway or login page?) instead of a "
                                                        "transaction-response"},
-        std::pair<std::string, std::string>{"accepted202", "the target answered 202 with a body that is not JSON (no "
-                                                           "Content-Type; a gateway or login page?) instead of 200 with a "
-                                                           "transaction-response"},
+        std::pair<std::string, std::string>{"accepted202", "the target answered 202 with an empty body instead of 200 "
+                                                           "with a transaction-response"},
         std::pair<std::string, std::string>{"batch-errors", "the target answered 200 with a Bundle of type batch-response "
                                                             "instead of a transaction-response"},
         std::pair<std::string, std::string>{"short-response", "the target's transaction-response has 4 entries for the 8 sent"},

@@ -290,7 +290,7 @@ TEST(Config, ResourceTypesDefaultToTheMemberDataSetAndNeverIncludeTypesThatActOn
             (std::vector<std::string>{
                 "exchange.resourceTypes[1]: Subscription is never written to the target, whatever the configuration "
                 "says: it would act on the new payer's server (notifications, workflow, conformance or terminology)",
-                "exchange.resourceTypes[2]: must be a FHIR resource type name such as ExplanationOfBenefit, got \"observation\"",
+                "exchange.resourceTypes[2]: must be a FHIR R4 resource type name such as ExplanationOfBenefit, got \"observation\"",
                 "exchange.resourceTypes[3]: Task is never written to the target, whatever the configuration says: it "
                 "would act on the new payer's server (notifications, workflow, conformance or terminology)",
                 "exchange.resourceTypes[4]: CodeSystem is never written to the target, whatever the configuration says: "

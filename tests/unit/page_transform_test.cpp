@@ -395,3 +395,55 @@ TEST(PageTransform, OperationOutcomesOnThePageBecomeWarnings) {
   EXPECT_EQ(cut.warnings[0].size(), std::string("fatal: ").size() + 300 + 3);
   EXPECT_TRUE(p2p::fhir::is_error_warning(cut.warnings[0]));
 }
+
+// Found in review: a complex extension's nested urls are names ("ombCategory"), not references; they
+// must survive at every level.
+TEST(PageTransform, NestedExtensionUrlsAreNeverTouched) {
+  const json page = json::parse(R"({"resourceType":"Bundle","type":"searchset","entry":[
+      {"resource":{"resourceType":"Coverage","id":"c1","status":"active","beneficiary":{"reference":"Patient/m-1"},
+        "extension":[{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-race","extension":[
+          {"url":"ombCategory","valueCoding":{"code":"2106-3"}},
+          {"url":"text","valueString":"White"},
+          {"url":"detail","extension":[{"url":"Binary/b1","valueReference":{"reference":"Patient?name=x"}}]}]}]}}]})");
+  const auto out = transform_page(page, context());
+  const json& extension = out.transaction["entry"][0]["resource"]["extension"][0];
+  EXPECT_EQ(extension["url"], "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race");
+  EXPECT_EQ(extension["extension"][0]["url"], "ombCategory");
+  EXPECT_EQ(extension["extension"][1]["url"], "text");
+  EXPECT_EQ(extension["extension"][2]["extension"][0]["url"], "Binary/b1");
+  EXPECT_FALSE(extension["extension"][2]["extension"][0]["valueReference"].contains("reference"))
+      << "the values inside are still references";
+}
+
+// Found in review: an Attachment.url on the target's own base would link the member's document to
+// whatever the target holds there (another member's Binary).
+TEST(PageTransform, AttachmentUrlsOnTheTargetsOwnBaseAreDropped) {
+  const json page = json::parse(R"({"resourceType":"Bundle","type":"searchset","entry":[
+      {"resource":{"resourceType":"DocumentReference","id":"d1","status":"current","content":[
+        {"attachment":{"contentType":"application/pdf","url":"https://target.example/fhir/Binary/other-member"}},
+        {"attachment":{"contentType":"application/pdf","url":"HTTPS://TARGET.example:443/fhir/Binary/x"}}]}}]})");
+  auto c = context();
+  c.target_fhir_endpoint = "https://target.example/fhir/";
+  const auto out = transform_page(page, c);
+  const json& content = out.transaction["entry"][0]["resource"]["content"];
+  EXPECT_FALSE(content[0]["attachment"].contains("url"));
+  EXPECT_FALSE(content[1]["attachment"].contains("url"));
+  EXPECT_EQ(out.references_replaced, 2u);
+}
+
+// Found in review: members of unexpected JSON types must not throw out of the transform (the job would
+// end as an "unexpected error"), and made-up type names are not counted one by one.
+TEST(PageTransform, HostileShapesDoNotThrowAndMadeUpTypesAreCountedTogether) {
+  const json page = json::parse(R"({"resourceType":"Bundle","type":"searchset",
+      "link":[5, {"relation":7,"url":"x"}, {"relation":"next","url":9}],
+      "entry":[
+      {"resource":{"resourceType":"Provenance","id":"pv","target":[{"reference":"Observation/o1"}],"recorded":"2025-01-01T00:00:00Z",
+        "agent":[{"type":[1,2],"who":{"reference":"Practitioner/p"}}, {"type":{"coding":"x"},"who":{"reference":"Practitioner/q"}}]}},
+      {"resource":{"resourceType":"Aaaa","id":"1"}}, {"resource":{"resourceType":"Aaab","id":"1"}},
+      {"resource":{"resourceType":"Subscription","id":"s"}}]})");
+  const auto out = transform_page(page, context());
+  EXPECT_EQ(out.target_references.size(), 1u);
+  EXPECT_EQ(out.skipped_types, (std::map<std::string, std::size_t>{{"NotAnR4ResourceType", 2}, {"Subscription", 1}}));
+  EXPECT_EQ(p2p::fhir::next_link(page), std::nullopt);
+  EXPECT_THROW(transform_page(json{{"resourceType", 5}}, context()), std::invalid_argument) << "not a Bundle, said as such";
+}

@@ -73,3 +73,17 @@ TEST(TargetResponse, AnUpdateIsWrittenWhenTheTargetAnswersWithTheResource) {
   EXPECT_EQ(update_response_problem(200, "application/fhir+json", task, "Task", "another"),
             "the target answered 200 with a Task instead of the Task another it was sent");
 }
+
+TEST(TargetResponse, AnEmptyBodyIsAnUpdateDoneMinimallyButNoTransactionResponse) {
+  EXPECT_EQ(update_response_problem(201, "", json(), "Task", "p2p-batch-job-1"), std::nullopt)
+      << "Prefer: return=minimal, or a server that ignores return=representation";
+  EXPECT_EQ(update_response_problem(202, "", json(), "Task", "p2p-batch-job-1"),
+            "the target answered 202 with an empty body instead of 200 or 201 with the Task");
+  EXPECT_EQ(transaction_response_problem(200, "", json(), 2),
+            "the target answered 200 with an empty body instead of a transaction-response");
+  // An error body whose members have other types than FHIR's does not throw.
+  json odd = response_of({"400 Bad Request"});
+  odd["entry"][0]["response"]["outcome"] = {{"issue", {{{"diagnostics", 5}, {"details", "x"}}}}};
+  EXPECT_EQ(transaction_response_problem(200, "application/fhir+json", odd, 1),
+            "the target's transaction-response entry 1 has status \"400 Bad Request\"");
+}

@@ -47,6 +47,7 @@ struct MdmIdentifierType {
 
 struct TransformContext {
   std::string source_fhir_endpoint;   // to recognise absolute references to source resources
+  std::string target_fhir_endpoint;   // the target's base: an Attachment.url on it is never copied
   std::string source_organization_id; // the OIDC server definition's organizationId
   std::string source_organization_name;
   std::string source_patient_id;
@@ -71,8 +72,12 @@ struct TransformedPage {
   std::size_t references_replaced = 0;       // references (and Attachment.url values) that did not survive
   // What the source said about its results: one "severity: text" per issue of each OperationOutcome
   // entry (e.g. "warning: too many resources; results truncated"), text cut at 300 bytes.
-  std::vector<std::string> warnings;
+  std::vector<std::string> warnings;         // the first 50
+  std::optional<std::string> source_error;   // the first warning of severity error or fatal, if any
 };
+
+// One of the 145 resource types of FHIR R4 (skipped types are counted by name only when they are).
+bool is_r4_resource_type(std::string_view type);
 
 // True for a warning whose severity is error or fatal: the source says its results are not whole.
 bool is_error_warning(std::string_view warning);

@@ -13,12 +13,13 @@ namespace p2p::fhir {
 
 // What is wrong with the target's answer to a transaction Bundle of `entries` entries, worded for the
 // operator; nullopt when it is a transaction-response with one 2xx entry per request entry.
-// `body` is the parsed answer (discarded when it was not JSON); `content_type` is its header.
+// `body` is the parsed answer (discarded when it was not JSON, null when it was empty); `content_type`
+// is its header.
 std::optional<std::string> transaction_response_problem(int status, std::string_view content_type,
                                                         const nlohmann::json& body, std::size_t entries);
 
 // The same for a PUT of `type`/`id` (the tracking Task, the page's versioned Provenance): 200 or 201
-// with the resource itself in the body.
+// with the resource itself in the body, or with an empty body (a server that answers minimally).
 std::optional<std::string> update_response_problem(int status, std::string_view content_type, const nlohmann::json& body,
                                                    std::string_view type, std::string_view id);
 

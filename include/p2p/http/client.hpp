@@ -63,9 +63,14 @@ class FetchError : public std::runtime_error {
   };
   FetchError(Kind kind, std::string message);
   Kind kind() const { return kind_; }
+  // True when the request provably never left: the failure came while resolving, connecting or
+  // shaking hands (TLS), before a byte of it was written. Otherwise the server may have received it.
+  bool unsent() const { return unsent_; }
+  void set_unsent() { unsent_ = true; }
 
  private:
   Kind kind_;
+  bool unsent_ = false;
 };
 
 // The name of a kind, e.g. "timeout", for logs and metrics.

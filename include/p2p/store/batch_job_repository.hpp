@@ -37,6 +37,7 @@ struct BatchJob {
   std::map<std::string, long long> resources_skipped;  // per resource type, resources not exchanged
   long long seconds_since_progress = 0;  // since the last page recorded (or the start): bounds pausing
   std::vector<std::string> warnings;     // what the source said about its results ("severity: text"), at most 50
+  std::optional<std::string> source_error;  // the first of them (all pages) of severity error or fatal
 };
 
 struct NewBatchJob {
@@ -97,7 +98,8 @@ class BatchJobRepository {
   std::optional<std::string> record_page(long long id, const std::string& owner,
                                          const std::optional<std::string>& next_url, int resources_written,
                                          const std::map<std::string, long long>& skipped = {},
-                                         const std::vector<std::string>& warnings = {});
+                                         const std::vector<std::string>& warnings = {},
+                                         const std::optional<std::string>& source_error = std::nullopt);
   bool store_tokens(long long id, const std::string& owner, const std::string& access_token,
                     const std::optional<std::string>& refresh_token);
   bool set_task_id(long long id, const std::string& owner, const std::string& task_id);

@@ -22,4 +22,5 @@ CREATE INDEX batch_jobs_active_by_member ON batch_jobs (server_pid, source_patie
 -- What the source said about its results (OperationOutcome entries on its pages), as "severity: text"
 -- strings, at most 50 per job; a job with an error or fatal one does not end COMPLETED.
 ALTER TABLE batch_jobs ADD COLUMN warnings jsonb NOT NULL DEFAULT '[]'::jsonb;
+ALTER TABLE batch_jobs ADD COLUMN source_error text;  -- the first warning of severity error or fatal
 ALTER TABLE batch_jobs ADD CONSTRAINT batch_jobs_warnings_is_array CHECK (jsonb_typeof(warnings) = 'array');
