@@ -372,7 +372,7 @@ void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
                              "mdmPatientIdentifier", "traceabilitySystemBase", "exchangeTagSystem", "concurrency",
                              "leaseSeconds", "pollIntervalMilliseconds", "maxAttempts", "initialBackoffMilliseconds",
                              "maxBackoffSeconds", "requestTimeoutSeconds", "maxResponseBytes", "maxPages",
-                             "outageToleranceSeconds", "resourceTypes", "verifyTls", "caFile"});
+                             "outageToleranceSeconds", "maxClaims", "resourceTypes", "verifyTls", "caFile"});
     reader.read_string(*section, "fhirPersistenceUrl", "exchange.fhirPersistenceUrl", exchange.fhir_persistence_url);
     reader.read_string(*section, "fhirPersistenceAuthorization", "exchange.fhirPersistenceAuthorization",
                        exchange.fhir_persistence_authorization);
@@ -404,6 +404,7 @@ void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
     reader.read_integer(*section, "maxPages", "exchange.maxPages", exchange.max_pages, 1, 10000000);
     reader.read_integer(*section, "outageToleranceSeconds", "exchange.outageToleranceSeconds",
                         exchange.outage_tolerance_seconds, 0, 30 * 24 * 3600);
+    reader.read_integer(*section, "maxClaims", "exchange.maxClaims", exchange.max_claims, 1, 1000);
     read_resource_types(reader, *section, exchange.resource_types);
     if (const json* mdm = reader.section(*section, "mdmPatientIdentifier", "exchange.mdmPatientIdentifier")) {
       reader.check_known_keys(*mdm, "exchange.mdmPatientIdentifier", {"system", "code", "identifierSystem"});

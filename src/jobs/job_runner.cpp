@@ -747,7 +747,7 @@ struct JobRunner::Impl {
         }
         const int free = config.concurrency - static_cast<int>(running.size());
         if (free > 0) {
-          auto claimed = co_await on_sql([this, lease, free](store::BatchJobRepository& jobs) { return jobs.claim(owner, lease, free); });
+          auto claimed = co_await on_sql([this, lease, free](store::BatchJobRepository& jobs) { return jobs.claim(owner, lease, free, config.max_claims); });
           for (auto& job : claimed) {
             const long long id = job.job.id;
             running.insert(id);

@@ -186,22 +186,33 @@ CancelOutcome BatchJobRepository::request_cancel(int server_pid, long long id) {
   return CancelOutcome::kStopping;
 }
 
-std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std::chrono::seconds lease, int max_jobs) {
+std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std::chrono::seconds lease, int max_jobs,
+                                                  int max_lost_leases) {
   pqxx::work tx(connection_);
   const auto rows = tx.exec_params(
       "UPDATE batch_jobs SET lease_owner = $1, lease_expires_at = now() + $2::interval,"
       " status = CASE WHEN status = 'STARTING' THEN 'STARTED' ELSE status END,"
-      " start_time = coalesce(start_time, now()), attempts = attempts + 1, not_before = NULL"
+      " start_time = coalesce(start_time, now()), attempts = attempts + 1, not_before = NULL,"
+      " lost_leases = lost_leases + CASE WHEN lease_owner IS NOT NULL THEN 1 ELSE 0 END"  // the old owner never let go
       " WHERE id IN (SELECT id FROM batch_jobs WHERE status IN ('STARTING', 'STARTED', 'STOPPING')"
       " AND (lease_expires_at IS NULL OR lease_expires_at < now())"
       " AND (not_before IS NULL OR not_before <= now() OR status = 'STOPPING')"
       " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $3)"
-      " RETURNING " P2P_BATCH_JOB_COLUMNS ", access_token_sealed, refresh_token_sealed",
+      " RETURNING " P2P_BATCH_JOB_COLUMNS ", access_token_sealed, refresh_token_sealed, lost_leases",
       owner, seconds_text(lease), max_jobs);
   tx.commit();
   std::vector<ClaimedJob> claimed;
   for (const auto& row : rows) {
     ClaimedJob job{read_job(row), {}, std::nullopt};
+    if (const int lost = row[kJobColumns + 2].as<int>(); lost > max_lost_leases && job.job.status != "STOPPING") {
+      // A job that takes every instance down with it is not run again: fail it alone, and say why.
+      finish(job.job.id, owner, "FAILED",
+             "the job was taken over " + std::to_string(lost) + " times in a row from an instance that stopped "
+             "answering before it finished a page (a page that crashes or exhausts the service?); it is not run again "
+             "(exchange.maxClaims is " + std::to_string(max_lost_leases) + "): look for the cause in the logs of those "
+             "instances, then start a new job");
+      continue;
+    }
     try {
       const auto access = row[kJobColumns], refresh = row[kJobColumns + 1];  // after the job's columns
       if (!access.is_null()) job.access_token = cipher_.open(access.as<std::string>(), owner_of(job.job.id));
@@ -247,7 +258,7 @@ std::optional<std::string> BatchJobRepository::record_page(long long id, const s
   pqxx::work tx(connection_);
   const auto rows = tx.exec_params(
       "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + 1,"
-      " resources_written = resources_written + $4, last_error = NULL, last_progress_at = now(),"
+      " resources_written = resources_written + $4, last_error = NULL, last_progress_at = now(), lost_leases = 0,"
       " resources_skipped = CASE WHEN $5::jsonb = '{}'::jsonb THEN resources_skipped ELSE"
       "   (SELECT jsonb_object_agg(key, total) FROM (SELECT key, sum(value::bigint) AS total FROM"
       "     (SELECT * FROM jsonb_each_text(resources_skipped) UNION ALL SELECT * FROM jsonb_each_text($5::jsonb)) AS counts"

@@ -308,3 +308,35 @@ TEST_F(BatchJobStore, ConcurrentRequestsForOneMemberCreateOneJob) {
   EXPECT_EQ(std::count(kinds.begin(), kinds.end(), p2p::store::CreateOutcome::Kind::kActiveJobExists), kRequests - 1);
   EXPECT_EQ(scalar("SELECT count(*) FROM batch_jobs"), "1");
 }
+
+// Issue #9 (6): a job that crashes or hangs every instance that runs it (its lease expires in their
+// hands, page after page never recorded) fails after maxClaims takeovers instead of crash-looping the
+// fleet. Pauses, graceful hand-overs and recorded pages do not count.
+TEST_F(BatchJobStore, AJobTakenOverTooOftenWithoutProgressFailsInsteadOfRunningAgain) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto job = jobs.create(new_job(1, "m1")).job;
+  const auto expire = [&] { exec("UPDATE batch_jobs SET lease_expires_at = now() - interval '1 second'"); };
+  ASSERT_EQ(jobs.claim("a", 60s, 1, 3).size(), 1u);
+  EXPECT_TRUE(jobs.pause(job.id, "a", "paused: x", 0s)) << "a pause gives the lease back: not counted";
+  ASSERT_EQ(jobs.claim("b", 60s, 1, 3).size(), 1u);
+  EXPECT_TRUE(jobs.release(job.id, "b")) << "nor is a graceful hand-over";
+  ASSERT_EQ(jobs.claim("c", 60s, 1, 3).size(), 1u);
+  for (const char* owner : {"d", "e", "f"}) {  // three instances die with it
+    expire();
+    ASSERT_EQ(jobs.claim(owner, 60s, 1, 3).size(), 1u) << owner;
+  }
+  EXPECT_EQ(jobs.record_page(job.id, "f", "https://src.example.com/fhir?page=2", 1), "STARTED") << "progress resets";
+  for (const char* owner : {"g", "h", "i"}) {
+    expire();
+    ASSERT_EQ(jobs.claim(owner, 60s, 1, 3).size(), 1u) << owner;
+  }
+  expire();
+  EXPECT_TRUE(jobs.claim("j", 60s, 1, 3).empty()) << "the fourth takeover in a row without progress";
+  const auto failed = *jobs.find(1, job.id);
+  EXPECT_EQ(failed.status, "FAILED");
+  EXPECT_EQ(failed.last_error,
+            "the job was taken over 4 times in a row from an instance that stopped answering before it finished a page "
+            "(a page that crashes or exhausts the service?); it is not run again (exchange.maxClaims is 3): look for the "
+            "cause in the logs of those instances, then start a new job");
+  EXPECT_EQ(scalar("SELECT count(*) FROM batch_jobs WHERE access_token_sealed IS NOT NULL"), "0");
+}

@@ -100,6 +100,7 @@ struct ExchangeConfig {
   std::size_t max_response_bytes = 64 * 1024 * 1024;
   int max_pages = 10000;                       // a job reading more pages fails (runaway or looping paging)
   int outage_tolerance_seconds = 3600;         // a job pauses through outages until this long without progress
+  int max_claims = 10;                         // takeovers from expired leases in a row, without progress, before a job fails
   // The resource types written to the target (exchange.resourceTypes); nullopt: the member data set of
   // fhir::default_resource_types(). Types that act on the target are refused here and skipped anyway.
   std::optional<std::vector<std::string>> resource_types;

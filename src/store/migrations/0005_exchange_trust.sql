@@ -24,3 +24,8 @@ CREATE INDEX batch_jobs_active_by_member ON batch_jobs (server_pid, source_patie
 ALTER TABLE batch_jobs ADD COLUMN warnings jsonb NOT NULL DEFAULT '[]'::jsonb;
 ALTER TABLE batch_jobs ADD COLUMN source_error text;  -- the first warning of severity error or fatal
 ALTER TABLE batch_jobs ADD CONSTRAINT batch_jobs_warnings_is_array CHECK (jsonb_typeof(warnings) = 'array');
+
+-- Times in a row the job was claimed after its lease expired in another instance's hands, without a
+-- page recorded in between: a job that crashes or hangs every instance that runs it. A pause or a
+-- graceful hand-over gives the lease back and does not count. Past exchange.maxClaims the job fails.
+ALTER TABLE batch_jobs ADD COLUMN lost_leases integer NOT NULL DEFAULT 0;
