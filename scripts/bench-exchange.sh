@@ -75,9 +75,11 @@ psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d p2p -c \
   "INSERT INTO oidc_servers (name, issuer, fhir_endpoint, organization_id) VALUES ('Bench source', 'http://127.0.0.1/issuer', '$source_base', 'BENCH')"
 api="http://127.0.0.1:$http_port/api/oidc_servers/1"
 auth="Authorization: Bearer $key"
+# start_job TARGET_PATIENT: a member has one active job per target patient (a second is refused with
+# 409), so the concurrent jobs below each write for their own target patient.
 start_job() {
   curl -fsS -H "$auth" -H 'Content-Type: application/json' \
-    -d "{\"sourcePayer\":{\"oidcToken\":\"bench-token\",\"patientId\":\"m1\",\"fhirBundleRequest\":\"Patient/m1/\$everything?_count=$page\"},\"targetPayer\":{\"patientId\":\"t1\"}}" \
+    -d "{\"sourcePayer\":{\"oidcToken\":\"bench-token\",\"patientId\":\"m1\",\"fhirBundleRequest\":\"Patient/m1/\$everything?_count=$page\"},\"targetPayer\":{\"patientId\":\"$1\"}}" \
     "$api/batch_job" | node -e 'console.log(JSON.parse(require("fs").readFileSync(0)).batchJobId)'
 }
 wait_job() {
@@ -89,7 +91,7 @@ wait_job() {
 }
 
 echo "==> the job: $resources resources in pages of $page"
-t0=$(date +%s.%N); id=$(start_job); wait_job "$id"; t1=$(date +%s.%N)
+t0=$(date +%s.%N); id=$(start_job t1); wait_job "$id"; t1=$(date +%s.%N)
 job_seconds=$(echo "$t1 - $t0" | bc)
 pages=$(curl -fsS -H "$auth" "$api/batch_job/$id" | node -e 'console.log(JSON.parse(require("fs").readFileSync(0)).pagesCompleted)')
 
@@ -119,7 +121,7 @@ t1=$(date +%s.%N)
 baseline_seconds=$(echo "$t1 - $t0" | bc)
 
 echo "==> API p99 while $jobs jobs run at once"
-ids=(); for _ in $(seq 1 "$jobs"); do ids+=("$(start_job)"); done
+ids=(); for n in $(seq 1 "$jobs"); do ids+=("$(start_job "t-concurrent-$n")"); done
 sleep 2  # let them get going
 wrk -t2 -c16 -d10s --latency -H "$auth" "$api" >"$work/wrk.txt"
 running=$(curl -fsS "http://127.0.0.1:$http_port/metrics" | awk '/^p2p_exchange_jobs_running/ {print $2}')

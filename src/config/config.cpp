@@ -13,6 +13,7 @@
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/fhir/page_transform.hpp"
 #include "p2p/notify/email.hpp"
+#include "p2p/util/text.hpp"
 #include "p2p/util/url_rules.hpp"
 
 extern char** environ;
@@ -92,13 +93,8 @@ std::string key_path(const std::string& path, const std::string& name) {
   const bool plain = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '$';
   });
-  std::string shown = name;
-  const bool long_name = shown.size() > kShownBytes;
-  if (long_name) {
-    std::size_t cut = kShownBytes;
-    while (cut > 0 && (static_cast<unsigned char>(shown[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
-    shown.resize(cut);
-  }
+  const bool long_name = name.size() > kShownBytes;
+  std::string shown(util::utf8_prefix(name, kShownBytes));
   if (!plain) shown = json(shown).dump(-1, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace);
   if (long_name) shown += "...(" + std::to_string(name.size()) + " bytes)";
   if (path.empty()) return plain ? shown : "(root)." + shown;

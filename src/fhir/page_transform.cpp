@@ -7,10 +7,10 @@
 #include <utility>
 #include <vector>
 
-#include <boost/url/parse.hpp>
-#include <boost/url/url_view.hpp>
-
+#include "p2p/fhir/operation_outcome.hpp"
+#include "p2p/fhir/source_url.hpp"
 #include "p2p/util/crypto.hpp"
+#include "p2p/util/text.hpp"
 
 namespace p2p::fhir {
 namespace {
@@ -49,46 +49,23 @@ bool is_resource_type(std::string_view type) {
   return std::all_of(type.begin(), type.end(), [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); });
 }
 
-bool is_id(std::string_view id) {
-  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](unsigned char c) {
-    return std::isalnum(c) || c == '-' || c == '.';
-  });
-}
-
 // A relative literal reference: "Type/id" or "Type/id/_history/v", with a type name and a FHIR id.
 std::optional<Reference> parse_relative(std::string_view reference) {
   const auto slash = reference.find('/');
   if (slash == std::string_view::npos) return std::nullopt;
   Reference parsed{std::string(reference.substr(0, slash)), std::string(reference.substr(slash + 1))};
   if (const auto history = parsed.id.find("/_history/"); history != std::string::npos) {
-    if (!is_id(std::string_view(parsed.id).substr(history + 10))) return std::nullopt;
+    if (!is_fhir_id(std::string_view(parsed.id).substr(history + 10))) return std::nullopt;
     parsed.id.resize(history);
   }
-  if (!is_resource_type(parsed.type) || !is_id(parsed.id)) return std::nullopt;
+  if (!is_resource_type(parsed.type) || !is_fhir_id(parsed.id)) return std::nullopt;
   return parsed;
 }
 
-std::uint16_t effective_port(const boost::urls::url_view& url) {
-  if (url.has_port()) return url.port_number();
-  return url.scheme_id() == boost::urls::scheme::https ? 443 : 80;
-}
-
-bool default_port(const boost::urls::url_view& url) {
-  return effective_port(url) == (url.scheme_id() == boost::urls::scheme::https ? 443 : 80);
-}
-
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
-
-// Cut to at most `limit` bytes, not inside a UTF-8 sequence.
+// At most `limit` bytes of untrusted text (whole UTF-8 characters), "..." when it was longer.
 std::string cut(std::string_view text, std::size_t limit) {
-  if (text.size() <= limit) return std::string(text);
-  std::size_t end = limit;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return std::string(text.substr(0, end)) + "...";
+  const auto kept = util::utf8_prefix(text, limit);
+  return kept.size() == text.size() ? std::string(text) : std::string(kept) + "...";
 }
 
 // Where a source resource goes on the target: the member's Patient maps to the target member (MDM
@@ -99,47 +76,6 @@ std::string target_reference(const TransformContext& context, const std::string&
   }
   return type + "/" + target_id(context.source_organization_id, type, source_id);
 }
-
-// A FHIR server's base, recognised in any spelling of an absolute URL under it: scheme case, http or
-// https, default port written or not, case of the host, extra slashes.
-class FhirBase {
- public:
-  explicit FhirBase(std::string_view base) {
-    auto parsed = boost::urls::parse_absolute_uri(base);
-    if (!parsed || base.empty()) return;
-    host_ = lower(parsed->encoded_host());
-    port_ = effective_port(*parsed);
-    default_port_ = default_port(*parsed);
-    path_ = trim_trailing_slash(std::string(parsed->encoded_path()));
-    known_ = true;
-  }
-
-  // What follows the base ("Type/id...", with the query) when `url` is an absolute URL under it.
-  std::optional<std::string> relative(std::string_view url) const {
-    if (!known_) return std::nullopt;
-    auto parsed = boost::urls::parse_absolute_uri(url);
-    if (!parsed || parsed->has_userinfo() || parsed->has_fragment()) return std::nullopt;
-    if (parsed->scheme_id() != boost::urls::scheme::http && parsed->scheme_id() != boost::urls::scheme::https) {
-      return std::nullopt;
-    }
-    if (lower(parsed->encoded_host()) != host_) return std::nullopt;
-    if (effective_port(*parsed) != port_ && !(default_port(*parsed) && default_port_)) return std::nullopt;
-    std::string_view path = parsed->encoded_path();
-    if (!path.starts_with(path_) || path.size() == path_.size() || path[path_.size()] != '/') return std::nullopt;
-    path.remove_prefix(path_.size());
-    while (path.starts_with('/')) path.remove_prefix(1);
-    std::string relative(path);
-    if (parsed->has_query()) relative += "?" + std::string(parsed->encoded_query());
-    return relative;
-  }
-
- private:
-  bool known_ = false;
-  std::string host_;
-  std::uint16_t port_ = 0;
-  bool default_port_ = true;
-  std::string path_;
-};
 
 // The reference rules of the transaction (docs/exchange.md, "References"): what each reference of a
 // source resource becomes on the target.
@@ -331,14 +267,10 @@ void add_warnings(const json& outcome, TransformedPage& out) {
   if (issues == outcome.end() || !issues->is_array()) return;
   for (const auto& issue : *issues) {
     if (!issue.is_object()) continue;
-    const auto text_of = [&issue](const json::json_pointer& pointer) {
-      const json& found = issue.contains(pointer) ? issue.at(pointer) : json();
-      return found.is_string() ? found.get<std::string>() : std::string();
-    };
-    std::string text = text_of("/diagnostics"_json_pointer);
-    if (text.empty()) text = text_of("/details/text"_json_pointer);
-    if (text.empty()) text = text_of("/code"_json_pointer);
-    std::string severity = text_of("/severity"_json_pointer);
+    std::string text = issue_text(issue);
+    if (text.empty()) text = issue_code(issue);
+    const json severity_value = issue.value("severity", json());
+    std::string severity = severity_value.is_string() ? severity_value.get<std::string>() : std::string();
     if (severity != "fatal" && severity != "error" && severity != "warning") severity = "information";
     std::string warning = severity + ": " + cut(text, 300);
     if (!out.source_error && is_error_warning(warning)) out.source_error = warning;

@@ -5,6 +5,7 @@
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
+#include <boost/url/url_view.hpp>
 
 namespace p2p::fhir {
 namespace {
@@ -17,9 +18,13 @@ std::string lower(std::string_view text) {
   return out;
 }
 
-std::uint16_t effective_port(const urls::url& url) {
+std::uint16_t effective_port(const urls::url_view& url) {
   if (url.has_port()) return url.port_number();
   return url.scheme_id() == urls::scheme::https ? 443 : 80;
+}
+
+bool default_port(const urls::url_view& url) {
+  return effective_port(url) == (url.scheme_id() == urls::scheme::https ? 443 : 80);
 }
 
 urls::url parse_endpoint(std::string_view fhir_endpoint) {
@@ -125,6 +130,36 @@ std::string require_under_endpoint(std::string_view fhir_endpoint, std::string_v
     throw SourceUrlError(std::string("the next link is refused: ") + error.what());
   }
   return std::string(candidate.buffer());
+}
+
+
+FhirBase::FhirBase(std::string_view base) {
+  auto parsed = urls::parse_absolute_uri(base);
+  if (!parsed || base.empty()) return;
+  host_ = lower(parsed->encoded_host());
+  port_ = effective_port(*parsed);
+  default_port_ = default_port(*parsed);
+  path_ = parsed->encoded_path();
+  while (!path_.empty() && path_.back() == '/') path_.pop_back();
+  known_ = true;
+}
+
+std::optional<std::string> FhirBase::relative(std::string_view url) const {
+  if (!known_) return std::nullopt;
+  auto parsed = urls::parse_absolute_uri(url);
+  if (!parsed || parsed->has_userinfo() || parsed->has_fragment()) return std::nullopt;
+  if (parsed->scheme_id() != urls::scheme::http && parsed->scheme_id() != urls::scheme::https) {
+    return std::nullopt;
+  }
+  if (lower(parsed->encoded_host()) != host_) return std::nullopt;
+  if (effective_port(*parsed) != port_ && !(default_port(*parsed) && default_port_)) return std::nullopt;
+  std::string_view path = parsed->encoded_path();
+  if (!path.starts_with(path_) || path.size() == path_.size() || path[path_.size()] != '/') return std::nullopt;
+  path.remove_prefix(path_.size());
+  while (path.starts_with('/')) path.remove_prefix(1);
+  std::string relative(path);
+  if (parsed->has_query()) relative += "?" + std::string(parsed->encoded_query());
+  return relative;
 }
 
 }  // namespace p2p::fhir

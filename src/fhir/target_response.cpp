@@ -1,5 +1,7 @@
 #include "p2p/fhir/target_response.hpp"
 
+#include "p2p/fhir/operation_outcome.hpp"
+
 namespace p2p::fhir {
 namespace {
 
@@ -27,14 +29,8 @@ std::string outcome_of(const json& response) {
   const auto outcome = response.find("outcome");
   if (outcome == response.end() || !outcome->is_object()) return {};
   const auto issues = outcome->find("issue");
-  if (issues == outcome->end() || !issues->is_array() || issues->empty() || !(*issues)[0].is_object()) return {};
-  const json& issue = (*issues)[0];
-  const json diagnostics = issue.value("diagnostics", json());
-  const json details = issue.value("details", json());
-  const json details_text = details.is_object() ? details.value("text", json()) : json();
-  std::string text = diagnostics.is_string() ? diagnostics.get<std::string>()
-                     : details_text.is_string() ? details_text.get<std::string>()
-                                                : std::string();
+  if (issues == outcome->end() || !issues->is_array() || issues->empty()) return {};
+  const std::string text = issue_text((*issues)[0]);
   return text.size() > 300 ? text.substr(0, 300) + "..." : text;
 }
 

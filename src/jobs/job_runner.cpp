@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "p2p/fhir/operation_outcome.hpp"
 #include "p2p/fhir/page_transform.hpp"
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/fhir/target_response.hpp"
@@ -77,14 +78,9 @@ std::string outcome_text(const std::string& body) {
   const auto outcome = json::parse(body, nullptr, false);
   std::string text;
   if (outcome.is_object() && outcome.contains("issue") && outcome["issue"].is_array()) {
-    // A server's error body is untrusted too: no member is assumed to have its type.
-    const auto string_of = [](const json& value) { return value.is_string() ? value.get<std::string>() : std::string(); };
     for (const auto& issue : outcome["issue"]) {
-      if (!issue.is_object()) continue;
-      const json details = issue.value("details", json());
-      std::string part = string_of(issue.value("diagnostics", json()));
-      if (part.empty() && details.is_object()) part = string_of(details.value("text", json()));
-      if (part.empty()) part = string_of(issue.value("code", json()));
+      std::string part = fhir::issue_text(issue);
+      if (part.empty()) part = fhir::issue_code(issue);
       if (!part.empty()) text += (text.empty() ? "" : "; ") + part;
     }
   }
@@ -123,12 +119,21 @@ struct JobState {
   std::map<std::string, long long> skipped;  // resources not exchanged, per type, as recorded
   std::vector<std::string> warnings;         // what the source said about its results, as recorded
   std::optional<std::string> source_error;   // the first of them of severity error or fatal
-  std::set<std::string> skipped_logged;      // types already logged by this run
   std::set<std::string> pages_seen;          // page URLs read by this run (a next link back to one is a loop)
 };
 
+// A status that says "not now" rather than "no": retried, then the job pauses.
+bool is_transient(int status) { return status == 429 || status >= 500; }
+
 // What the target's answer must show for a write to count (fhir/target_response.hpp).
 using Verify = std::function<std::optional<std::string>(int status, std::string_view content_type, const json& body)>;
+
+// An update of `type`/`id` counts when the target answers with that resource (or minimally).
+Verify updated(std::string type, std::string id) {
+  return [type = std::move(type), id = std::move(id)](int status, std::string_view content_type, const json& body) {
+    return fhir::update_response_problem(status, content_type, body, type, id);
+  };
+}
 
 }  // namespace
 
@@ -256,13 +261,13 @@ struct JobRunner::Impl {
         --attempt;
         continue;
       }
-      if ((response.status == 429 || response.status >= 500) && attempt < config.max_attempts) {
+      if (is_transient(response.status) && attempt < config.max_attempts) {
         co_await sleep_for(backoff(attempt, retry_after(response)));
         continue;
       }
       const std::string answer = "the source payer answered " + std::to_string(response.status) + " for " +
                                  origin_and_path(url) + ": " + outcome_text(response.body);
-      if (response.status == 429 || response.status >= 500) throw JobPause(answer);
+      if (is_transient(response.status)) throw JobPause(answer);
       throw JobFailure(answer);
     }
   }
@@ -381,13 +386,13 @@ struct JobRunner::Impl {
         co_await sleep_for(backoff(attempt, retry_after(response)));
         continue;
       }
-      if ((response.status == 429 || response.status >= 500) && attempt < config.max_attempts) {
+      if (is_transient(response.status) && attempt < config.max_attempts) {
         co_await sleep_for(backoff(attempt, retry_after(response)));
         continue;
       }
       const std::string answer = "the target FHIR server refused " + what + " (" + std::to_string(response.status) +
                                  "): " + outcome_text(response.body);
-      if (response.status == 429 || response.status >= 500) throw JobPause(answer);
+      if (is_transient(response.status)) throw JobPause(answer);
       throw JobFailure(answer);
     }
   }
@@ -427,9 +432,7 @@ struct JobRunner::Impl {
   asio::awaitable<void> put_task(JobState& state, const std::string& status, const std::optional<std::string>& reason) {
     const std::string& id = state.task_id;
     // Named, not built inside the co_await expression (GCC 12 and temporaries there, see run_sql).
-    const Verify stored = [&id](int code, std::string_view content_type, const json& body) {
-      return fhir::update_response_problem(code, content_type, body, "Task", id);
-    };
+    const Verify stored = updated("Task", id);
     const json task = task_resource(state, status, reason);
     const std::string path = "Task/" + id;
     co_await send_target("PUT", path, task, "the tracking Task", stored);
@@ -546,7 +549,7 @@ struct JobRunner::Impl {
           }
         }
         for (const auto& [type, count] : transformed.skipped_types) {
-          if (state.skipped_logged.insert(type).second) {
+          if (!state.skipped.contains(type)) {  // the job's first of that type (earlier pages are in state.skipped)
             spdlog::warn("job {}: the source sent {} resource(s) of type {}, which is not exchanged "
                          "(exchange.resourceTypes); skipped, and counted in resourcesSkipped",
                          id, count, type);
@@ -583,9 +586,7 @@ struct JobRunner::Impl {
           if (config.versioned_references) {
             const auto& provenance = transformed.transaction["entry"].back()["resource"];
             const std::string& provenance_id = transformed.provenance_id;
-            const Verify stored = [&provenance_id](int code, std::string_view content_type, const json& body) {
-              return fhir::update_response_problem(code, content_type, body, "Provenance", provenance_id);
-            };
+            const Verify stored = updated("Provenance", provenance_id);
             const json versioned = fhir::versioned_provenance(provenance, result);
             const std::string path = "Provenance/" + provenance_id;
             const std::string provenance_what = "the page's Provenance";

@@ -19,7 +19,7 @@ namespace {
     " to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                               \
     " to_char(end_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                                 \
     " to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                             \
-    " (SELECT string_agg(key || '=' || value, ',' ORDER BY key) FROM jsonb_each_text(resources_skipped)),"    \
+    " resources_skipped::text,"                                                                                \
     " extract(epoch FROM now() - coalesce(last_progress_at, start_time, create_time))::bigint,"               \
     " warnings::text, source_error"
 
@@ -32,31 +32,15 @@ std::optional<std::string> optional_text(const pqxx::field& field) {
 
 const char* nullable(const std::optional<std::string>& value) { return value ? value->c_str() : nullptr; }
 
-// "CodeSystem=2,Task=1" (as the column list selects resources_skipped) -> counts per type.
-std::map<std::string, long long> parse_counts(const std::string& text) {
-  std::map<std::string, long long> counts;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    const auto item = std::string_view(text).substr(start, end - start);
-    const auto equals = item.find('=');
-    if (equals != std::string_view::npos) counts[std::string(item.substr(0, equals))] = std::stoll(std::string(item.substr(equals + 1)));
-    start = end + 1;
-  }
-  return counts;
-}
-
-// {"Type": n, ...}: the keys are resource type names (letters only), checked here, so no escaping is needed.
+// {"Type": n, ...} for resources_skipped. Its keys are resource type names (letters only): anything
+// else is a caller's mistake.
 std::string counts_json(const std::map<std::string, long long>& counts) {
-  std::string out = "{";
   for (const auto& [type, count] : counts) {
     if (type.empty() || !std::all_of(type.begin(), type.end(), [](unsigned char c) { return std::isalpha(c) != 0; })) {
       throw std::invalid_argument("not a resource type name: " + type);
     }
-    out += (out.size() > 1 ? ",\"" : "\"") + type + "\":" + std::to_string(count);
   }
-  return out + "}";
+  return nlohmann::json(counts).dump();
 }
 
 BatchJob read_job(const pqxx::row& row) {
@@ -79,7 +63,7 @@ BatchJob read_job(const pqxx::row& row) {
   job.start_time = optional_text(row[15]);
   job.end_time = optional_text(row[16]);
   job.last_updated = row[17].as<std::string>();
-  if (!row[18].is_null()) job.resources_skipped = parse_counts(row[18].as<std::string>());
+  job.resources_skipped = nlohmann::json::parse(row[18].as<std::string>()).get<std::map<std::string, long long>>();
   job.seconds_since_progress = row[19].as<long long>();
   for (const auto& warning : nlohmann::json::parse(row[20].as<std::string>())) job.warnings.push_back(warning.get<std::string>());
   job.source_error = optional_text(row[21]);

@@ -2,6 +2,8 @@
 // Where the service may fetch from: the member's fhirBundleRequest and every Bundle.link "next" must
 // stay under the source payer's FHIR endpoint (same scheme, host and port, path under the endpoint's
 // path). This is the SSRF guard: a member-supplied URL can never make the service call anything else.
+#include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -24,5 +26,23 @@ std::string resolve_bundle_request(std::string_view fhir_endpoint, std::string_v
 
 // Checks that an absolute URL (e.g. a next link) is under the endpoint; returns it normalised.
 std::string require_under_endpoint(std::string_view fhir_endpoint, std::string_view url);
+
+// A FHIR server's base, recognised in any spelling of an absolute URL under it: scheme case, http or
+// https, default port written or not, case of the host, extra slashes. For the references inside a
+// source's pages (fhir/page_transform), which name a base more loosely than requests may.
+class FhirBase {
+ public:
+  explicit FhirBase(std::string_view base);  // an empty or unparseable base recognises nothing
+
+  // What follows the base ("Type/id...", with the query) when `url` is an absolute URL under it.
+  std::optional<std::string> relative(std::string_view url) const;
+
+ private:
+  bool known_ = false;
+  std::string host_;
+  std::uint16_t port_ = 0;
+  bool default_port_ = true;
+  std::string path_;
+};
 
 }  // namespace p2p::fhir
