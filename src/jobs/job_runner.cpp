@@ -15,6 +15,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/url/parse.hpp>
@@ -28,6 +29,7 @@
 #include "p2p/http/client.hpp"
 #include "p2p/jobs/tracking_task.hpp"
 #include "p2p/log/log.hpp"
+#include "p2p/log/request_id_executor.hpp"
 #include "p2p/oauth/token_refresher.hpp"
 #include "p2p/store/batch_job_repository.hpp"
 #include "p2p/store/database.hpp"
@@ -176,7 +178,10 @@ struct JobRunner::Impl {
     return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
         [this, work = std::move(work)](auto handler) mutable {
           auto executor = asio::get_associated_executor(handler, io.get_executor());
-          asio::post(sql, [this, work = std::move(work), handler = std::move(handler), executor]() mutable {
+          std::string request_id(log::current_request_id());  // the SQL thread logs for the same job
+          asio::post(sql, [this, work = std::move(work), handler = std::move(handler), executor,
+                           request_id = std::move(request_id)]() mutable {
+            log::RequestIdScope scope(request_id);
             std::exception_ptr error;
             Result result{};
             try {
@@ -445,8 +450,7 @@ struct JobRunner::Impl {
     state.skipped = state.job.resources_skipped;
     state.warnings = state.job.warnings;
     state.source_error = state.job.source_error;
-    const long long id = state.job.id;
-    log::RequestIdScope scope("job-" + std::to_string(id));
+    const long long id = state.job.id;  // (log lines carry "job-<id>": run_job runs on a RequestIdExecutor)
     std::optional<std::string> url = state.job.next_url;
     std::optional<std::string> failure_reason;  // set in a handler, acted on after it (no co_await there)
     std::optional<std::string> pause_reason;
@@ -567,7 +571,10 @@ struct JobRunner::Impl {
           // Overlap: fetch the next page from the source while this one is written to the target.
           prefetch = std::make_shared<Prefetch>(io);
           prefetch->url = *next;
-          asio::co_spawn(io, fetch_source(state, prefetch->url),
+          // On this job's executor, so its log lines carry the job's id. (Named first: GCC 12 and
+          // temporaries in a co_await expression, see run_sql.)
+          const auto executor = co_await asio::this_coro::executor;
+          asio::co_spawn(executor, fetch_source(state, prefetch->url),
                          [pending = prefetch](std::exception_ptr error, http::ClientResponse fetched) {
                            pending->error = error;
                            pending->response = std::move(fetched);
@@ -753,7 +760,8 @@ struct JobRunner::Impl {
             const long long id = job.job.id;
             running.insert(id);
             running_count = static_cast<int>(running.size());
-            asio::co_spawn(io, run_job(std::move(job)), [this, id](std::exception_ptr) {
+            const log::RequestIdExecutor job_executor(io.get_executor(), "job-" + std::to_string(id));
+            asio::co_spawn(job_executor, run_job(std::move(job)), [this, id](std::exception_ptr) {
               running.erase(id);
               lost.erase(id);
               running_count = static_cast<int>(running.size());

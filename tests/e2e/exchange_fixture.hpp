@@ -25,6 +25,12 @@ inline const std::string kFhirJson = "Content-Type: application/fhir+json";
 
 inline json parse(const HttpResult& result) { return json::parse(result.body, nullptr, false); }
 
+// Sets a test peer's misbehaviour: POST {origin}/__control/{what} (tests/peers/README.md).
+inline void control(const std::string& origin, const std::string& what, const json& body) {
+  const auto result = http_request("POST", origin + "/__control/" + what, {kJson}, body.dump());
+  ASSERT_EQ(result.status, 200) << what << ": " << result.body;
+}
+
 class ExchangeTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -20,11 +20,6 @@ class RootEndpointTest : public ExchangeTest {
   }
 };
 
-void control(const std::string& origin, const std::string& what, const json& body) {
-  const auto result = http_request("POST", origin + "/__control/" + what, {kJson}, body.dump());
-  ASSERT_EQ(result.status, 200) << what << ": " << result.body;
-}
-
 }  // namespace
 
 // (1) Boost.URL 1.81 turned a base path "/" into "/./": every job for a source at a server's root was
