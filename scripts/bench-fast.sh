@@ -79,9 +79,9 @@ start_peer() {  # name, args... ; sets peer_base to the ready line's base (no su
   peer_base=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1],"utf8").split("\n")[0]).base)' "$work/$name.out")
 }
 echo "==> starting the fast peers ($pages pages of $page; $max_pages pages of <= $max_page_bytes bytes)"
-start_peer source --role source --patient m1 --pages "$pages" --per-page "$page"; source_base=$peer_base
-start_peer big-source --role source --patient m1 --pages "$max_pages" --page-bytes "$max_page_bytes"; big_base=$peer_base
-start_peer target --role target; target_base=$peer_base
+start_peer source --role source --patient m1 --pages "$pages" --per-page "$page"; source_base=$peer_base; source_peer=${pids[-1]}
+start_peer big-source --role source --patient m1 --pages "$max_pages" --page-bytes "$max_page_bytes"; big_base=$peer_base; big_peer=${pids[-1]}
+start_peer target --role target; target_base=$peer_base; target_peer_pid=${pids[-1]}
 sed 's/^/    /' "$work/source.err" "$work/big-source.err"
 control() { echo "${1%/fhir}"; }  # the peers' /__control routes are at the root
 
@@ -132,10 +132,11 @@ big_pid=$(server_id 'Bench fast source, max-size pages' 'http://127.0.0.1/issuer
 api="http://127.0.0.1:$http_port/api/oidc_servers"
 
 # drive.mjs CONFIG_JSON: starts one job per target patient at once, polls them every 20 ms until they
-# end, and checks the outcome against what the source served and what the target received. Writes the
+# end (one job: its GET; several: one GET of the server's job list), and checks the outcome against what the source served and what the target received. Writes the
 # measures to CONFIG.out. Exits 1 (with the job JSON) when a job does not complete or a count differs.
 cat >"$work/drive.mjs" <<'JS'
 import fs from 'node:fs';
+import http from 'node:http';
 const cfg = JSON.parse(process.argv[2]);
 const auth = { Authorization: `Bearer ${cfg.key}` };
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -146,17 +147,63 @@ const ticks = () => {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]);
 };
-async function json(url, init = {}) {
-  const res = await fetch(url, init);
-  const text = await res.text();
-  if (!res.ok) fail(`${init.method ?? 'GET'} ${url}: ${res.status} ${text}`);
-  return JSON.parse(text);
+// CPU of the other processes on the machine's cores, to show where the time goes: the peers,
+// PostgreSQL (the postmaster and its children) and this driver; and the service's busiest threads.
+const ticksOf = (pid) => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+  } catch {
+    return null; // gone
+  }
+};
+const postgres = () => {
+  const pids = [cfg.postmasterPid];
+  for (const name of fs.readdirSync('/proc')) {
+    if (/^[0-9]+$/.test(name) && ticksOf(name)?.ppid === cfg.postmasterPid) pids.push(Number(name));
+  }
+  return pids;
+};
+const snapshot = () => {
+  const of = (pids) => new Map(pids.map((pid) => [pid, ticksOf(pid)?.ticks ?? 0]));
+  const threads = new Map();
+  for (const tid of fs.readdirSync(`/proc/${cfg.servicePid}/task`)) {
+    threads.set(tid, ticksOf(`${cfg.servicePid}/task/${tid}`)?.ticks ?? 0);
+  }
+  return { source: of([cfg.sourcePid]), target: of([cfg.targetPid]), postgres: of(postgres()), threads,
+           driver: process.cpuUsage() };
+};
+// seconds of CPU between two snapshots (a process that started in between counts from 0)
+const spent = (before, after) => {
+  let ticks = 0;
+  for (const [pid, t] of after) ticks += t - (before.get(pid) ?? 0);
+  return ticks / cfg.clkTck;
+};
+// node:http on keep-alive connections: fetch() costs several times more CPU per poll
+const agent = new http.Agent({ keepAlive: true });
+function json(url, init = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: init.method ?? 'GET', headers: init.headers, agent }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => { text += chunk; });
+      res.on('end', () => {
+        if (res.statusCode < 200 || res.statusCode > 299) fail(`${init.method ?? 'GET'} ${url}: ${res.statusCode} ${text}`);
+        resolve(JSON.parse(text));
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(init.body);
+  });
 }
 const source = await json(`${cfg.sourceControl}/__control/stats`);
 const expectWritten = source.resources - (source.byType.Patient ?? 0); // the member's own Patient: MDM off
 await json(`${cfg.targetControl}/__control/reset`, { method: 'POST' });
 
 const cpu0 = ticks();
+const others0 = snapshot();
 const t0 = performance.now();
 const jobs = await Promise.all(cfg.targets.map(async (patient) => {
   const start = performance.now();
@@ -170,15 +217,26 @@ const jobs = await Promise.all(cfg.targets.map(async (patient) => {
 const deadline = t0 + cfg.timeoutSeconds * 1000;
 while (jobs.some((j) => j.end === null)) {
   await sleep(cfg.pollMs);
+  // several jobs: one GET of the server's newest jobs (they are ours) instead of one GET each
+  const listed = jobs.length > 1 ? (await json(`${cfg.api}/batch_job?limit=${jobs.length}`, { headers: auth })).jobs : [];
   await Promise.all(jobs.filter((j) => j.end === null).map(async (j) => {
-    j.job = await json(`${cfg.api}/batch_job/${j.id}`, { headers: auth });
+    j.job = listed.find((x) => x.batchJobId === j.id) ?? await json(`${cfg.api}/batch_job/${j.id}`, { headers: auth });
     if (!['STARTING', 'STARTED', 'STOPPING'].includes(j.job.batchStatus)) j.end = performance.now();
     else if (j.job.lastError) fail(`job ${j.id} is paused or retrying: ${JSON.stringify(j.job)}`);
   }));
   if (performance.now() > deadline) fail(`not done after ${cfg.timeoutSeconds} s: ${JSON.stringify(jobs.map((j) => j.job))}`);
 }
 const cpu1 = ticks();
+const others1 = snapshot();
 const t1 = Math.max(...jobs.map((j) => j.end));
+const threadSeconds = [...others1.threads].map(([tid, t]) => (t - (others0.threads.get(tid) ?? 0)) / cfg.clkTck)
+  .sort((x, y) => y - x);
+const driver = process.cpuUsage(others0.driver);
+const cpuOthers = {
+  source: spent(others0.source, others1.source), target: spent(others0.target, others1.target),
+  postgres: spent(others0.postgres, others1.postgres), driver: (driver.user + driver.system) / 1e6,
+  serviceThreads: threadSeconds.slice(0, 3), serviceThreadCount: threadSeconds.length,
+};
 for (const j of jobs) {
   if (j.job.batchStatus !== 'COMPLETED') fail(`job ${j.id} ended ${j.job.batchStatus}: ${JSON.stringify(j.job)}`);
   if (j.job.resourcesWritten !== expectWritten || j.job.pagesCompleted !== source.pages ||
@@ -201,25 +259,33 @@ const result = {
   label: cfg.label, jobs: n, pages: source.pages, resourcesServed: source.resources, resourcesWritten: written,
   largestPageBytes: source.pageBytes.max, wallSeconds: (t1 - t0) / 1000, cpuSeconds: (cpu1 - cpu0) / cfg.clkTck,
   jobSeconds: jobs.map((j) => (j.end - j.start) / 1000), target,
+  // how long each job waited for a runner: createTime to startTime
+  queuedSeconds: jobs.map((j) => (Date.parse(j.job.startTime) - Date.parse(j.job.createTime)) / 1000),
+  cpuOthers,
 };
 fs.writeFileSync(cfg.out, JSON.stringify(result));
+agent.destroy();
 console.log(`    ${n} job(s) COMPLETED: ${written} resources written in ${result.wallSeconds.toFixed(2)} s, ` +
             `service CPU ${result.cpuSeconds.toFixed(2)} s; target got ${target.transactions} transactions, ` +
             `${target.resources} entries, ${(target.bytesReceived / 1048576).toFixed(1)} MiB`);
+console.log(`    CPU during the run: service ${result.cpuSeconds.toFixed(2)} s (busiest of its ${cpuOthers.serviceThreadCount} threads: ` +
+            `${cpuOthers.serviceThreads.map((x) => x.toFixed(2)).join(', ')} s), source ${cpuOthers.source.toFixed(2)} s, ` +
+            `target ${cpuOthers.target.toFixed(2)} s, PostgreSQL ${cpuOthers.postgres.toFixed(2)} s, this poller ${cpuOthers.driver.toFixed(2)} s`);
 JS
-drive() {  # label, oidc server pid, source base, fhirBundleRequest, target patients...
-  local label=$1 server=$2 base=$3 request=$4; shift 4
+drive() {  # label, oidc server pid, source base, source peer's process id, fhirBundleRequest, target patients...
+  local label=$1 server=$2 base=$3 source_peer_pid=$4 request=$5; shift 5
   local targets; targets=$(printf '%s\n' "$@" | node -e 'console.log(JSON.stringify(require("fs").readFileSync(0,"utf8").trim().split("\n")))')
   node "$work/drive.mjs" "$(cat <<EOF
 {"label": "$label", "api": "$api/$server", "key": "$key", "servicePid": $service_pid, "clkTck": $clk_tck,
  "sourceControl": "$(control "$base")", "targetControl": "$(control "$target_base")", "request": "$request",
+ "sourcePid": $source_peer_pid, "targetPid": $target_peer_pid, "postmasterPid": $(head -n 1 "$work/data/postmaster.pid"),
  "targets": $targets, "pollMs": 20, "timeoutSeconds": $timeout, "out": "$work/$label.json"}
 EOF
 )"
 }
 
 echo "==> a. one job: $resources resources in pages of $page"
-drive a "$source_pid" "$source_base" "Patient/m1/\$everything?_count=$page" t-single
+drive a "$source_pid" "$source_base" "$source_peer" "Patient/m1/\$everything?_count=$page" t-single
 
 echo "==> b. raw copy baseline: GET, parse, transaction of PUTs, POST, one page at a time"
 curl -fsS -X POST "$(control "$target_base")/__control/reset" >/dev/null
@@ -234,7 +300,7 @@ node -e '
 
 targets=(); for n in $(seq 1 "$jobs"); do targets+=("t-concurrent-$n"); done
 echo "==> c. $jobs jobs at once, same source member, one target patient each"
-drive c "$source_pid" "$source_base" "Patient/m1/\$everything?_count=$page" "${targets[@]}"
+drive c "$source_pid" "$source_base" "$source_peer" "Patient/m1/\$everything?_count=$page" "${targets[@]}"
 rss_abc_kib=$(vmhwm_kib)
 
 echo "==> d. peak RSS: a fresh service process, then $jobs jobs at once of $max_pages pages of <= $max_page_bytes bytes"
@@ -243,7 +309,7 @@ start_service
 sleep 1
 rss_idle_kib=$(vmhwm_kib)
 targets=(); for n in $(seq 1 "$jobs"); do targets+=("t-big-$n"); done
-drive d "$big_pid" "$big_base" "Patient/m1/\$everything" "${targets[@]}"
+drive d "$big_pid" "$big_base" "$big_peer" "Patient/m1/\$everything" "${targets[@]}"
 rss_big_kib=$(vmhwm_kib)
 
 # Anything the service logged at warning level or above (the run logs at warn).
@@ -256,14 +322,19 @@ const r = (name) => JSON.parse(fs.readFileSync(`${dir}/${name}.json`, 'utf8'));
 const [a, b, c, d] = ['a', 'b', 'c', 'd'].map(r);
 const mib = (kib) => (Number(kib) / 1024).toFixed(1) + ' MiB';
 const rate = (x) => x.resourcesWritten / x.wallSeconds;
+const list = (xs) => xs.map((s) => s.toFixed(2)).join(', ');
+const others = (x) => `peers (source ${x.cpuOthers.source.toFixed(2)} s + target ${x.cpuOthers.target.toFixed(2)} s); ` +
+  `PostgreSQL ${x.cpuOthers.postgres.toFixed(2)} s; service's busiest thread ${x.cpuOthers.serviceThreads[0].toFixed(2)} s`;
 const us = (x) => (x.cpuSeconds * 1e6 / x.resourcesWritten).toFixed(1);
 const rows = [
-  ['a. one job, wall', `${a.wallSeconds.toFixed(2)} s`, `${a.resourcesWritten} resources written, ${a.pages} pages, ${Math.round(rate(a))} resources/s`],
+  ['a. one job, wall', `${a.wallSeconds.toFixed(2)} s`, `${a.resourcesWritten} resources written, ${a.pages} pages, ${Math.round(rate(a))} resources/s; waited for a runner ${list(a.queuedSeconds)} s`],
   ['a. one job, service CPU', `${a.cpuSeconds.toFixed(2)} s`, `${us(a)} µs/resource (${(100 * a.cpuSeconds / a.wallSeconds).toFixed(0)}% of one core)`],
+  ['   CPU elsewhere during a', `${(a.cpuOthers.source + a.cpuOthers.target).toFixed(2)} s`, others(a)],
   ['b. raw copy baseline, wall', `${b.seconds.toFixed(2)} s`, `${b.resources} resources, ${b.pages} pages; node CPU ${(b.cpuSeconds * 1e6 / b.resources).toFixed(1)} µs/resource`],
   ['   ratio job wall / raw copy wall', (a.wallSeconds / b.seconds).toFixed(2), ''],
   [`c. ${c.jobs} jobs at once, aggregate`, `${Math.round(rate(c))} res/s`, `${c.resourcesWritten} resources in ${c.wallSeconds.toFixed(2)} s; service CPU ${us(c)} µs/resource`],
-  ['   ratio to one job', (rate(c) / rate(a)).toFixed(2), `jobs took ${c.jobSeconds.map((s) => s.toFixed(2)).join(', ')} s`],
+  ['   ratio to one job', (rate(c) / rate(a)).toFixed(2), `jobs took ${list(c.jobSeconds)} s, waited for a runner ${list(c.queuedSeconds)} s`],
+  ['   CPU elsewhere during c', `${(c.cpuOthers.source + c.cpuOthers.target).toFixed(2)} s`, others(c)],
   ['d. peak RSS, idle fresh service', mib(idle), ''],
   [`d. peak RSS, ${d.jobs} jobs of max-size pages`, mib(big), `${d.pages} pages a job, largest ${d.largestPageBytes} bytes (${(d.largestPageBytes / 1048576).toFixed(2)} MiB); ${d.resourcesWritten} resources in ${d.wallSeconds.toFixed(2)} s`],
   ['   (peak RSS after a-c, first process)', mib(abc), ''],

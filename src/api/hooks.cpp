@@ -1,6 +1,7 @@
 // The rest-hook receiver for the add-payer Subscription: the FHIR server delivers each matching Task
-// change here (HAPI FHIR / Smile CDR style). The shared secret is the credential (no API key); the
-// e-mails are committed to the outbox before the 200. See docs/notifications.md.
+// change here (HAPI FHIR / Smile CDR style). The shared secret is the credential (no API key); each
+// Task is read back from the FHIR server by its id, whatever the body says; the e-mails are committed
+// to the outbox before the 200. See docs/notifications.md.
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -17,14 +18,24 @@ namespace {
 using nlohmann::json;
 using notify::HookOutcome;
 
-// The Tasks an empty-body delivery refers to: the one in the path, or the recently changed ones.
-std::vector<notify::AddPayerRequest> fetch_delivered_tasks(notify::Notifier& notifier,
-                                                           const std::optional<std::string>& path_task_id) {
+// The add-payer Tasks as the FHIR server holds them. A delivery only says which Tasks changed: the
+// secret proves the caller knows it, not that the body is what the server stored, so recipients and
+// contents are never taken from the body. `ids` are the delivered Tasks' ids; none (an empty-body
+// delivery) means the one in the path, or the recently changed ones.
+std::vector<notify::AddPayerRequest> read_back_tasks(notify::Notifier& notifier, std::vector<std::string> ids,
+                                                     bool empty_body, const std::optional<std::string>& path_task_id) {
   std::vector<json> resources;
-  if (path_task_id) {
-    if (auto task = notifier.read_task(*path_task_id)) resources.push_back(std::move(*task));
-  } else {
+  if (empty_body && !path_task_id) {
     resources = notifier.search_recent_tasks();
+  } else {
+    if (empty_body) ids.push_back(*path_task_id);
+    for (const auto& id : ids) {
+      if (auto task = notifier.read_task(id)) {
+        resources.push_back(std::move(*task));
+      } else {
+        spdlog::warn("notifications: a delivery named Task {}, but the FHIR server has no Task {}; nothing sent", id, id);
+      }
+    }
   }
   std::vector<notify::AddPayerRequest> tasks;
   for (const auto& resource : resources) {
@@ -65,9 +76,11 @@ http::Response receive_delivery(const http::Request& request, const http::PathPa
     notifier.count_hook(HookOutcome::kInvalid);
     throw http::ApiError(400, std::string(error.what()));
   }
-  if (payload.empty) {
+  {
+    std::vector<std::string> ids;
+    for (const auto& delivered : payload.tasks) ids.push_back(delivered.task_id);
     try {
-      payload.tasks = fetch_delivered_tasks(notifier, path_task_id);
+      payload.tasks = read_back_tasks(notifier, std::move(ids), payload.empty, path_task_id);
     } catch (const notify::FhirUnavailable& error) {
       notifier.count_hook(HookOutcome::kError);
       spdlog::warn("notifications: {}", error.what());

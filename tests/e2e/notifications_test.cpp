@@ -686,6 +686,40 @@ TEST_F(NotificationTest, AMissingOrWrongSecretIs401AndSendsNothing) {
   EXPECT_EQ(smtp.wait_for(3).size(), 3u);
 }
 
+// Issue #9 (11): the hook secret lets a caller say "this Task changed", not what the Task says. A
+// forged body (right secret, the id of a real Task, another recipient) e-mails the Task as the FHIR
+// server holds it; a body naming a Task the server does not have e-mails nobody.
+TEST_F(NotificationTest, AForgedBodyCannotChooseTheRecipientsTheTaskIsReadBackByItsId) {
+  SmtpPeer smtp;
+  auto& service = start_with(smtp);
+  Member jane;
+  const auto stored = store_task(add_payer_task("task-forged", jane));
+  Member mallory{"Mallory", "Forger", "Evil Plan", "mallory@attacker.example", "5555550666", "example-member"};
+  json forged = add_payer_task("task-forged", mallory);
+  forged["meta"] = stored["meta"];
+  const std::size_t seen = fhir_requests().size();
+  const auto result = deliver_create(service, forged);
+  ASSERT_EQ(result.status, 200) << result.body << service.log();
+  EXPECT_EQ(parse(result), json({{"tasks", 1}, {"emailsQueued", 3}}));
+  EXPECT_EQ(fhir_requests_since(seen, "/Task/task-forged").size(), 1u) << "read back by its id";
+  const auto messages = smtp.wait_for(3);
+  expect_new_request_emails(messages, "task-forged", jane);
+  for (const auto& message : messages) {
+    const std::string raw = message["raw"];
+    for (const std::string& value : {mallory.email, mallory.first, mallory.last, mallory.payer, mallory.phone}) {
+      EXPECT_EQ(raw.find(value), std::string::npos) << value << " from the forged body reached an e-mail";
+    }
+  }
+
+  // A Task the FHIR server does not have: nobody is e-mailed, and the delivery is not an error.
+  const auto unknown = deliver_create(service, add_payer_task("task-never-stored", mallory));
+  ASSERT_EQ(unknown.status, 200) << unknown.body;
+  EXPECT_EQ(parse(unknown), json({{"tasks", 0}, {"emailsQueued", 0}}));
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(smtp.messages().size(), 3u);
+  EXPECT_TRUE(service.wait_for_log("the FHIR server has no Task task-never-stored")) << service.log();
+}
+
 TEST_F(NotificationTest, MalformedBodiesAre400ProblemsAndSendNothing) {
   SmtpPeer smtp;
   auto& service = start_with(smtp);
