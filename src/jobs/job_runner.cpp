@@ -340,13 +340,43 @@ struct JobRunner::Impl {
         Resend::kOnlyUnsent);
     state.access_token = tokens.access_token;
     if (tokens.refresh_token) state.refresh_token = tokens.refresh_token;
-    // Saved before anything else: with rotation, the old refresh token is now spent.
-    const long long id = state.job.id;
-    const bool held = co_await on_sql([this, id, &tokens](store::BatchJobRepository& jobs) {
-      return jobs.store_tokens(id, owner, tokens.access_token, tokens.refresh_token);
-    });
-    if (!held) throw JobLeft();
-    spdlog::info("job {}: refreshed the member's tokens at the source payer", id);
+    co_await store_refreshed_tokens(state.job.id, tokens);
+    spdlog::info("job {}: refreshed the member's tokens at the source payer", state.job.id);
+  }
+
+  // Stores tokens just refreshed before anything else happens: with rotation the old refresh token is
+  // spent, so these are the member's only valid ones. Through a database outage they stay in memory
+  // and the store is retried (the job keeps its place: the lease is fenced by owner, and this instance
+  // renews it first when PostgreSQL is back), up to exchange.outageToleranceSeconds.
+  asio::awaitable<void> store_refreshed_tokens(long long id, const oauth::Tokens& tokens) {
+    const auto give_up_at = Clock::now() + std::chrono::seconds(config.outage_tolerance_seconds);
+    for (int attempt = 1;; ++attempt) {
+      std::string unavailable;
+      try {
+        const bool held = co_await on_sql([this, id, &tokens](store::BatchJobRepository& jobs) {
+          return jobs.store_tokens(id, owner, tokens.access_token, tokens.refresh_token);
+        });
+        if (!held) {
+          spdlog::error("job {}: another instance took the job over while this one refreshed the member's tokens; "
+                        "the refresh token the job holds now is spent, so the job will ask the member to sign in again",
+                        id);
+          throw JobLeft();
+        }
+        if (attempt > 1) spdlog::info("job {}: stored the member's refreshed tokens (attempt {})", id, attempt);
+        co_return;
+      } catch (const store::DatabaseUnavailable& error) {
+        unavailable = error.what();
+      }
+      if (Clock::now() >= give_up_at) {
+        throw JobPause("cannot store the member's refreshed tokens (" + unavailable +
+                       "); the refresh token stored before is spent, so the member may have to sign in again");
+      }
+      if (attempt == 1 || attempt % 10 == 0) {
+        spdlog::warn("job {}: cannot store the member's refreshed tokens yet (attempt {}), keeping them and retrying: {}",
+                     id, attempt, unavailable);
+      }
+      co_await sleep_for(backoff(attempt, std::nullopt));
+    }
   }
 
   // Sends to the target FHIR server. Only an answer that `verify` accepts counts as written: a 2xx it

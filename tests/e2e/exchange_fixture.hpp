@@ -31,6 +31,12 @@ inline void control(const std::string& origin, const std::string& what, const js
   ASSERT_EQ(result.status, 200) << what << ": " << result.body;
 }
 
+// Refresh-token grants the OAuth peer has seen (tests/peers/oauth-server.mjs token-stats).
+inline int refreshes_seen(const std::string& issuer) {
+  const auto stats = parse(http_get(issuer + "/__control/token-stats"));
+  return stats.value("/byGrantType/refresh_token"_json_pointer, 0);
+}
+
 class ExchangeTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -50,6 +56,9 @@ class ExchangeTest : public ::testing::Test {
   std::string source_path_ = "/fhir";
   std::string target_path_ = "/fhir";
 
+  // The database the service uses; a derived fixture may give the service a cluster of its own.
+  virtual std::string database_url() const { return database_.url(); }
+
   std::string issuer() const { return oauth_->ready()["issuer"]; }
   std::string source_base() const { return source_->ready()["base"]; }
   std::string target_base() const { return target_->ready()["base"]; }
@@ -64,6 +73,7 @@ class ExchangeTest : public ::testing::Test {
     std::ofstream(path) << config.dump();
     config_files_.push_back(path);
     auto env = service_env(database_);
+    env["P2P_DATABASE_URL"] = database_url();
     env["P2P_FHIR_PERSISTENCE_URL"] = target_base();
     env["P2P_ALLOW_PLAIN_HTTP"] = "true";
     for (auto& [key, value] : extra_env) env[key] = value;
@@ -71,7 +81,7 @@ class ExchangeTest : public ::testing::Test {
     auto& service = *services_.back();
     EXPECT_TRUE(service.wait_for("/readyz", 200)) << service.log();
     if (!definition_added_) {
-      exec_sql(database_.url(),
+      exec_sql(database_url(),
                "INSERT INTO oidc_servers (name, issuer, client_id, client_secret, fhir_endpoint, token_endpoint,"
                " organization_id, custom_token_params) VALUES ('Source Payer A', '" + issuer() + "', 'p2p-client', '" +
                    kClientSecret + "', '" + source_base() + "', '" + issuer() + "/token', 'ABCD', 'memberId')");

@@ -4,8 +4,10 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "exchange_fixture.hpp"
+#include "private_cluster.hpp"
 
 using nlohmann::json;
 using namespace p2p::test;
@@ -41,4 +43,55 @@ TEST_F(ExchangeTest, EachJobsLogLinesCarryItsOwnRequestIdWhileJobsInterleave) {
   }
   EXPECT_EQ(jobs_seen.size(), 2u) << service.log();
   EXPECT_GE(checked, 4) << service.log();
+}
+
+// (5) + (8b): PostgreSQL restarts in the middle of a job, at the worst moment: the source has just
+// rotated the member's refresh token and its answer arrives while the database is down. The new
+// tokens are kept and stored once PostgreSQL is back (the spent one is never presented again), the
+// job picks up where it was, and every resource lands once.
+namespace {
+
+class PostgresRestartTest : public ExchangeTest {
+ protected:
+  PostgresRestartTest() {
+    pqxx::connection admin(cluster_.url("postgres"));
+    pqxx::nontransaction tx(admin);
+    tx.exec0("CREATE DATABASE p2p");
+  }
+  std::string database_url() const override { return cluster_.url("p2p"); }
+  PrivateCluster cluster_;
+};
+
+}  // namespace
+
+TEST_F(PostgresRestartTest, ARestartMidJobWhileRotatedTokensAreInFlightLosesNeitherTokensNorResources) {
+  seed_source("pg1", 200);  // 203 resources at the source: 6 pages of 40
+  auto& service = start_service();
+  // Each page takes 600 ms at the source, so the job is surely in the middle when PostgreSQL goes.
+  control(origin(source_base()), "delay", {{"milliseconds", 600}, {"match", "$everything"}, {"method", "GET"}});
+  const auto tokens = issue_tokens("pg1");
+  const auto id = start_job(service, tokens, "pg1");
+  ASSERT_TRUE(eventually([&] { return job(service, id).value("pagesCompleted", 0) >= 2; }, 30s)) << service.log();
+
+  // The access token expires: the next page is refused and the service refreshes. The token endpoint
+  // rotates the refresh token at once and answers 4 s later; PostgreSQL is stopped meanwhile.
+  http_request("POST", issuer() + "/__control/expire-access", {kJson}, json({{"access_token", tokens["access_token"]}}).dump());
+  control(issuer(), "delay-next-token-response", {{"milliseconds", 4000}, {"grant", "refresh_token"}});
+  ASSERT_TRUE(eventually([&] { return refreshes_seen(issuer()) >= 1; }, 30s)) << service.log();
+  cluster_.stop();
+  ASSERT_TRUE(service.wait_for_log("cannot store the member's refreshed tokens yet (attempt 1)", 30s)) << service.log();
+  std::this_thread::sleep_for(3s);
+  cluster_.start();
+
+  const auto done = wait_for_end(service, id, 120s);
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << service.log();
+  EXPECT_EQ(done["resourcesWritten"], 202);
+  EXPECT_EQ(done["lastError"], nullptr);
+  EXPECT_EQ(target_resources("Observation").size(), 200u) << "every resource, once";
+  EXPECT_EQ(target_resources("Encounter").size(), 1u);
+  const auto stats = parse(http_get(issuer() + "/__control/token-stats"));
+  EXPECT_EQ(stats["byGrantType"]["refresh_token"], 1) << "one expiry, one refresh: " << stats.dump();
+  EXPECT_EQ(stats["refreshTokenReused"], 0) << "the spent refresh token was never presented again: " << stats.dump();
+  EXPECT_TRUE(service.wait_for_log("job " + std::to_string(id) + ": stored the member's refreshed tokens (attempt "))
+      << service.log();
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "e2e_fixture.hpp"
+#include "private_cluster.hpp"
 #include "p2p/store/migrations.hpp"
 #include "p2p/util/crypto.hpp"
 
@@ -30,32 +31,6 @@ std::pair<int, std::string> run_binary(const std::string& arguments, const std::
   const int status = ::pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
-
-// A private PostgreSQL cluster (scripts/pg.sh) that this test may stop and start.
-class PrivateCluster {
- public:
-  PrivateCluster() : dir_("/tmp/p2p-pg-" + p2p::util::random_hex(4)), port_(ServiceProcess::free_port()) {
-    start();
-  }
-  ~PrivateCluster() {
-    stop();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::remove(dir_ + "/data.initdb.log");
-  }
-  void start() { shell("pg_start " + dir_ + "/data " + std::to_string(port_)); }
-  void stop() { shell("pg_stop " + dir_ + "/data"); }
-  std::string url(const std::string& database) const {
-    return "postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/" + database;
-  }
-
- private:
-  static void shell(const std::string& command) {
-    const std::string line = "bash -c 'source " + std::string(P2P_SOURCE_DIR) + "/scripts/pg.sh && " + command + "'";
-    ASSERT_EQ(std::system(line.c_str()), 0) << line;
-  }
-  std::string dir_;
-  int port_;
-};
 
 }  // namespace
 

@@ -215,11 +215,6 @@ namespace {
 
 const json kFastPauses = {{"maxAttempts", 2}, {"initialBackoffMilliseconds", 50}, {"maxBackoffSeconds", 2}};
 
-int refreshes_seen(const std::string& issuer) {
-  const auto stats = parse(http_get(issuer + "/__control/token-stats"));
-  return stats.value("/byGrantType/refresh_token"_json_pointer, 0);
-}
-
 }  // namespace
 
 TEST_F(ExchangeTest, ASourceOutageBeforeAndA503MidJobPauseTheJobWhichThenWritesEveryResourceOnce) {

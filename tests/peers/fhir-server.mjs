@@ -211,6 +211,7 @@ function exclusive(fn) {
 // Test controls state
 
 let failRules = []; // {status, remaining, retryAfter, match, method}
+let delayRules = []; // {milliseconds, remaining, match, method}: slow answers (p2p-exchange test addition)
 let requestLog = []; // {method, path, authorization, status}
 // p2p-exchange test addition: hostile-server rules (see the test controls table in README.md).
 let plantRules = []; // {resources, match, page}: extra entries appended to search/$everything pages
@@ -742,6 +743,16 @@ function sendMisbehaving(res, mode, bodyText) {
 async function handleFhir(req, res, url) {
   const bodyText = await readBody(req);
 
+  // p2p-exchange test addition: a slow server (before anything else; the request is then handled).
+  const slow = delayRules.find(
+    (r) => r.remaining > 0 && (!r.method || r.method === req.method) && (!r.match || req.url.includes(r.match)),
+  );
+  if (slow) {
+    slow.remaining--;
+    delayRules = delayRules.filter((r) => r.remaining > 0);
+    await new Promise((resolve) => setTimeout(resolve, slow.milliseconds));
+  }
+
   // p2p-exchange test addition: injected failures (before auth, like a gateway would).
   const rule = failRules.find(
     (r) => r.remaining > 0 && (!r.method || r.method === req.method) && (!r.match || req.url.includes(r.match)),
@@ -890,6 +901,28 @@ async function handleControl(req, res, url) {
       failRules.push({ status, remaining: count, retryAfter: b.retryAfter, match: b.match || undefined, method: b.method });
       return sendJson(res, 200, { ok: true, rules: failRules });
     }
+    case 'POST /__control/delay': {
+      const b = jsonBody();
+      if (b === null) {
+        return;
+      }
+      const ms = b.milliseconds;
+      if (!Number.isInteger(ms) || ms < 0 || ms > 600000) {
+        return sendJson(res, 400, { error: 'milliseconds must be an integer, 0..600000' });
+      }
+      const count = b.count === undefined ? Infinity : b.count;
+      if (count !== Infinity && (!Number.isInteger(count) || count < 1)) {
+        return sendJson(res, 400, { error: 'count must be a positive integer (default: unlimited)' });
+      }
+      if (b.match !== undefined && typeof b.match !== 'string') {
+        return sendJson(res, 400, { error: 'match must be a string' });
+      }
+      if (b.method !== undefined && typeof b.method !== 'string') {
+        return sendJson(res, 400, { error: 'method must be a string such as GET' });
+      }
+      delayRules.push({ milliseconds: ms, remaining: count, match: b.match || undefined, method: b.method });
+      return sendJson(res, 200, { ok: true, rules: delayRules.length });
+    }
     // p2p-exchange test addition: hostile SOURCE / TARGET modes
     case 'POST /__control/plant': {
       const b = jsonBody();
@@ -970,6 +1003,7 @@ async function handleControl(req, res, url) {
       await exclusive(async () => {
         repo.clear();
         failRules = [];
+        delayRules = [];
         requestLog = [];
         plantRules = [];
         loopRules = [];
@@ -994,6 +1028,7 @@ async function handleControl(req, res, url) {
         error: `unknown control endpoint ${route}`,
         endpoints: [
           'POST /__control/fail-next',
+          'POST /__control/delay',
           'POST /__control/plant',
           'POST /__control/loop-next',
           'POST /__control/misbehave',

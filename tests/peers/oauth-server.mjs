@@ -30,6 +30,10 @@
 //                                       -> the next `count` token requests of that grant_type (default:
 //                                          any) are processed, but their response is never sent
 //                                          (the socket is destroyed instead)
+//   POST   /__control/delay-next-token-response {"milliseconds","count"?:1,"grant"?:"refresh_token"}
+//                                       -> the next `count` token requests of that grant_type are
+//                                          processed at once (tokens rotated) and answered after
+//                                          `milliseconds` (a slow token endpoint)
 //   GET    /__control/token-stats       -> token-endpoint request counts by grant type, refresh-token
 //                                          reuse, drops
 //   POST   /__control/reset             -> clears drop rules, token stats and token-requests (not tokens)
@@ -329,6 +333,18 @@ function maybeDropTokenResponse(ctx, rec) {
   ctx.req.socket.destroy();
 }
 
+let delayRules = []; // {grant (null = any), remaining, milliseconds}
+
+/** After oidc-provider has processed a token request: hold its answer if a rule says so. */
+async function maybeDelayTokenResponse(rec) {
+  const rule = delayRules.find((r) => r.remaining > 0 && (r.grant === null || r.grant === rec.grant_type));
+  if (!rule) return;
+  rule.remaining--;
+  delayRules = delayRules.filter((r) => r.remaining > 0);
+  log(`token response for grant_type=${rec.grant_type} (status ${rec.status}) held for ${rule.milliseconds} ms`);
+  await new Promise((resolve) => setTimeout(resolve, rule.milliseconds));
+}
+
 // --- control API ----------------------------------------------------------------------------
 
 class HttpError extends Error {
@@ -466,12 +482,26 @@ function controlRoutes(provider) {
       return { status: 200, body: { ok: true, rules: dropRules } };
     },
 
+    async 'POST /__control/delay-next-token-response'(body) {
+      const count = body.count === undefined ? 1 : body.count;
+      if (!Number.isInteger(count) || count < 1) {
+        throw new HttpError(400, 'invalid_request', '"count" must be a positive integer');
+      }
+      if (!Number.isInteger(body.milliseconds) || body.milliseconds < 0 || body.milliseconds > 600000) {
+        throw new HttpError(400, 'invalid_request', '"milliseconds" must be an integer, 0..600000');
+      }
+      const grant = body.grant === undefined ? null : requireString(body, 'grant');
+      delayRules.push({ grant, remaining: count, milliseconds: body.milliseconds });
+      return { status: 200, body: { ok: true, rules: delayRules } };
+    },
+
     async 'GET /__control/token-stats'() {
       return { status: 200, body: { ...tokenStats, pendingDrops: dropRules } };
     },
 
     async 'POST /__control/reset'() {
       dropRules = [];
+      delayRules = [];
       tokenStats = emptyStats();
       tokenRequests.length = 0;
       return { status: 200, body: { ok: true } };
@@ -557,6 +587,7 @@ provider.use(async (ctx, next) => {
     if (ctx.body && typeof ctx.body === 'object') recordIssuedTokens(ctx.body.access_token, ctx.body.refresh_token);
     const rec = recordTokenRequest(ctx);
     maybeDropTokenResponse(ctx, rec); // p2p-exchange test addition
+    if (!rec.dropped) await maybeDelayTokenResponse(rec); // p2p-exchange test addition
   }
   else if (!ctx.path.startsWith('/__control')) log(`${ctx.method} ${ctx.path} -> ${ctx.status}`);
 });
