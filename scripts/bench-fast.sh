@@ -13,7 +13,7 @@
 #      pages of about P2P_BENCH_MAX_PAGE_BYTES each (VmHWM of /proc/PID/status).
 # Every job must end COMPLETED with every resource the source served written (the member's own
 # Patient is not: MDM is off), and the target must have received exactly that.
-#   P2P_BENCH_RESOURCES        resources of the member for a-c (default 20000)
+#   P2P_BENCH_RESOURCES        resources of the member for a-c (default 20000; rounded up to whole pages)
 #   P2P_BENCH_PAGE             resources a page for a-c (default 100)
 #   P2P_BENCH_JOBS             concurrent jobs for c and d (default 4)
 #   P2P_BENCH_MAX_PAGE_BYTES   page size for d (default 16252928 = 15.5 MiB: the service refuses pages
@@ -22,6 +22,7 @@
 #   P2P_BENCH_TIMEOUT          seconds a part may take before the run fails (default 1800)
 #   P2P_BENCH_SKIP_SETUP       set: do not run scripts/setup.sh, use the build/p2p-exchange there
 #   P2P_BENCH_KEEP             set: keep the work folder (logs, results) instead of deleting it
+#   P2P_BENCH_LOG_LEVEL        the service's log level (default warn; info logs every request)
 # The binary is copied from build/ at the start and the copy is run, so a rebuild during the run does
 # not change what is measured.
 set -euo pipefail
@@ -59,11 +60,12 @@ cleanup() {
 trap cleanup EXIT
 
 # The build folder may be rebuilt by someone else during the run: measure a copy taken now.
+built=$(date -r build/p2p-exchange '+%F %T')
 cp build/p2p-exchange "$work/p2p-exchange"
 [ ! -d build/swagger-ui ] || cp -r build/swagger-ui "$work/swagger-ui"
 service_bin=$work/p2p-exchange
 version=$("$service_bin" --version 2>&1) || { echo "bench-fast: the copied build/p2p-exchange does not run (being rebuilt?): $version" >&2; exit 1; }
-echo "==> service: $version, build/p2p-exchange of $(date -r build/p2p-exchange '+%F %T'), run from a copy"
+echo "==> service: $version, build/p2p-exchange of $built, run from a copy"
 clk_tck=$(getconf CLK_TCK)
 
 start_peer() {  # name, args... ; sets peer_base to the ready line's base (no subshell: pids must stick)
@@ -94,7 +96,7 @@ token_key=$(openssl rand -base64 32)
 http_port=$(pg_free_port)
 service_env=(P2P_DATABASE_URL="postgresql://postgres@127.0.0.1:$pg_port/p2p" P2P_API_KEYS="$key" P2P_HTTP_PORT="$http_port"
              P2P_TOKEN_ENCRYPTION_KEY="$token_key" P2P_FHIR_PERSISTENCE_URL="$target_base" P2P_ALLOW_PLAIN_HTTP=true
-             P2P_EXCHANGE_CONCURRENCY="$jobs" P2P_LOG_LEVEL=warn)
+             P2P_EXCHANGE_CONCURRENCY="$jobs" P2P_LOG_LEVEL="${P2P_BENCH_LOG_LEVEL:-warn}")
 echo '{"exchange": {"maxPageBytes": 16777216}}' >"$work/config.json"
 if env "${service_env[@]}" "$service_bin" --config "$work/config.json" --check-config >"$work/check-config.txt" 2>&1; then
   max_page_setting="exchange.maxPageBytes = 16777216"
@@ -127,13 +129,15 @@ server_id() {  # name, issuer, fhir_endpoint: prints the new OIDC server's pid (
   psql -X -q -t -A -h 127.0.0.1 -p "$pg_port" -U postgres -d p2p -c \
     "INSERT INTO oidc_servers (name, issuer, fhir_endpoint, organization_id) VALUES ('$1', '$2', '$3', 'BENCH') RETURNING pid" | head -n 1
 }
-source_pid=$(server_id 'Bench fast source' 'http://127.0.0.1/issuer/fast' "$source_base")
-big_pid=$(server_id 'Bench fast source, max-size pages' 'http://127.0.0.1/issuer/big' "$big_base")
+source_server=$(server_id 'Bench fast source' 'http://127.0.0.1/issuer/fast' "$source_base")
+big_server=$(server_id 'Bench fast source, max-size pages' 'http://127.0.0.1/issuer/big' "$big_base")
 api="http://127.0.0.1:$http_port/api/oidc_servers"
 
 # drive.mjs CONFIG_JSON: starts one job per target patient at once, polls them every 20 ms until they
-# end (one job: its GET; several: one GET of the server's job list), and checks the outcome against what the source served and what the target received. Writes the
-# measures to CONFIG.out. Exits 1 (with the job JSON) when a job does not complete or a count differs.
+# end (one job: its GET; several: one GET of the server's job list), and checks the outcome against
+# what the source served and what the target received. Measures the CPU of the service (and its
+# threads), the peers, PostgreSQL and itself meanwhile. Writes the measures to CONFIG.out. Exits 1
+# (with the job JSON) when a job does not complete, pauses, or a count differs.
 cat >"$work/drive.mjs" <<'JS'
 import fs from 'node:fs';
 import http from 'node:http';
@@ -285,7 +289,7 @@ EOF
 }
 
 echo "==> a. one job: $resources resources in pages of $page"
-drive a "$source_pid" "$source_base" "$source_peer" "Patient/m1/\$everything?_count=$page" t-single
+drive a "$source_server" "$source_base" "$source_peer" "Patient/m1/\$everything?_count=$page" t-single
 
 echo "==> b. raw copy baseline: GET, parse, transaction of PUTs, POST, one page at a time"
 curl -fsS -X POST "$(control "$target_base")/__control/reset" >/dev/null
@@ -300,7 +304,7 @@ node -e '
 
 targets=(); for n in $(seq 1 "$jobs"); do targets+=("t-concurrent-$n"); done
 echo "==> c. $jobs jobs at once, same source member, one target patient each"
-drive c "$source_pid" "$source_base" "$source_peer" "Patient/m1/\$everything?_count=$page" "${targets[@]}"
+drive c "$source_server" "$source_base" "$source_peer" "Patient/m1/\$everything?_count=$page" "${targets[@]}"
 rss_abc_kib=$(vmhwm_kib)
 
 echo "==> d. peak RSS: a fresh service process, then $jobs jobs at once of $max_pages pages of <= $max_page_bytes bytes"
@@ -309,11 +313,11 @@ start_service
 sleep 1
 rss_idle_kib=$(vmhwm_kib)
 targets=(); for n in $(seq 1 "$jobs"); do targets+=("t-big-$n"); done
-drive d "$big_pid" "$big_base" "$big_peer" "Patient/m1/\$everything" "${targets[@]}"
+drive d "$big_server" "$big_base" "$big_peer" "Patient/m1/\$everything" "${targets[@]}"
 rss_big_kib=$(vmhwm_kib)
 
-# Anything the service logged at warning level or above (the run logs at warn).
-grep -v -E '^\s*$' "$work/service.log" >"$work/service-warnings.txt" || true
+# Anything the service logged at warning level or above.
+grep -E '^[0-9TZ:.-]+ (warning|error|critical) ' "$work/service.log" >"$work/service-warnings.txt" || true
 
 node - "$work" "$rss_idle_kib" "$rss_big_kib" "$rss_abc_kib" "$max_page_setting" <<'JS'
 const fs = require('fs');
