@@ -367,7 +367,7 @@ void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
                              "retiredTokenEncryptionKeys", "developmentMode", "versionedReferences", "allowPlainHttp",
                              "mdmPatientIdentifier", "traceabilitySystemBase", "exchangeTagSystem", "concurrency",
                              "leaseSeconds", "pollIntervalMilliseconds", "maxAttempts", "initialBackoffMilliseconds",
-                             "maxBackoffSeconds", "requestTimeoutSeconds", "maxResponseBytes", "maxPages",
+                             "maxBackoffSeconds", "requestTimeoutSeconds", "maxResponseBytes", "maxPageBytes", "maxPages",
                              "outageToleranceSeconds", "maxClaims", "resourceTypes", "verifyTls", "caFile"});
     reader.read_string(*section, "fhirPersistenceUrl", "exchange.fhirPersistenceUrl", exchange.fhir_persistence_url);
     reader.read_string(*section, "fhirPersistenceAuthorization", "exchange.fhirPersistenceAuthorization",
@@ -397,6 +397,8 @@ void read_exchange(Reader& reader, const json& root, ExchangeConfig& exchange) {
                         exchange.request_timeout_seconds, 1, 3600);
     reader.read_integer(*section, "maxResponseBytes", "exchange.maxResponseBytes", exchange.max_response_bytes, 1024,
                         std::int64_t{1} << 32);
+    reader.read_integer(*section, "maxPageBytes", "exchange.maxPageBytes", exchange.max_page_bytes, 1024,
+                        std::int64_t{1} << 30);
     reader.read_integer(*section, "maxPages", "exchange.maxPages", exchange.max_pages, 1, 10000000);
     reader.read_integer(*section, "outageToleranceSeconds", "exchange.outageToleranceSeconds",
                         exchange.outage_tolerance_seconds, 0, 30 * 24 * 3600);

@@ -357,7 +357,7 @@ std::optional<std::string> next_link(const json& page) {
   return std::nullopt;
 }
 
-TransformedPage transform_page(const json& page, const TransformContext& context) {
+TransformedPage transform_page(json page, const TransformContext& context) {
   if (!page.is_object() || page.value("resourceType", json()) != "Bundle") {
     throw std::invalid_argument("the source answered with something that is not a FHIR Bundle");
   }
@@ -365,8 +365,8 @@ TransformedPage transform_page(const json& page, const TransformContext& context
     throw std::invalid_argument("the source's page is nested more than " + std::to_string(kMaxPageDepth) +
                                 " levels deep; it is not a FHIR Bundle this service can take");
   }
-  const json empty = json::array();
-  const json& entries = page.contains("entry") && page["entry"].is_array() ? page["entry"] : empty;
+  json empty = json::array();
+  json& entries = page.contains("entry") && page["entry"].is_array() ? page["entry"] : empty;
 
   // First pass: where each entry goes, so urn:uuid and absolute fullUrl references can be rewritten.
   Rewriter rewriter(context);
@@ -388,12 +388,12 @@ TransformedPage transform_page(const json& page, const TransformContext& context
   json transaction_entries = json::array();
   json author_agents = json::array();
   std::set<std::string> seen;
-  for (const auto& entry : entries) {
+  for (auto& entry : entries) {
     if (!entry.contains("resource") || !entry["resource"].is_object()) {
       ++out.skipped;
       continue;
     }
-    json resource = entry["resource"];
+    json resource = std::move(entry["resource"]);  // the page is ours: taken, not copied
     const std::string type = string_member(resource, "resourceType");
     const std::string source_id = string_member(resource, "id");
     if (type == "OperationOutcome") {  // the source's word on its results (search.mode outcome), not data

@@ -81,6 +81,7 @@ struct Target {
   std::string origin;       // "scheme://host:port": the pool key
   std::string target;       // the request target: path and query
   std::string where;        // "GET https://host/path" for exchange errors: no query, no credentials
+  std::size_t max_response_bytes = 0;  // this request's limit, after decompression
 };
 
 Target parse_target(const ClientRequest& request) {
@@ -196,7 +197,7 @@ FetchError exchange_error(const error_code& error, bool sending, const Target& t
   }
   if (error == bhttp::error::body_limit) {
     return {Kind::kTooLarge, target.where + ": the response body is larger than the limit of " +
-                                 std::to_string(options.max_response_bytes) + " bytes (max_response_bytes)"};
+                                 std::to_string(target.max_response_bytes) + " bytes"};
   }
   if (error == bhttp::error::header_limit) {
     return {Kind::kTooLarge, target.where + ": the response headers are larger than the limit of " +
@@ -248,7 +249,7 @@ std::string gunzip(std::string_view input, std::size_t limit, const std::string&
     const std::size_t produced = chunk.size() - zs.avail_out;
     if (produced > limit - output.size()) {
       throw FetchError(Kind::kTooLarge, where + ": the gzip-decoded response is larger than the limit of " +
-                                            std::to_string(limit) + " bytes (max_response_bytes)");
+                                            std::to_string(limit) + " bytes");
     }
     output.append(reinterpret_cast<const char*>(chunk.data()), produced);
     const bool input_left = zs.avail_in > 0 || consumed < input.size();
@@ -317,7 +318,7 @@ struct Exchanged {
 
 template <class Stream>
 asio::awaitable<Exchanged> write_and_read(Stream& stream, beast::tcp_stream& lowest, const WireRequest& wire,
-                                          const ClientOptions& options) {
+                                          const ClientOptions& options, std::size_t max_response_bytes) {
   Exchanged out;
   lowest.expires_after(std::chrono::seconds(options.read_timeout_seconds));
   auto [write_error, written] = co_await bhttp::async_write(stream, wire, kTuple);
@@ -332,7 +333,7 @@ asio::awaitable<Exchanged> write_and_read(Stream& stream, beast::tcp_stream& low
   for (;;) {
     Parser parser;
     parser.header_limit(kHeaderLimitBytes);
-    parser.body_limit(static_cast<std::uint64_t>(options.max_response_bytes));
+    parser.body_limit(static_cast<std::uint64_t>(max_response_bytes));
     if (wire.method() == bhttp::verb::head) parser.skip(true);
     auto [read_error, read] = co_await bhttp::async_read(stream, buffer, parser, kTuple);
     (void)read;
@@ -525,9 +526,9 @@ struct HttpClient::Impl {
     }
     Exchanged result;
     if (connection->tls) {
-      result = co_await write_and_read(*connection->tls, connection->tcp(), wire, options);
+      result = co_await write_and_read(*connection->tls, connection->tcp(), wire, options, target.max_response_bytes);
     } else {
-      result = co_await write_and_read(*connection->plain, connection->tcp(), wire, options);
+      result = co_await write_and_read(*connection->plain, connection->tcp(), wire, options, target.max_response_bytes);
     }
     if (result.error) {
       if (reused && !result.answered && is_closed_by_peer(result.error)) co_return std::nullopt;
@@ -562,7 +563,8 @@ HttpClient::Stats HttpClient::stats() const {
 
 boost::asio::awaitable<ClientResponse> HttpClient::send(ClientRequest request) {
   Impl& impl = *impl_;
-  const Target target = parse_target(request);
+  Target target = parse_target(request);
+  target.max_response_bytes = request.max_response_bytes > 0 ? request.max_response_bytes : impl.options.max_response_bytes;
   const WireRequest wire = make_wire_request(request, target, impl.options);
   impl.requests.fetch_add(1, std::memory_order_relaxed);
 
@@ -582,7 +584,7 @@ boost::asio::awaitable<ClientResponse> HttpClient::send(ClientRequest request) {
   if (!response->body.empty()) {
     const auto encoding = response->header("content-encoding");
     if (encoding && is_gzip(*encoding)) {
-      response->body = gunzip(response->body, impl.options.max_response_bytes, target.where);
+      response->body = gunzip(response->body, target.max_response_bytes, target.where);
       std::erase_if(response->headers, [](const auto& header) {
         return iequals(header.first, "content-encoding") || iequals(header.first, "content-length");
       });

@@ -243,12 +243,15 @@ struct JobRunner::Impl {
       get.url = url;
       get.headers.emplace_back("Authorization", "Bearer " + state.access_token);
       get.headers.emplace_back("Accept", "application/fhir+json");
+      get.max_response_bytes = config.max_page_bytes;
       bool transport_failed = false;
       try {
         response = co_await client->send(std::move(get));
       } catch (const http::FetchError& error) {
         if (error.kind() == http::FetchError::Kind::kTooLarge) {
-          throw JobFailure("cannot read from the source payer at " + origin_and_path(url) + ": " + error.what());
+          throw JobFailure("the source payer's page at " + origin_and_path(url) + " is larger than exchange.maxPageBytes (" +
+                           std::to_string(config.max_page_bytes) + " bytes): ask the source payer for smaller pages, or "
+                           "raise exchange.maxPageBytes (memory grows with it)");
         }
         if (attempt >= config.max_attempts) {
           throw JobPause("cannot read from the source payer at " + origin_and_path(url) + ": " + error.what());
@@ -382,13 +385,13 @@ struct JobRunner::Impl {
   // Sends to the target FHIR server. Only an answer that `verify` accepts counts as written: a 2xx it
   // refuses (a gateway's HTML page, a 202, a batch-response with errors, a short transaction-response)
   // is retried like a 429/5xx/network error; any other 4xx fails the job with what the target said.
-  asio::awaitable<json> send_target(const std::string& method, const std::string& path, const json& body,
+  asio::awaitable<json> send_target(const std::string& method, const std::string& path, std::string body,
                                     const std::string& what, const Verify& verify) {
     std::string base = config.fhir_persistence_url;
     while (!base.empty() && base.back() == '/') base.pop_back();
     http::ClientRequest request{method, path.empty() ? base : base + "/" + path,
                                 {{"Content-Type", "application/fhir+json"}, {"Accept", "application/fhir+json"}},
-                                body.dump()};
+                                std::move(body)};
     if (!config.fhir_persistence_authorization.empty()) {
       request.headers.emplace_back("Authorization", config.fhir_persistence_authorization);
     }
@@ -468,9 +471,9 @@ struct JobRunner::Impl {
     const std::string& id = state.task_id;
     // Named, not built inside the co_await expression (GCC 12 and temporaries there, see run_sql).
     const Verify stored = updated("Task", id);
-    const json task = task_resource(state, status, reason);
+    std::string task = task_resource(state, status, reason).dump();
     const std::string path = "Task/" + id;
-    co_await send_target("PUT", path, task, "the tracking Task", stored);
+    co_await send_target("PUT", path, std::move(task), "the tracking Task", stored);
   }
 
   asio::awaitable<void> run_job(store::ClaimedJob claimed) {
@@ -548,27 +551,21 @@ struct JobRunner::Impl {
                            "source's paging, or raise exchange.maxPages");
         }
         state.pages_seen.insert(*url);
-        // The page fetched while the previous one was being written, or fetched now.
-        http::ClientResponse response;
-        if (prefetch) {
-          response = co_await take(prefetch);
-          prefetch.reset();
-        } else {
-          response = co_await fetch_source(state, *url);
+        // The page fetched while the previous one was being written, or fetched now. Its body goes as
+        // soon as it is parsed, and the parsed page as soon as it is transformed (memory: one page's
+        // DOM at a time, see docs/exchange.md "Limits").
+        json page;
+        {
+          http::ClientResponse response;
+          if (prefetch) {
+            response = co_await take(prefetch);
+            prefetch.reset();
+          } else {
+            response = co_await fetch_source(state, *url);
+          }
+          page = json::parse(response.body, nullptr, false);
         }
-        const auto page = json::parse(response.body, nullptr, false);
         if (page.is_discarded()) throw JobFailure("the source payer answered with invalid JSON for " + origin_and_path(*url));
-        context.source_page_url = *url;
-        context.recorded = utc_now();
-        fhir::TransformedPage transformed;
-        try {
-          transformed = fhir::transform_page(page, context);
-        } catch (const std::invalid_argument& error) {
-          throw JobFailure(error.what());
-        } catch (const json::exception& error) {
-          throw JobFailure("the source's page " + std::to_string(state.pages + 1) + " is not FHIR this service can read (" +
-                           error.what() + ")");
-        }
         std::optional<std::string> next;
         if (auto link = fhir::next_link(page)) {
           try {
@@ -581,6 +578,17 @@ struct JobRunner::Impl {
                              std::to_string(state.pages + 1) + " points back to a page already read (" +
                              origin_and_path(*next) + "); the source's paging loops");
           }
+        }
+        context.source_page_url = *url;
+        context.recorded = utc_now();
+        fhir::TransformedPage transformed;
+        try {
+          transformed = fhir::transform_page(std::move(page), context);
+        } catch (const std::invalid_argument& error) {
+          throw JobFailure(error.what());
+        } catch (const json::exception& error) {
+          throw JobFailure("the source's page " + std::to_string(state.pages + 1) + " is not FHIR this service can read (" +
+                           error.what() + ")");
         }
         for (const auto& [type, count] : transformed.skipped_types) {
           if (!state.skipped.contains(type)) {  // the job's first of that type (earlier pages are in state.skipped)
@@ -619,15 +627,20 @@ struct JobRunner::Impl {
             return fhir::transaction_response_problem(code, content_type, body, entries);
           };
           const std::string base_path;
-          const json result = co_await send_target("POST", base_path, transformed.transaction, what, all_stored);
+          // Serialised, then the transaction's DOM goes (but for the page's Provenance, when it is
+          // pointed at the written versions afterwards).
+          std::string transaction = transformed.transaction.dump();
+          json provenance;
+          if (config.versioned_references) provenance = std::move(transformed.transaction["entry"].back()["resource"]);
+          transformed.transaction = json();
+          const json result = co_await send_target("POST", base_path, std::move(transaction), what, all_stored);
           if (config.versioned_references) {
-            const auto& provenance = transformed.transaction["entry"].back()["resource"];
             const std::string& provenance_id = transformed.provenance_id;
             const Verify stored = updated("Provenance", provenance_id);
-            const json versioned = fhir::versioned_provenance(provenance, result);
+            std::string versioned = fhir::versioned_provenance(provenance, result).dump();
             const std::string path = "Provenance/" + provenance_id;
             const std::string provenance_what = "the page's Provenance";
-            co_await send_target("PUT", path, versioned, provenance_what, stored);
+            co_await send_target("PUT", path, std::move(versioned), provenance_what, stored);
           }
         }
         const int written = static_cast<int>(transformed.target_references.size());

@@ -95,3 +95,19 @@ TEST_F(PostgresRestartTest, ARestartMidJobWhileRotatedTokensAreInFlightLosesNeit
   EXPECT_TRUE(service.wait_for_log("job " + std::to_string(id) + ": stored the member's refreshed tokens (attempt "))
       << service.log();
 }
+
+// (9): a page over exchange.maxPageBytes fails the job at once, saying which limit and what to do
+// (memory grows with the page; docs/exchange.md "Limits" has the measured bound).
+TEST_F(ExchangeTest, APageLargerThanMaxPageBytesFailsTheJobSayingWhatToDo) {
+  seed_source("big1", 100);  // pages of 40 Observations: about 14 KB each
+  auto& service = start_service({}, {{"maxPageBytes", 8192}});
+  const auto done = wait_for_end(service, start_job(service, issue_tokens("big1"), "big1"));
+  EXPECT_EQ(done["batchStatus"], "FAILED") << done.dump();
+  EXPECT_EQ(done.value("lastError", ""),
+            "the source payer's page at " + source_base() +
+                "/Patient/big1/$everything is larger than exchange.maxPageBytes (8192 bytes): ask the source payer for "
+                "smaller pages, or raise exchange.maxPageBytes (memory grows with it)")
+      << done.dump();
+  EXPECT_EQ(done["pagesCompleted"], 0);
+  EXPECT_EQ(target_resources("Observation").size(), 0u);
+}

@@ -416,8 +416,14 @@ TEST(HttpClient, ResponsesOverTheLimitAreTooLarge) {
   EXPECT_EQ(declared.kind(), Kind::kTooLarge);
   EXPECT_EQ(std::string(declared.what()),
             "GET http://127.0.0.1:" + std::to_string(server.port()) +
-                "/1001: the response body is larger than the limit of 1000 bytes (max_response_bytes)");
+                "/1001: the response body is larger than the limit of 1000 bytes");
   EXPECT_EQ(fetch_error(io, client, {.url = server.url("/chunked")}).kind(), Kind::kTooLarge);
+
+  // A request may set its own limit, lower or higher than the client's.
+  EXPECT_EQ(fetch(io, client, {.url = server.url("/1500"), .max_response_bytes = 2000}).body.size(), 1500U);
+  const auto own = fetch_error(io, client, {.url = server.url("/600"), .max_response_bytes = 500});
+  EXPECT_EQ(own.kind(), Kind::kTooLarge);
+  EXPECT_NE(std::string(own.what()).find("larger than the limit of 500 bytes"), std::string::npos) << own.what();
 }
 
 TEST(HttpClient, GzipBombIsTooLargeAfterDecoding) {

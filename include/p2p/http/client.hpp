@@ -39,6 +39,8 @@ struct ClientRequest {
   // false for a request that must never be sent twice (a refresh-token grant, which rotates the
   // token): it goes on a fresh connection and is not replayed when the connection closes unanswered.
   bool idempotent = true;
+  // The largest body accepted for this request (after decompression); 0: ClientOptions' limit.
+  std::size_t max_response_bytes = 0;
 };
 
 struct ClientResponse {
