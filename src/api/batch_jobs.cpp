@@ -22,7 +22,7 @@ using nlohmann::ordered_json;
 
 ordered_json job_json(const store::BatchJob& job) {
   return ordered_json{{"batchJobId", job.id},
-                      {"batchStatus", job.status},
+                      {"batchStatus", store::to_string(job.status)},
                       {"startTime", nullable(job.start_time)},
                       {"createTime", job.create_time},
                       {"endTime", nullable(job.end_time)},
@@ -179,7 +179,7 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                  throw http::ApiError(404, "there is no batch job " + std::to_string(id) + " for OIDC server " + std::to_string(pid));
                }
                if (outcome == store::CancelOutcome::kAlreadyEnded) {
-                 throw http::ApiError(409, "batch job " + std::to_string(id) + " has already ended (" + job->status + ")");
+                 throw http::ApiError(409, "batch job " + std::to_string(id) + " has already ended (" + std::string(store::to_string(job->status)) + ")");
                }
                return json_response(202, job_json(*job));
              },

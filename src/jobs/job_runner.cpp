@@ -505,8 +505,8 @@ struct JobRunner::Impl {
           (util::is_plain_http(*endpoint) || util::is_plain_http(config.fhir_persistence_url))) {
         throw JobFailure("plain http:// endpoints are refused (set P2P_ALLOW_PLAIN_HTTP=true only for local tests)");
       }
-      if (state.job.status == "STOPPING") {
-        co_await finish(state, "STOPPED", std::nullopt);
+      if (state.job.status == store::JobStatus::kStopping) {
+        co_await finish(state, store::JobStatus::kStopped, std::nullopt);
         co_return;
       }
       if (!state.job.task_id) {
@@ -538,10 +538,10 @@ struct JobRunner::Impl {
 
       // The status comes with each recorded page, so a cancel is seen at the next page boundary without
       // a query of its own.
-      std::string status = state.job.status;
+      store::JobStatus status = state.job.status;
       while (url) {
         check_still_ours(id);
-        if (status == "STOPPING") {
+        if (status == store::JobStatus::kStopping) {
           stop_requested = true;
           break;
         }
@@ -671,7 +671,7 @@ struct JobRunner::Impl {
         throw JobFailure("the source reported that its results are not complete (" + *state.source_error +
                          "); every page it sent was written; see warnings");
       }
-      co_await finish(state, stop_requested ? "STOPPED" : "COMPLETED", std::nullopt);
+      co_await finish(state, stop_requested ? store::JobStatus::kStopped : store::JobStatus::kCompleted, std::nullopt);
     } catch (const JobLeft&) {
       left_on_shutdown = stopping.load();
       spdlog::info("job {}: left for the next holder of its lease", id);
@@ -722,7 +722,7 @@ struct JobRunner::Impl {
   asio::awaitable<void> fail(JobState& state, std::string reason) {
     spdlog::warn("job {}: failed: {}", state.job.id, reason);
     try {
-      co_await finish(state, "FAILED", reason);
+      co_await finish(state, store::JobStatus::kFailed, reason);
     } catch (const std::exception& error) {
       spdlog::error("job {}: could not record the failure (the job resumes when its lease expires): {}", state.job.id,
                     error.what());
@@ -739,14 +739,16 @@ struct JobRunner::Impl {
     co_return !held.empty();
   }
 
-  asio::awaitable<void> finish(JobState& state, const std::string& status, const std::optional<std::string>& reason) {
+  asio::awaitable<void> finish(JobState& state, store::JobStatus status, const std::optional<std::string>& reason) {
     const long long id = state.job.id;
     const bool held = co_await still_held(id);
     if (!held) {
       spdlog::info("job {}: another instance holds it now; this one leaves it without a word to the target", id);
       co_return;
     }
-    const std::string task_status = status == "COMPLETED" ? "completed" : status == "STOPPED" ? "cancelled" : "failed";
+    const std::string task_status = status == store::JobStatus::kCompleted ? "completed"
+                                    : status == store::JobStatus::kStopped ? "cancelled"
+                                                                           : "failed";
     if (!config.fhir_persistence_url.empty() && !state.server.definition.name.empty()) {
       std::optional<std::string> task_error;
       try {
@@ -762,15 +764,15 @@ struct JobRunner::Impl {
       }
     }
     const bool ended = co_await on_sql(
-        [this, id, &status, &reason](store::BatchJobRepository& jobs) { return jobs.finish(id, owner, status, reason); });
+        [this, id, status, &reason](store::BatchJobRepository& jobs) { return jobs.finish(id, owner, status, reason); });
     if (!ended) {
-      spdlog::warn("job {}: lost its lease while ending as {}; whoever holds it now decides", id, status);
+      spdlog::warn("job {}: lost its lease while ending as {}; whoever holds it now decides", id, store::to_string(status));
       co_return;
     }
-    if (status == "COMPLETED") ++completed;
-    if (status == "FAILED") ++failed;
-    if (status == "STOPPED") ++stopped;
-    spdlog::info("job {}: {} ({} pages, {} resources)", id, status, state.pages, state.resources);
+    if (status == store::JobStatus::kCompleted) ++completed;
+    if (status == store::JobStatus::kFailed) ++failed;
+    if (status == store::JobStatus::kStopped) ++stopped;
+    spdlog::info("job {}: {} ({} pages, {} resources)", id, store::to_string(status), state.pages, state.resources);
   }
 
   asio::steady_timer* claim_timer = nullptr;  // the claim loop's wait; cancelled by wake()

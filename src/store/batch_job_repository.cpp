@@ -43,11 +43,19 @@ std::string counts_json(const std::map<std::string, long long>& counts) {
   return nlohmann::json(counts).dump();
 }
 
+JobStatus status_of(const pqxx::field& field) {
+  const auto text = field.as<std::string>();
+  const auto status = parse_job_status(text);
+  // The column's CHECK constraint allows only the six: anything else is a schema this build does not know.
+  if (!status) throw std::runtime_error("batch_jobs.status has a value this version does not know: " + text);
+  return *status;
+}
+
 BatchJob read_job(const pqxx::row& row) {
   BatchJob job;
   job.id = row[0].as<long long>();
   job.server_pid = row[1].as<int>();
-  job.status = row[2].as<std::string>();
+  job.status = status_of(row[2]);
   job.job_configuration_name = row[3].as<std::string>();
   job.source_patient_id = row[4].as<std::string>();
   job.target_patient_id = row[5].as<std::string>();
@@ -154,10 +162,10 @@ CancelOutcome BatchJobRepository::request_cancel(int server_pid, long long id) {
       " WHERE id = $1 AND server_pid = $2 FOR UPDATE",
       id, server_pid);
   if (rows.empty()) return CancelOutcome::kNotFound;
-  const auto status = rows[0][0].as<std::string>();
-  if (status != "STARTING" && status != "STARTED" && status != "STOPPING") return CancelOutcome::kAlreadyEnded;
+  const auto status = status_of(rows[0][0]);
+  if (!is_active(status)) return CancelOutcome::kAlreadyEnded;
   const bool running = rows[0][1].as<bool>();
-  if (running || status == "STARTED") {
+  if (running || status == JobStatus::kStarted) {
     tx.exec_params("UPDATE batch_jobs SET status = 'STOPPING' WHERE id = $1", id);
   } else {
     // Nobody runs it: stop it now, and delete the tokens with it.
@@ -188,9 +196,9 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
   std::vector<ClaimedJob> claimed;
   for (const auto& row : rows) {
     ClaimedJob job{read_job(row), {}, std::nullopt};
-    if (const int lost = row[kJobColumns + 2].as<int>(); lost > max_lost_leases && job.job.status != "STOPPING") {
+    if (const int lost = row[kJobColumns + 2].as<int>(); lost > max_lost_leases && job.job.status != JobStatus::kStopping) {
       // A job that takes every instance down with it is not run again: fail it alone, and say why.
-      finish(job.job.id, owner, "FAILED",
+      finish(job.job.id, owner, JobStatus::kFailed,
              "the job was taken over " + std::to_string(lost) + " times in a row from an instance that stopped "
              "answering before it finished a page (a page that crashes or exhausts the service?); it is not run again "
              "(exchange.maxClaims is " + std::to_string(max_lost_leases) + "): look for the cause in the logs of those "
@@ -203,8 +211,7 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
       if (!refresh.is_null()) job.refresh_token = cipher_.open(refresh.as<std::string>(), owner_of(job.job.id));
     } catch (const crypto::CipherError& error) {
       // Retrying cannot help (the key is gone): fail this job alone, and say why.
-      finish(job.job.id, owner,
-             "FAILED",
+      finish(job.job.id, owner, JobStatus::kFailed,
              std::string("the member's tokens cannot be decrypted with the configured keys (") + error.what() +
                  "); keep a replaced key in exchange.retiredTokenEncryptionKeys, then start a new job");
       continue;
@@ -231,7 +238,7 @@ std::vector<long long> BatchJobRepository::renew_leases(const std::string& owner
   return ids;
 }
 
-std::optional<std::string> BatchJobRepository::record_page(long long id, const std::string& owner,
+std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std::string& owner,
                                                            const std::optional<std::string>& next_url,
                                                            int resources_written,
                                                            const std::map<std::string, long long>& skipped,
@@ -256,7 +263,7 @@ std::optional<std::string> BatchJobRepository::record_page(long long id, const s
       warnings_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), nullable(source_error));
   tx.commit();
   if (rows.empty()) return std::nullopt;
-  return rows[0][0].as<std::string>();
+  return status_of(rows[0][0]);
 }
 
 bool BatchJobRepository::store_tokens(long long id, const std::string& owner, const std::string& access_token,
@@ -275,14 +282,14 @@ bool BatchJobRepository::set_task_id(long long id, const std::string& owner, con
                          owner, task_id);
 }
 
-bool BatchJobRepository::finish(long long id, const std::string& owner, const std::string& status,
+bool BatchJobRepository::finish(long long id, const std::string& owner, JobStatus status,
                                 const std::optional<std::string>& error) {
   return update_if_owner(connection_,
                          "UPDATE batch_jobs SET status = $3,"
                          " last_error = CASE WHEN $3 = 'FAILED' THEN coalesce($4, last_error) ELSE $4 END, end_time = now(),"
                          " access_token_sealed = NULL, refresh_token_sealed = NULL, lease_owner = NULL,"
                          " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2",
-                         id, owner, status, nullable(error));
+                         id, owner, std::string(to_string(status)), nullable(error));
 }
 
 bool BatchJobRepository::pause(long long id, const std::string& owner, const std::string& reason,

@@ -111,3 +111,50 @@ TEST_F(ExchangeTest, APageLargerThanMaxPageBytesFailsTheJobSayingWhatToDo) {
   EXPECT_EQ(done["pagesCompleted"], 0);
   EXPECT_EQ(target_resources("Observation").size(), 0u);
 }
+
+// (7): an instance that lost its lease touches neither the target nor the job again. Here another
+// instance has taken the job over (its lease, as a claim after an expiry writes it) while this one is
+// mid-page, and the target then refuses this one's page: before, the job's failure was written to the
+// target's tracking Task (over whatever the real owner writes there) before the fenced finish.
+TEST_F(ExchangeTest, AnInstanceThatLostItsLeaseLeavesTheTaskAndTheJobToTheNewOwner) {
+  seed_source("lease1", 200);  // 6 pages of 40
+  auto& service = start_service({}, {{"leaseSeconds", 60}});
+  // Page 3 takes 8 s at the source: the takeover and the target's refusal are set up meanwhile, while
+  // the job waits for it with pages 1 and 2 written.
+  control(origin(source_base()), "delay", {{"milliseconds", 8000}, {"match", "_offset=80"}, {"method", "GET"}});
+  const auto id = start_job(service, issue_tokens("lease1"), "lease1");
+  ASSERT_TRUE(eventually([&] { return job(service, id).value("pagesCompleted", 0) >= 2; }, 30s)) << service.log();
+  const std::string ids = std::to_string(id);
+  exec_sql(database_.url(), "UPDATE batch_jobs SET lease_owner = 'another-instance', lease_expires_at = now() + "
+                            "interval '10 minutes', attempts = attempts + 1 WHERE id = " + ids);
+  const auto requests_before = parse(http_get(origin(target_base()) + "/__control/requests")).size();
+  control(origin(target_base()), "fail-next", {{"status", 400}, {"count", 100}, {"method", "POST"}});
+
+  // The target refuses page 3; whatever this instance does next, it does within moments.
+  ASSERT_TRUE(eventually([&] {
+    const auto seen = parse(http_get(origin(target_base()) + "/__control/requests"));
+    for (std::size_t i = requests_before; i < seen.size(); ++i) {
+      if (seen[i]["method"] == "POST" && seen[i]["status"] == 400) return true;
+    }
+    return false;
+  }, 60s)) << service.log();
+  std::this_thread::sleep_for(2s);
+  EXPECT_TRUE(service.wait_for_log("job " + ids + ": another instance holds it now; this one leaves it without a word "
+                                   "to the target"))
+      << service.log();
+  const auto requests = parse(http_get(origin(target_base()) + "/__control/requests"));
+  for (std::size_t i = requests_before; i < requests.size(); ++i) {
+    EXPECT_EQ(requests[i]["path"].get<std::string>().find("/Task"), std::string::npos)
+        << "the tracking Task was written after the lease was lost: " << requests[i].dump();
+  }
+  const auto task = parse(http_get(target_base() + "/Task/p2p-batch-job-" + ids));
+  EXPECT_EQ(task["status"], "in-progress") << "left for the new owner to end";
+  pqxx::connection connection(database_.url());
+  pqxx::read_transaction tx(connection);
+  const auto row = tx.exec1("SELECT status, lease_owner, last_error IS NULL, access_token_sealed IS NOT NULL "
+                            "FROM batch_jobs WHERE id = " + ids);
+  EXPECT_EQ(row[0].as<std::string>(), "STARTED");
+  EXPECT_EQ(row[1].as<std::string>(), "another-instance");
+  EXPECT_TRUE(row[2].as<bool>()) << "no error written over the new owner's job";
+  EXPECT_TRUE(row[3].as<bool>()) << "the tokens stay for the new owner";
+}

@@ -13,6 +13,7 @@
 
 using p2p::store::BatchJobRepository;
 using p2p::store::CancelOutcome;
+using p2p::store::JobStatus;
 using p2p::store::NewBatchJob;
 using namespace std::chrono_literals;
 
@@ -40,7 +41,7 @@ class BatchJobStore : public p2p::test::MigratedDatabaseTest {};
 TEST_F(BatchJobStore, CreatesJobsWithSealedTokensAndPagesNewestFirst) {
   BatchJobRepository jobs(*connection_, kCipher);
   const auto first = jobs.create(new_job(1, "m1")).job;
-  EXPECT_EQ(first.status, "STARTING");
+  EXPECT_EQ(first.status, JobStatus::kStarting);
   EXPECT_EQ(first.job_configuration_name, "p2pExchange");
   EXPECT_EQ(first.next_url, first.first_url);
   EXPECT_EQ(first.start_time, std::nullopt);
@@ -79,7 +80,7 @@ TEST_F(BatchJobStore, InstancesClaimEachJobOnceAndTakeOverExpiredLeases) {
         for (const auto& job : jobs.claim("instance-" + std::to_string(i), 60s, 2)) {
           EXPECT_EQ(job.access_token, "access-" + job.job.source_patient_id);
           EXPECT_EQ(job.refresh_token, "refresh-" + job.job.source_patient_id);
-          EXPECT_EQ(job.job.status, "STARTED");
+          EXPECT_EQ(job.job.status, JobStatus::kStarted);
           claimed[static_cast<std::size_t>(i)].push_back(job.job.id);
         }
       }
@@ -107,7 +108,7 @@ TEST_F(BatchJobStore, InstancesClaimEachJobOnceAndTakeOverExpiredLeases) {
   EXPECT_EQ(retaken[0].job.id, taken);
   EXPECT_EQ(retaken[0].job.attempts, 2);
   EXPECT_EQ(jobs.record_page(taken, old_owner, "https://src.example.com/fhir?page=2", 10), std::nullopt);
-  EXPECT_EQ(jobs.record_page(taken, "successor", "https://src.example.com/fhir?page=2", 10), "STARTED");
+  EXPECT_EQ(jobs.record_page(taken, "successor", "https://src.example.com/fhir?page=2", 10), JobStatus::kStarted);
   EXPECT_EQ(jobs.renew_leases("successor", 60s, {taken}), std::vector<long long>{taken});
 }
 
@@ -115,8 +116,8 @@ TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
   BatchJobRepository jobs(*connection_, kCipher);
   const auto job = jobs.create(new_job(1, "m1")).job;
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
-  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 50), "STARTED");
-  EXPECT_EQ(jobs.record_page(job.id, "me", std::nullopt, 7), "STARTED");
+  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 50), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_page(job.id, "me", std::nullopt, 7), JobStatus::kStarted);
   EXPECT_TRUE(jobs.store_tokens(job.id, "me", "access-2", std::nullopt));
   EXPECT_TRUE(jobs.set_task_id(job.id, "me", "task-1"));
   auto now = *jobs.find(1, job.id);
@@ -128,9 +129,9 @@ TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
   EXPECT_EQ(kCipher.open(scalar("SELECT refresh_token_sealed FROM batch_jobs"), "batch_job:" + std::to_string(job.id)),
             "refresh-m1") << "a refresh that returns no new refresh token keeps the old one";
 
-  EXPECT_TRUE(jobs.finish(job.id, "me", "COMPLETED", std::nullopt));
+  EXPECT_TRUE(jobs.finish(job.id, "me", JobStatus::kCompleted, std::nullopt));
   now = *jobs.find(1, job.id);
-  EXPECT_EQ(now.status, "COMPLETED");
+  EXPECT_EQ(now.status, JobStatus::kCompleted);
   EXPECT_NE(now.end_time, std::nullopt);
   EXPECT_EQ(scalar("SELECT count(*) FROM batch_jobs WHERE access_token_sealed IS NOT NULL OR refresh_token_sealed IS NOT NULL"), "0")
       << "tokens are deleted when the job ends";
@@ -147,7 +148,7 @@ TEST_F(BatchJobStore, TokensThatNoKeyOpensFailThatJobAloneInsteadOfBlockingTheQu
   ASSERT_EQ(claimed.size(), 1u);
   EXPECT_EQ(claimed[0].job.id, fine.id);
   const auto failed = *jobs.find(1, lost.id);
-  EXPECT_EQ(failed.status, "FAILED");
+  EXPECT_EQ(failed.status, JobStatus::kFailed);
   EXPECT_TRUE(failed.last_error->starts_with("the member's tokens cannot be decrypted with the configured keys (sealed with key "))
       << *failed.last_error;
   EXPECT_TRUE(jobs.claim("me", 60s, 10).empty());
@@ -157,17 +158,17 @@ TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageB
   BatchJobRepository jobs(*connection_, kCipher);
   const auto waiting = jobs.create(new_job(1, "m1")).job;
   EXPECT_EQ(jobs.request_cancel(1, waiting.id), CancelOutcome::kStopping);
-  EXPECT_EQ(jobs.find(1, waiting.id)->status, "STOPPED");
+  EXPECT_EQ(jobs.find(1, waiting.id)->status, JobStatus::kStopped);
   EXPECT_EQ(jobs.request_cancel(1, waiting.id), CancelOutcome::kAlreadyEnded);
   EXPECT_EQ(jobs.request_cancel(2, waiting.id), CancelOutcome::kNotFound);
 
   const auto running = jobs.create(new_job(1, "m2")).job;
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
   EXPECT_EQ(jobs.request_cancel(1, running.id), CancelOutcome::kStopping);
-  EXPECT_EQ(jobs.find(1, running.id)->status, "STOPPING");
-  EXPECT_EQ(jobs.record_page(running.id, "me", std::nullopt, 0), "STOPPING") << "the runner learns of the cancel";
-  EXPECT_TRUE(jobs.finish(running.id, "me", "STOPPED", std::nullopt));
-  EXPECT_EQ(jobs.find(1, running.id)->status, "STOPPED");
+  EXPECT_EQ(jobs.find(1, running.id)->status, JobStatus::kStopping);
+  EXPECT_EQ(jobs.record_page(running.id, "me", std::nullopt, 0), JobStatus::kStopping) << "the runner learns of the cancel";
+  EXPECT_TRUE(jobs.finish(running.id, "me", JobStatus::kStopped, std::nullopt));
+  EXPECT_EQ(jobs.find(1, running.id)->status, JobStatus::kStopped);
 
   // The database refuses an ended job that still holds tokens.
   EXPECT_THROW(exec("UPDATE batch_jobs SET access_token_sealed = 'x' WHERE id = " + std::to_string(running.id)),
@@ -184,7 +185,7 @@ TEST_F(BatchJobStore, AReleasedJobIsClaimedAgainAtOnce) {
   const auto again = jobs.claim("other", 60s, 1);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].job.id, job.id);
-  EXPECT_EQ(again[0].job.status, "STARTED");
+  EXPECT_EQ(again[0].job.status, JobStatus::kStarted);
 }
 
 // Issue #9 (2): resources of types that are not exchanged are counted per type on the job.
@@ -193,10 +194,10 @@ TEST_F(BatchJobStore, SkippedResourcesAddUpPerTypeAcrossPages) {
   const auto job = jobs.create(new_job(1, "m1")).job;
   EXPECT_TRUE(jobs.find(1, job.id)->resources_skipped.empty());
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
-  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 5, {{"Subscription", 1}}), "STARTED");
+  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 5, {{"Subscription", 1}}), JobStatus::kStarted);
   EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=3", 5, {{"Subscription", 2}, {"Task", 1}}),
-            "STARTED");
-  EXPECT_EQ(jobs.record_page(job.id, "me", std::nullopt, 5, {}), "STARTED");
+            JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_page(job.id, "me", std::nullopt, 5, {}), JobStatus::kStarted);
   const auto now = *jobs.find(1, job.id);
   EXPECT_EQ(now.resources_skipped, (std::map<std::string, long long>{{"Subscription", 3}, {"Task", 1}}));
   EXPECT_EQ(now.resources_written, 15);
@@ -229,7 +230,7 @@ TEST_F(BatchJobStore, APausedJobKeepsItsTokensAndWaitsItsTurnUnlessCancelled) {
   EXPECT_FALSE(jobs.pause(job.id, "someone-else", "paused: x", 60s)) << "fenced like every runner update";
   EXPECT_TRUE(jobs.pause(job.id, "me", "paused: the source payer answered 503", 60s));
   auto now = *jobs.find(1, job.id);
-  EXPECT_EQ(now.status, "STARTED");
+  EXPECT_EQ(now.status, JobStatus::kStarted);
   EXPECT_EQ(now.last_error, "paused: the source payer answered 503");
   EXPECT_EQ(scalar("SELECT count(*) FROM batch_jobs WHERE access_token_sealed IS NOT NULL AND refresh_token_sealed IS NOT NULL"), "1");
   EXPECT_TRUE(jobs.claim("other", 60s, 5).empty()) << "not before its time";
@@ -243,7 +244,7 @@ TEST_F(BatchJobStore, APausedJobKeepsItsTokensAndWaitsItsTurnUnlessCancelled) {
   EXPECT_EQ(jobs.request_cancel(1, job.id), CancelOutcome::kStopping);
   const auto stopping = jobs.claim("third", 60s, 5);
   ASSERT_EQ(stopping.size(), 1u) << "a cancel is not kept waiting by a pause";
-  EXPECT_EQ(stopping[0].job.status, "STOPPING");
+  EXPECT_EQ(stopping[0].job.status, JobStatus::kStopping);
 }
 
 TEST_F(BatchJobStore, TheTimeSinceTheLastRecordedPageBoundsPausing) {
@@ -255,7 +256,7 @@ TEST_F(BatchJobStore, TheTimeSinceTheLastRecordedPageBoundsPausing) {
   exec("UPDATE batch_jobs SET start_time = now() - interval '1 hour'");
   EXPECT_GE(jobs.find(1, job.id)->seconds_since_progress, 3599);
   EXPECT_LT(jobs.find(1, job.id)->seconds_since_progress, 7000);
-  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 1), "STARTED");
+  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 1), JobStatus::kStarted);
   EXPECT_LE(jobs.find(1, job.id)->seconds_since_progress, 5);
 }
 
@@ -272,7 +273,7 @@ TEST_F(BatchJobStore, AMemberHasAtMostOneActiveJobAndAnIdempotencyKeyGivesBackTh
   EXPECT_EQ(jobs.create(other_target).kind, p2p::store::CreateOutcome::Kind::kCreated) << "another target patient";
   EXPECT_EQ(jobs.create(new_job(2, "m1")).kind, p2p::store::CreateOutcome::Kind::kCreated) << "another source payer";
   ASSERT_EQ(jobs.request_cancel(1, first.job.id), CancelOutcome::kStopping);
-  EXPECT_EQ(jobs.find(1, first.job.id)->status, "STOPPED") << "never claimed: stopped at once";
+  EXPECT_EQ(jobs.find(1, first.job.id)->status, JobStatus::kStopped) << "never claimed: stopped at once";
   EXPECT_EQ(jobs.create(new_job(1, "m1")).kind, p2p::store::CreateOutcome::Kind::kCreated) << "the first one ended";
 
   auto keyed = new_job(1, "k1");
@@ -325,7 +326,7 @@ TEST_F(BatchJobStore, AJobTakenOverTooOftenWithoutProgressFailsInsteadOfRunningA
     expire();
     ASSERT_EQ(jobs.claim(owner, 60s, 1, 3).size(), 1u) << owner;
   }
-  EXPECT_EQ(jobs.record_page(job.id, "f", "https://src.example.com/fhir?page=2", 1), "STARTED") << "progress resets";
+  EXPECT_EQ(jobs.record_page(job.id, "f", "https://src.example.com/fhir?page=2", 1), JobStatus::kStarted) << "progress resets";
   for (const char* owner : {"g", "h", "i"}) {
     expire();
     ASSERT_EQ(jobs.claim(owner, 60s, 1, 3).size(), 1u) << owner;
@@ -333,7 +334,7 @@ TEST_F(BatchJobStore, AJobTakenOverTooOftenWithoutProgressFailsInsteadOfRunningA
   expire();
   EXPECT_TRUE(jobs.claim("j", 60s, 1, 3).empty()) << "the fourth takeover in a row without progress";
   const auto failed = *jobs.find(1, job.id);
-  EXPECT_EQ(failed.status, "FAILED");
+  EXPECT_EQ(failed.status, JobStatus::kFailed);
   EXPECT_EQ(failed.last_error,
             "the job was taken over 4 times in a row from an instance that stopped answering before it finished a page "
             "(a page that crashes or exhausts the service?); it is not run again (exchange.maxClaims is 3): look for the "

@@ -12,13 +12,14 @@
 #include <pqxx/pqxx>
 
 #include "p2p/crypto/token_cipher.hpp"
+#include "p2p/store/job_status.hpp"
 
 namespace p2p::store {
 
 struct BatchJob {
   long long id = 0;
   int server_pid = 0;
-  std::string status;
+  JobStatus status = JobStatus::kStarting;
   std::string job_configuration_name;
   std::string source_patient_id;
   std::string target_patient_id;
@@ -98,7 +99,7 @@ class BatchJobRepository {
   // Records a written page: the next URL (nullopt when it was the last), counts (`skipped`: resources
   // not exchanged, per type, added to the job's), the source's warnings (appended, up to 50). Returns the job's status as it is now (STOPPING
   // once cancelled), or nullopt when the owner no longer holds the job.
-  std::optional<std::string> record_page(long long id, const std::string& owner,
+  std::optional<JobStatus> record_page(long long id, const std::string& owner,
                                          const std::optional<std::string>& next_url, int resources_written,
                                          const std::map<std::string, long long>& skipped = {},
                                          const std::vector<std::string>& warnings = {},
@@ -107,7 +108,7 @@ class BatchJobRepository {
                     const std::optional<std::string>& refresh_token);
   bool set_task_id(long long id, const std::string& owner, const std::string& task_id);
   // Ends the job (COMPLETED, FAILED or STOPPED), deletes its tokens and releases the lease.
-  bool finish(long long id, const std::string& owner, const std::string& status,
+  bool finish(long long id, const std::string& owner, JobStatus status,
               const std::optional<std::string>& error);
   // Pauses a running job through an outage: gives the lease up, keeps the tokens and the status, and
   // keeps every instance from claiming it for `delay` (a cancel still may). `reason` is shown as lastError.
