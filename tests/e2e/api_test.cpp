@@ -78,6 +78,11 @@ TEST_F(ApiTest, HeadAnswersWithHeadersOnly) {
 }
 
 TEST_F(ApiTest, SqlEditsShowThroughTheApiAtOnce) {
+  // The cache serves reads only once its change listener is up (it may come up after /readyz):
+  // without this wait, every read below can miss on a loaded machine and "reads are cached" fails.
+  ASSERT_TRUE(eventually([&] {
+    return get("/metrics", false).body.find("p2p_oidc_server_cache_listening 1\n") != std::string::npos;
+  })) << "the cache's change listener never came up";
   // Read first so that both routes are cached; the edit must still show (PostgreSQL notifies the
   // service on commit, which empties its cache).
   ASSERT_EQ(json::parse(get("/api/oidc_servers/1").body)["name"], "P2P Source Payer A");

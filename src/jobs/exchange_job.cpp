@@ -1,0 +1,443 @@
+#include "exchange_job.hpp"
+
+#include <chrono>
+#include <exception>
+#include <memory>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "p2p/fhir/page_transform.hpp"
+#include "p2p/fhir/source_url.hpp"
+#include "p2p/jobs/tracking_task.hpp"
+#include "p2p/store/oidc_server_repository.hpp"
+#include "p2p/util/url_rules.hpp"
+#include "runner_context.hpp"
+
+namespace p2p::jobs {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+using store::JobStatus;
+
+// The next page, fetched while the current one is written. Completed by its own coroutine; the job
+// waits on `signal` (cancelled on completion). Everything runs on the runner's single I/O thread.
+struct ExchangeJob::Prefetch {
+  explicit Prefetch(asio::io_context& io) : signal(io, asio::steady_timer::time_point::max()) {}
+  std::string url;
+  bool done = false;
+  std::exception_ptr error;
+  http::ClientResponse response;
+  asio::steady_timer signal;
+};
+
+namespace {
+
+// Waits for a prefetch to complete, whatever its outcome.
+template <typename Pending>
+asio::awaitable<void> settle(const std::shared_ptr<Pending>& pending) {
+  while (!pending->done) co_await pending->signal.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+}  // namespace
+
+ExchangeJob::ExchangeJob(RunnerContext& context, store::ClaimedJob claimed)
+    : context_(context),
+      target_(context),
+      job_(std::move(claimed.job)),
+      source_(context, job_.id, job_.source_patient_id, std::move(claimed.access_token), std::move(claimed.refresh_token)),
+      task_id_(job_.task_id.value_or("p2p-batch-job-" + std::to_string(job_.id))),
+      pages_(job_.pages_completed),
+      resources_(job_.resources_written),
+      skipped_(job_.resources_skipped),
+      warnings_(job_.warnings),
+      source_error_(job_.source_error),
+      progress_at_(Clock::now() - std::chrono::seconds(job_.seconds_since_progress)) {}
+
+ExchangeJob::~ExchangeJob() = default;
+
+asio::awaitable<void> ExchangeJob::run() {
+  const long long id = job_.id;  // (log lines carry "job-<id>": the job runs on a RequestIdExecutor)
+  Outcome outcome = Outcome::kLeft;
+  std::optional<std::string> reason;  // set in a handler, acted on after it (no co_await there)
+  bool database_down = false;
+  try {
+    outcome = co_await run_pages();
+  } catch (const JobLeft&) {
+    outcome = Outcome::kLeft;
+  } catch (const JobFailure& failure) {
+    outcome = Outcome::kFailed;
+    reason = failure.what();
+  } catch (const JobPause& pause) {
+    outcome = Outcome::kPaused;
+    reason = pause.what();
+  } catch (const store::DatabaseUnavailable& error) {
+    outcome = Outcome::kLeft;
+    database_down = true;
+    spdlog::warn("job {}: database unavailable ({}); the job resumes when its lease expires", id, error.what());
+  } catch (const std::exception& error) {
+    outcome = Outcome::kFailed;
+    reason = std::string("unexpected error: ") + error.what();
+  }
+  if (prefetch_) co_await settle(prefetch_);  // its coroutine refers to this job's source session
+  if (outcome == Outcome::kPaused) {
+    const auto idle = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - progress_at_);
+    if (idle.count() >= context_.config.outage_tolerance_seconds) {
+      outcome = Outcome::kFailed;
+      *reason += "; no progress for " + std::to_string(idle.count()) + " s, more than exchange.outageToleranceSeconds (" +
+                 std::to_string(context_.config.outage_tolerance_seconds) + " s)";
+    }
+  }
+  switch (outcome) {
+    case Outcome::kCompleted:
+    case Outcome::kStopped:
+      break;  // ended by run_pages
+    case Outcome::kPaused:
+      co_await pause(*reason);
+      break;
+    case Outcome::kFailed:
+      co_await fail(*reason);
+      break;
+    case Outcome::kLeft:
+      if (database_down) break;  // said above; the lease lapses
+      spdlog::info("job {}: left for the next holder of its lease", id);
+      if (context_.stopping) co_await release();  // hand the job over now rather than when the lease expires
+      break;
+  }
+}
+
+fhir::TransformContext ExchangeJob::transform_context() const {
+  const auto& config = context_.config;
+  const auto& definition = source_.server().definition;
+  fhir::TransformContext transform;
+  transform.source_fhir_endpoint = definition.fhir_endpoint.value_or("");
+  transform.target_fhir_endpoint = config.fhir_persistence_url;
+  transform.source_organization_id = definition.organization_id.value_or("pid-" + std::to_string(job_.server_pid));
+  transform.source_organization_name = definition.name;
+  transform.source_patient_id = job_.source_patient_id;
+  transform.target_patient_id = job_.target_patient_id;
+  transform.traceability_system = config.traceability_system_base + transform.source_organization_id;
+  transform.exchange_tag_system = config.exchange_tag_system;
+  transform.exchange_tag_code = "batch-job-" + std::to_string(job_.id);
+  if (config.resource_types) transform.resource_types = {config.resource_types->begin(), config.resource_types->end()};
+  if (config.mdm_patient_identifier) {
+    transform.mdm = fhir::MdmIdentifierType{config.mdm_patient_identifier->system, config.mdm_patient_identifier->code,
+                                            config.mdm_patient_identifier->identifier_system};
+  }
+  return transform;
+}
+
+// GCC 12 reports the operator new/delete pair of this coroutine's own frame (Asio's awaitable_frame) as
+// mismatched: a false positive of -Wmismatched-new-delete on inlined coroutine frames, silenced here only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
+  const auto& config = context_.config;
+  const long long id = job_.id;
+  const int pid = job_.server_pid;
+  auto server = co_await context_.run_sql(
+      [pid](pqxx::connection& connection) { return store::OidcServerRepository(connection).find_for_exchange(pid); });
+  if (!server) throw JobFailure("the OIDC server definition pid " + std::to_string(pid) + " no longer exists");
+  source_.set_server(std::move(*server));
+  const auto& endpoint = source_.server().definition.fhir_endpoint;
+  if (!endpoint) throw JobFailure("the OIDC server definition has no fhirEndpoint");
+  if (config.fhir_persistence_url.empty()) throw JobFailure("exchange.fhirPersistenceUrl is not configured");
+  if (!config.allow_plain_http && (util::is_plain_http(*endpoint) || util::is_plain_http(config.fhir_persistence_url))) {
+    throw JobFailure("plain http:// endpoints are refused (set P2P_ALLOW_PLAIN_HTTP=true only for local tests)");
+  }
+  if (job_.status == JobStatus::kStopping) {
+    co_await finish(JobStatus::kStopped, std::nullopt);
+    co_return Outcome::kStopped;
+  }
+  if (!job_.task_id) {
+    co_await put_task("in-progress", std::nullopt);
+    const auto& owner = context_.owner;
+    const auto& task_id = task_id_;
+    co_await context_.on_jobs([id, &owner, &task_id](store::BatchJobRepository& jobs) { return jobs.set_task_id(id, owner, task_id); });
+    job_.task_id = task_id_;
+  }
+  spdlog::info("job {}: running for source payer {} (pid {}), from page {}", id, source_.server().definition.name, pid,
+               pages_ + 1);
+
+  fhir::TransformContext transform = transform_context();
+  std::optional<std::string> url = job_.next_url;
+  // The status comes with each recorded page, so a cancel is seen at the next page boundary without a
+  // query of its own.
+  JobStatus status = job_.status;
+  while (url) {
+    context_.check_still_ours(id);
+    if (status == JobStatus::kStopping) {
+      if (prefetch_) co_await settle(prefetch_);
+      co_await finish(JobStatus::kStopped, std::nullopt);
+      co_return Outcome::kStopped;
+    }
+    if (pages_ >= config.max_pages) {
+      throw JobFailure("the source sent more than " + std::to_string(config.max_pages) +
+                       " pages (exchange.maxPages); a member's records should not need that many: check the "
+                       "source's paging, or raise exchange.maxPages");
+    }
+    pages_seen_.insert(*url);
+
+    // 1. Fetch: the page prefetched while the previous one was being written, or fetched now. Its body
+    // goes as soon as it is parsed, and the parsed page as soon as it is transformed (memory: one
+    // page's DOM at a time, see docs/exchange.md "Memory").
+    json page;
+    {
+      http::ClientResponse response;
+      if (prefetch_) {
+        co_await settle(prefetch_);
+        const auto fetched = std::move(prefetch_);
+        if (fetched->error) std::rethrow_exception(fetched->error);
+        response = std::move(fetched->response);
+      } else {
+        response = co_await source_.fetch(*url);
+      }
+      page = json::parse(response.body, nullptr, false);
+    }
+    if (page.is_discarded()) throw JobFailure("the source payer answered with invalid JSON for " + origin_and_path(*url));
+    std::optional<std::string> next;
+    if (auto link = fhir::next_link(page)) {
+      try {
+        next = fhir::require_under_endpoint(*endpoint, *link);
+      } catch (const fhir::SourceUrlError& error) {
+        throw JobFailure(std::string("stopped following the source's paging: ") + error.what());
+      }
+      if (pages_seen_.contains(*next)) {
+        throw JobFailure("stopped following the source's paging: the next link of page " + std::to_string(pages_ + 1) +
+                         " points back to a page already read (" + origin_and_path(*next) +
+                         "); the source's paging loops");
+      }
+    }
+
+    // 2. Transform.
+    transform.source_page_url = *url;
+    transform.recorded = utc_now();
+    fhir::TransformedPage transformed;
+    try {
+      transformed = fhir::transform_page(std::move(page), transform);
+    } catch (const std::invalid_argument& error) {
+      throw JobFailure(error.what());
+    } catch (const json::exception& error) {
+      throw JobFailure("the source's page " + std::to_string(pages_ + 1) + " is not FHIR this service can read (" +
+                       error.what() + ")");
+    }
+    log_page(transformed);
+    if (next) {
+      // Overlap: fetch the next page from the source while this one is written, on this job's
+      // executor (so its log lines carry the job's id). Named first: GCC 12 and temporaries in a
+      // co_await expression (see RunnerContext::run_sql).
+      prefetch_ = std::make_shared<Prefetch>(context_.io);
+      prefetch_->url = *next;
+      const auto executor = co_await asio::this_coro::executor;
+      asio::co_spawn(executor, source_.fetch(prefetch_->url),
+                     [pending = prefetch_](std::exception_ptr error, http::ClientResponse fetched) {
+                       pending->error = error;
+                       pending->response = std::move(fetched);
+                       pending->done = true;
+                       pending->signal.cancel();
+                     });
+    }
+
+    // 3. Write, 4. record.
+    co_await write(transformed);
+    status = co_await record(transformed, next);
+    url = next;
+  }
+  if (prefetch_) co_await settle(prefetch_);
+  if (source_error_) {
+    // Every page was written, but the source said its results are not whole: not COMPLETED.
+    throw JobFailure("the source reported that its results are not complete (" + *source_error_ +
+                     "); every page it sent was written; see warnings");
+  }
+  co_await finish(JobStatus::kCompleted, std::nullopt);
+  co_return Outcome::kCompleted;
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+void ExchangeJob::log_page(const fhir::TransformedPage& transformed) const {
+  const long long id = job_.id;
+  for (const auto& [type, count] : transformed.skipped_types) {
+    if (!skipped_.contains(type)) {  // the job's first of that type (earlier pages are in skipped_)
+      spdlog::warn("job {}: the source sent {} resource(s) of type {}, which is not exchanged "
+                   "(exchange.resourceTypes); skipped, and counted in resourcesSkipped",
+                   id, count, type);
+    }
+  }
+  for (std::size_t i = 0; i < transformed.warnings.size() && i < 5; ++i) {  // the log is not the store
+    spdlog::warn("job {}: page {}: the source says: {}", id, pages_ + 1, transformed.warnings[i]);
+  }
+  if (transformed.references_replaced > 0) {
+    spdlog::info("job {}: page {}: {} reference(s) that would have resolved against the target's own data "
+                 "were kept as identifier or display only",
+                 id, pages_ + 1, transformed.references_replaced);
+  }
+}
+
+asio::awaitable<void> ExchangeJob::write(fhir::TransformedPage& transformed) {
+  if (transformed.target_references.empty()) co_return;  // nothing of this page is exchanged
+  const std::string what = "page " + std::to_string(pages_ + 1);
+  const Verify all_stored = transaction_stored(transformed.transaction["entry"].size());
+  const std::string base_path;
+  // Serialised, then the transaction's DOM goes (but for the page's Provenance, when it is pointed at
+  // the written versions afterwards).
+  std::string transaction = transformed.transaction.dump();
+  json provenance;
+  const bool versioned = context_.config.versioned_references;
+  if (versioned) provenance = std::move(transformed.transaction["entry"].back()["resource"]);
+  transformed.transaction = json();
+  const json result = co_await target_.send("POST", base_path, std::move(transaction), what, all_stored);
+  if (versioned) {
+    const std::string& provenance_id = transformed.provenance_id;
+    const Verify stored = updated("Provenance", provenance_id);
+    std::string body = fhir::versioned_provenance(provenance, result).dump();
+    const std::string path = "Provenance/" + provenance_id;
+    const std::string provenance_what = "the page's Provenance";
+    co_await target_.send("PUT", path, std::move(body), provenance_what, stored);
+  }
+}
+
+asio::awaitable<JobStatus> ExchangeJob::record(const fhir::TransformedPage& transformed,
+                                               const std::optional<std::string>& next) {
+  const long long id = job_.id;
+  const auto& owner = context_.owner;
+  const int written = static_cast<int>(transformed.target_references.size());
+  const std::map<std::string, long long> skipped(transformed.skipped_types.begin(), transformed.skipped_types.end());
+  const auto& page_warnings = transformed.warnings;
+  const auto& page_error = transformed.source_error;
+  const auto recorded = co_await context_.on_jobs(
+      [id, &owner, &next, written, &skipped, &page_warnings, &page_error](store::BatchJobRepository& jobs) {
+        return jobs.record_page(id, owner, next, written, skipped, page_warnings, page_error);
+      });
+  if (!recorded) throw JobLeft();
+  progress_at_ = Clock::now();
+  for (const auto& [type, count] : skipped) skipped_[type] += count;
+  for (const auto& warning : page_warnings) {
+    if (warnings_.size() < 50) warnings_.push_back(warning);  // as the job keeps them
+  }
+  if (!source_error_) source_error_ = page_error;
+  ++pages_;
+  resources_ += written;
+  ++context_.pages_written;
+  context_.resources_written += static_cast<std::uint64_t>(written);
+  co_return *recorded;
+}
+
+asio::awaitable<void> ExchangeJob::release() {
+  const long long id = job_.id;
+  const auto& owner = context_.owner;
+  try {
+    co_await context_.on_jobs([id, &owner](store::BatchJobRepository& jobs) { return jobs.release(id, owner); });
+  } catch (const std::exception& error) {
+    spdlog::warn("job {}: could not hand the job over (it resumes when its lease expires): {}", id, error.what());
+  }
+}
+
+// Gives the job up for exchange.maxBackoffSeconds, keeping its tokens; any instance resumes it then.
+asio::awaitable<void> ExchangeJob::pause(const std::string& reason) {
+  const long long id = job_.id;
+  const auto& owner = context_.owner;
+  const auto delay = std::chrono::seconds(context_.config.max_backoff_seconds);
+  const std::string shown = "paused: " + reason + " (the job resumes by itself in " + std::to_string(delay.count()) +
+                            " s; it fails after exchange.outageToleranceSeconds without progress)";
+  spdlog::warn("job {}: {}", id, shown);
+  try {
+    const bool held = co_await context_.on_jobs([id, &owner, &shown, delay](store::BatchJobRepository& jobs) {
+      return jobs.pause(id, owner, shown, delay);
+    });
+    if (held) ++context_.paused;
+  } catch (const std::exception& error) {
+    spdlog::warn("job {}: could not record the pause (the job resumes when its lease expires): {}", id, error.what());
+  }
+}
+
+asio::awaitable<void> ExchangeJob::fail(const std::string& reason) {
+  spdlog::warn("job {}: failed: {}", job_.id, reason);
+  try {
+    co_await finish(JobStatus::kFailed, reason);
+  } catch (const std::exception& error) {
+    spdlog::error("job {}: could not record the failure (the job resumes when its lease expires): {}", job_.id,
+                  error.what());
+  }
+}
+
+// True while this instance still holds the job's lease (renewing it): checked before the final Task
+// is written, so an instance that lost the job touches neither the target nor the job again.
+asio::awaitable<bool> ExchangeJob::still_held() {
+  const long long id = job_.id;
+  const auto& owner = context_.owner;
+  const auto lease = std::chrono::seconds(context_.config.lease_seconds);
+  const auto held = co_await context_.on_jobs(
+      [id, &owner, lease](store::BatchJobRepository& jobs) { return jobs.renew_leases(owner, lease, {id}); });
+  co_return !held.empty();
+}
+
+asio::awaitable<void> ExchangeJob::finish(JobStatus status, const std::optional<std::string>& reason) {
+  const long long id = job_.id;
+  const auto& owner = context_.owner;
+  const bool held = co_await still_held();
+  if (!held) {
+    spdlog::info("job {}: another instance holds it now; this one leaves it without a word to the target", id);
+    co_return;
+  }
+  const std::string task_status = status == JobStatus::kCompleted ? "completed"
+                                  : status == JobStatus::kStopped ? "cancelled"
+                                                                  : "failed";
+  if (!context_.config.fhir_persistence_url.empty() && !source_.server().definition.name.empty()) {
+    std::optional<std::string> task_error;
+    try {
+      co_await put_task(task_status, reason);
+    } catch (const std::exception& error) {
+      task_error = error.what();
+    }
+    if (task_error) {
+      spdlog::warn("job {}: could not update the tracking Task: {}", id, *task_error);
+    } else if (!job_.task_id) {
+      const auto& task_id = task_id_;  // the Task exists now, whenever the job ended
+      co_await context_.on_jobs([id, &owner, &task_id](store::BatchJobRepository& jobs) { return jobs.set_task_id(id, owner, task_id); });
+    }
+  }
+  const bool ended = co_await context_.on_jobs(
+      [id, &owner, status, &reason](store::BatchJobRepository& jobs) { return jobs.finish(id, owner, status, reason); });
+  if (!ended) {
+    spdlog::warn("job {}: lost its lease while ending as {}; whoever holds it now decides", id, store::to_string(status));
+    co_return;
+  }
+  if (status == JobStatus::kCompleted) ++context_.completed;
+  if (status == JobStatus::kFailed) ++context_.failed;
+  if (status == JobStatus::kStopped) ++context_.stopped;
+  spdlog::info("job {}: {} ({} pages, {} resources)", id, store::to_string(status), pages_, resources_);
+}
+
+asio::awaitable<void> ExchangeJob::put_task(const std::string& status, const std::optional<std::string>& reason) {
+  TrackingTaskFacts facts;
+  facts.task_id = task_id_;
+  facts.job_id = job_.id;
+  facts.exchange_tag_system = context_.config.exchange_tag_system;
+  facts.status = status;
+  facts.reason = reason;
+  facts.target_patient_id = job_.target_patient_id;
+  facts.target_organization_id = job_.target_organization_id;
+  facts.authored_on = job_.create_time;
+  facts.last_modified = utc_now();
+  facts.source_payer_name = source_.server().definition.name;
+  facts.source_request = job_.first_url;
+  facts.pages = pages_;
+  facts.resources = resources_;
+  facts.warnings = warnings_;
+  facts.skipped = skipped_;
+  // Named, not built inside the co_await expression (GCC 12 and temporaries there, see run_sql).
+  const Verify stored = updated("Task", task_id_);
+  std::string task = tracking_task(facts).dump();
+  const std::string path = "Task/" + task_id_;
+  co_await target_.send("PUT", path, std::move(task), "the tracking Task", stored);
+}
+
+}  // namespace p2p::jobs

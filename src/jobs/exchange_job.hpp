@@ -1,0 +1,83 @@
+#pragma once
+// One batch job's run on this instance, from its claim to how it ends here. The page loop is four
+// steps, each its own function:
+//
+//   fetch (the source session; the next page is prefetched while this one is written)
+//   → transform (fhir::transform_page: allow-list, reference rules, Provenance)
+//   → write (the target writer: only what the target shows stored counts)
+//   → record (fenced by the lease: progress, skipped types, the source's warnings)
+//
+// and a run ends in one of five explicit outcomes: COMPLETED or STOPPED (the job ends), FAILED (it
+// ends with a reason), paused (an outage: the lease is given up, the tokens kept, any instance resumes
+// it later) or left (the lease was lost, or the service is stopping: the next holder goes on). Only
+// the first three write the tracking Task, and only while this instance still holds the lease.
+// Private to src/jobs.
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "p2p/store/batch_job_repository.hpp"
+#include "source_session.hpp"
+#include "target_writer.hpp"
+
+namespace p2p::fhir {
+struct TransformContext;
+struct TransformedPage;
+}
+
+namespace p2p::jobs {
+
+struct RunnerContext;
+
+class ExchangeJob {
+ public:
+  ExchangeJob(RunnerContext& context, store::ClaimedJob claimed);
+  ~ExchangeJob();
+  ExchangeJob(const ExchangeJob&) = delete;
+  ExchangeJob& operator=(const ExchangeJob&) = delete;
+
+  // Runs the job until it ends, pauses or is left; never throws.
+  boost::asio::awaitable<void> run();
+
+ private:
+  enum class Outcome { kCompleted, kStopped, kFailed, kPaused, kLeft };
+  struct Prefetch;
+
+  // Runs the page loop; returns kCompleted or kStopped once the job has ended, throws JobFailure,
+  // JobPause or JobLeft for the other outcomes.
+  boost::asio::awaitable<Outcome> run_pages();
+  fhir::TransformContext transform_context() const;
+  boost::asio::awaitable<void> write(fhir::TransformedPage& transformed);
+  boost::asio::awaitable<store::JobStatus> record(const fhir::TransformedPage& transformed,
+                                                  const std::optional<std::string>& next);
+  void log_page(const fhir::TransformedPage& transformed) const;
+
+  boost::asio::awaitable<void> pause(const std::string& reason);
+  boost::asio::awaitable<void> release();
+  boost::asio::awaitable<void> fail(const std::string& reason);
+  boost::asio::awaitable<void> finish(store::JobStatus status, const std::optional<std::string>& reason);
+  boost::asio::awaitable<bool> still_held();
+  boost::asio::awaitable<void> put_task(const std::string& status, const std::optional<std::string>& reason);
+
+  RunnerContext& context_;
+  TargetWriter target_;
+  store::BatchJob job_;
+  SourceSession source_;
+  std::string task_id_;
+  int pages_ = 0;
+  int resources_ = 0;
+  std::map<std::string, long long> skipped_;  // resources not exchanged, per type, as recorded
+  std::vector<std::string> warnings_;         // what the source said about its results, as recorded
+  std::optional<std::string> source_error_;   // the first of them of severity error or fatal
+  std::set<std::string> pages_seen_;          // page URLs read by this run (a next link back to one is a loop)
+  std::chrono::steady_clock::time_point progress_at_;  // the last page recorded (or the start): outage tolerance
+  std::shared_ptr<Prefetch> prefetch_;        // in flight or done; it refers to source_, so it is awaited before run() ends
+};
+
+}  // namespace p2p::jobs

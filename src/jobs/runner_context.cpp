@@ -1,0 +1,85 @@
+#include "runner_context.hpp"
+
+#include <cmath>
+#include <ctime>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/url/parse.hpp>
+#include <nlohmann/json.hpp>
+
+#include "p2p/fhir/operation_outcome.hpp"
+
+namespace p2p::jobs {
+
+namespace asio = boost::asio;
+using nlohmann::json;
+
+RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci,
+                             std::string o)
+    : config(c), database(d), cipher(ci), owner(std::move(o)) {
+  http::ClientOptions options;
+  options.verify_tls = config.verify_tls;
+  options.ca_file = config.ca_file;
+  options.read_timeout_seconds = config.request_timeout_seconds;
+  options.max_response_bytes = config.max_response_bytes;
+  options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
+  client = std::make_unique<http::HttpClient>(io.get_executor(), options);
+}
+
+std::chrono::milliseconds RunnerContext::backoff(int attempt, std::optional<int> retry_after_seconds) {
+  const auto cap = std::chrono::milliseconds(config.max_backoff_seconds * 1000LL);
+  if (retry_after_seconds) return std::min(cap, std::chrono::milliseconds(*retry_after_seconds * 1000LL));
+  const double base = config.initial_backoff_milliseconds * std::pow(2.0, attempt - 1);
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);  // "equal jitter": half fixed, half random
+  return std::min(cap, std::chrono::milliseconds(static_cast<long long>(base * jitter(random))));
+}
+
+asio::awaitable<void> RunnerContext::sleep_for(std::chrono::milliseconds delay) {
+  asio::steady_timer timer(io, delay);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+std::optional<int> retry_after(const http::ClientResponse& response) {
+  const auto header = response.header("Retry-After");
+  if (!header) return std::nullopt;
+  try {
+    return std::max(0, std::stoi(std::string(*header)));
+  } catch (...) {
+    return std::nullopt;  // an HTTP-date: use our own backoff
+  }
+}
+
+std::string outcome_text(const std::string& body) {
+  const auto outcome = json::parse(body, nullptr, false);
+  std::string text;
+  if (outcome.is_object() && outcome.contains("issue") && outcome["issue"].is_array()) {
+    for (const auto& issue : outcome["issue"]) {
+      std::string part = fhir::issue_text(issue);
+      if (part.empty()) part = fhir::issue_code(issue);
+      if (!part.empty()) text += (text.empty() ? "" : "; ") + part;
+    }
+  }
+  if (text.empty()) text = body.substr(0, 200);
+  return text.size() > 500 ? text.substr(0, 500) + "..." : text;
+}
+
+std::string origin_and_path(const std::string& url) {
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  if (!parsed) return "(unparseable URL)";
+  return std::string(parsed->scheme()) + "://" + std::string(parsed->encoded_host_and_port()) +
+         std::string(parsed->encoded_path());
+}
+
+std::string utc_now() {
+  const auto now = std::chrono::system_clock::now();
+  const auto time = std::chrono::system_clock::to_time_t(now);
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&time, &tm);
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
+  return buffer;
+}
+
+}  // namespace p2p::jobs

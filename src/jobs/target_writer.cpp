@@ -1,0 +1,75 @@
+#include "target_writer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "p2p/fhir/target_response.hpp"
+#include "runner_context.hpp"
+
+namespace p2p::jobs {
+
+using nlohmann::json;
+
+Verify updated(std::string type, std::string id) {
+  return [type = std::move(type), id = std::move(id)](int status, std::string_view content_type, const json& body) {
+    return fhir::update_response_problem(status, content_type, body, type, id);
+  };
+}
+
+Verify transaction_stored(std::size_t entries) {
+  return [entries](int status, std::string_view content_type, const json& body) {
+    return fhir::transaction_response_problem(status, content_type, body, entries);
+  };
+}
+
+boost::asio::awaitable<json> TargetWriter::send(const std::string& method, const std::string& path, std::string body,
+                                                const std::string& what, const Verify& verify) {
+  const auto& config = context_.config;
+  std::string base = config.fhir_persistence_url;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  http::ClientRequest request{method, path.empty() ? base : base + "/" + path,
+                              {{"Content-Type", "application/fhir+json"}, {"Accept", "application/fhir+json"}},
+                              std::move(body)};
+  if (!config.fhir_persistence_authorization.empty()) {
+    request.headers.emplace_back("Authorization", config.fhir_persistence_authorization);
+  }
+  // An update is checked against the resource the target sends back (a transaction's answer is
+  // checked by its entries, without the resources).
+  if (method == "PUT") request.headers.emplace_back("Prefer", "return=representation");
+  for (int attempt = 1;; ++attempt) {
+    http::ClientResponse response;
+    bool transport_failed = false;
+    try {
+      response = co_await context_.client->send(request);
+    } catch (const http::FetchError& error) {
+      if (attempt >= config.max_attempts) {
+        throw JobPause("cannot write " + what + " to the target FHIR server: " + error.what());
+      }
+      transport_failed = true;  // (no co_await inside a handler)
+    }
+    if (transport_failed) {
+      co_await context_.sleep_for(context_.backoff(attempt, std::nullopt));
+      continue;
+    }
+    if (response.status >= 200 && response.status < 300) {
+      auto parsed = response.body.empty() ? json() : json::parse(response.body, nullptr, false);
+      const auto problem = verify(response.status, response.header("Content-Type").value_or(""), parsed);
+      if (!problem) co_return parsed;
+      if (attempt >= config.max_attempts) {
+        throw JobFailure("the target FHIR server did not store " + what + ": " + *problem);
+      }
+      spdlog::warn("{} not stored by the target (attempt {} of {}): {}", what, attempt, config.max_attempts, *problem);
+      co_await context_.sleep_for(context_.backoff(attempt, retry_after(response)));
+      continue;
+    }
+    if (is_transient(response.status) && attempt < config.max_attempts) {
+      co_await context_.sleep_for(context_.backoff(attempt, retry_after(response)));
+      continue;
+    }
+    const std::string answer = "the target FHIR server refused " + what + " (" + std::to_string(response.status) +
+                               "): " + outcome_text(response.body);
+    if (is_transient(response.status)) throw JobPause(answer);
+    throw JobFailure(answer);
+  }
+}
+
+}  // namespace p2p::jobs
