@@ -2,6 +2,9 @@
 // change here (HAPI FHIR / Smile CDR style). The shared secret is the credential (no API key); each
 // Task is read back from the FHIR server by its id, whatever the body says; the e-mails are committed
 // to the outbox before the 200. See docs/notifications.md.
+#include <algorithm>
+#include <utility>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -18,19 +21,37 @@ namespace {
 using nlohmann::json;
 using notify::HookOutcome;
 
-// The add-payer Tasks as the FHIR server holds them. A delivery only says which Tasks changed: the
-// secret proves the caller knows it, not that the body is what the server stored, so recipients and
-// contents are never taken from the body. `ids` are the delivered Tasks' ids; none (an empty-body
-// delivery) means the one in the path, or the recently changed ones.
-std::vector<notify::AddPayerRequest> read_back_tasks(notify::Notifier& notifier, std::vector<std::string> ids,
+// A delivery names at most this many Tasks: each is read back from the FHIR server one by one.
+constexpr std::size_t kMaxTasksPerDelivery = 100;
+
+// The add-payer Tasks as the FHIR server holds them. A delivery only says which Tasks changed (and
+// to which version): the secret proves the caller knows it, not that the body is what the server
+// stored, so recipients and contents are never taken from the body. Each delivered Task is read by
+// its id, at the version the body names when it names one (so quick successive changes each get their
+// e-mail; a version the server does not have falls back to the current one). An empty-body delivery
+// means the Task in the path, or the recently changed ones.
+std::vector<notify::AddPayerRequest> read_back_tasks(notify::Notifier& notifier,
+                                                     const std::vector<notify::AddPayerRequest>& delivered,
                                                      bool empty_body, const std::optional<std::string>& path_task_id) {
   std::vector<json> resources;
   if (empty_body && !path_task_id) {
     resources = notifier.search_recent_tasks();
   } else {
-    if (empty_body) ids.push_back(*path_task_id);
-    for (const auto& id : ids) {
-      if (auto task = notifier.read_task(id)) {
+    std::vector<std::pair<std::string, std::string>> wanted;  // id, version ("" = current), each once
+    if (empty_body) wanted.emplace_back(*path_task_id, "");
+    for (const auto& task : delivered) {
+      std::pair<std::string, std::string> key{task.task_id, task.version_id};
+      if (std::find(wanted.begin(), wanted.end(), key) == wanted.end()) wanted.push_back(std::move(key));
+    }
+    if (wanted.size() > kMaxTasksPerDelivery) {
+      throw http::ApiError(413, "a delivery may name at most " + std::to_string(kMaxTasksPerDelivery) +
+                                    " Tasks (each is read back from the FHIR server); this one names " +
+                                    std::to_string(wanted.size()));
+    }
+    for (const auto& [id, version] : wanted) {
+      auto task = notifier.read_task(id, version);
+      if (!task && !version.empty()) task = notifier.read_task(id);
+      if (task) {
         resources.push_back(std::move(*task));
       } else {
         spdlog::warn("notifications: a delivery named Task {}, but the FHIR server has no Task {}; nothing sent", id, id);
@@ -76,16 +97,15 @@ http::Response receive_delivery(const http::Request& request, const http::PathPa
     notifier.count_hook(HookOutcome::kInvalid);
     throw http::ApiError(400, std::string(error.what()));
   }
-  {
-    std::vector<std::string> ids;
-    for (const auto& delivered : payload.tasks) ids.push_back(delivered.task_id);
-    try {
-      payload.tasks = read_back_tasks(notifier, std::move(ids), payload.empty, path_task_id);
-    } catch (const notify::FhirUnavailable& error) {
-      notifier.count_hook(HookOutcome::kError);
-      spdlog::warn("notifications: {}", error.what());
-      throw http::ApiError(502, std::string(error.what()) + "; the delivery can be retried");
-    }
+  try {
+    payload.tasks = read_back_tasks(notifier, payload.tasks, payload.empty, path_task_id);
+  } catch (const notify::FhirUnavailable& error) {
+    notifier.count_hook(HookOutcome::kError);
+    spdlog::warn("notifications: {}", error.what());
+    throw http::ApiError(502, std::string(error.what()) + "; the delivery can be retried");
+  } catch (const http::ApiError&) {
+    notifier.count_hook(HookOutcome::kInvalid);  // too many Tasks named
+    throw;
   }
   int queued = 0;
   try {

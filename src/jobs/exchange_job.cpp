@@ -156,7 +156,8 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
     co_return Outcome::kStopped;
   }
   if (!job_.task_id) {
-    co_await put_task("in-progress", std::nullopt);
+    const std::string in_progress = "in-progress";  // named: see RunnerContext::run_sql
+    co_await put_task(in_progress, std::nullopt);
     const auto& owner = context_.owner;
     const auto& task_id = task_id_;
     co_await context_.on_jobs([id, &owner, &task_id](store::BatchJobRepository& jobs) { return jobs.set_task_id(id, owner, task_id); });
@@ -285,6 +286,7 @@ asio::awaitable<void> ExchangeJob::write(fhir::TransformedPage& transformed) {
   if (transformed.target_references.empty()) co_return;  // nothing of this page is exchanged
   const std::string what = "page " + std::to_string(pages_ + 1);
   const Verify all_stored = transaction_stored(transformed.transaction["entry"].size());
+  const std::string post = "POST";
   const std::string base_path;
   // Serialised, then the transaction's DOM goes (but for the page's Provenance, when it is pointed at
   // the written versions afterwards).
@@ -293,14 +295,15 @@ asio::awaitable<void> ExchangeJob::write(fhir::TransformedPage& transformed) {
   const bool versioned = context_.config.versioned_references;
   if (versioned) provenance = std::move(transformed.transaction["entry"].back()["resource"]);
   transformed.transaction = json();
-  const json result = co_await target_.send("POST", base_path, std::move(transaction), what, all_stored);
+  const json result = co_await target_.send(post, base_path, std::move(transaction), what, all_stored);
   if (versioned) {
     const std::string& provenance_id = transformed.provenance_id;
     const Verify stored = updated("Provenance", provenance_id);
     std::string body = fhir::versioned_provenance(provenance, result).dump();
     const std::string path = "Provenance/" + provenance_id;
     const std::string provenance_what = "the page's Provenance";
-    co_await target_.send("PUT", path, std::move(body), provenance_what, stored);
+    const std::string put = "PUT";
+    co_await target_.send(put, path, std::move(body), provenance_what, stored);
   }
 }
 
@@ -436,8 +439,10 @@ asio::awaitable<void> ExchangeJob::put_task(const std::string& status, const std
   // Named, not built inside the co_await expression (GCC 12 and temporaries there, see run_sql).
   const Verify stored = updated("Task", task_id_);
   std::string task = tracking_task(facts).dump();
+  const std::string method = "PUT";
   const std::string path = "Task/" + task_id_;
-  co_await target_.send("PUT", path, std::move(task), "the tracking Task", stored);
+  const std::string what = "the tracking Task";
+  co_await target_.send(method, path, std::move(task), what, stored);
 }
 
 }  // namespace p2p::jobs

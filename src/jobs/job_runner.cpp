@@ -60,18 +60,20 @@ struct JobRunner::Impl {
         // Renewed before claiming: after a database outage this instance's running jobs are its own
         // again before any claim (here or elsewhere) could take them as expired.
         if (Clock::now() - last_renewal > lease / 3 && !running.empty()) {
+          const auto renewal_started = Clock::now();  // the leases run from here, not from the answer
           const std::vector<long long> ids(running.begin(), running.end());
           const auto held = co_await context.on_jobs(
               [&owner, lease, &ids](store::BatchJobRepository& jobs) { return jobs.renew_leases(owner, lease, ids); });
           for (long long id : running) {
             if (std::find(held.begin(), held.end(), id) == held.end()) context.lost.insert(id);
           }
-          last_renewal = Clock::now();
+          last_renewal = renewal_started;
         }
         const int free = config.concurrency - static_cast<int>(running.size());
         if (free > 0) {
-          auto claimed = co_await context.on_jobs([&owner, lease, free, &config](store::BatchJobRepository& jobs) {
-            return jobs.claim(owner, lease, free, config.max_claims);
+          const std::vector<long long> mine(running.begin(), running.end());  // never claimed twice here
+          auto claimed = co_await context.on_jobs([&owner, lease, free, &config, &mine](store::BatchJobRepository& jobs) {
+            return jobs.claim(owner, lease, free, config.max_claims, mine);
           });
           for (auto& job : claimed) spawn(std::move(job));
         }
@@ -86,7 +88,7 @@ struct JobRunner::Impl {
 
   void spawn(store::ClaimedJob claimed) {
     const long long id = claimed.job.id;
-    running.insert(id);
+    if (!running.insert(id).second) return;  // (claim() excludes running jobs: never reached)
     running_count = static_cast<int>(running.size());
     const log::RequestIdExecutor executor(context.io.get_executor(), "job-" + std::to_string(id));
     asio::co_spawn(executor, run_owned(std::make_unique<ExchangeJob>(context, std::move(claimed))),

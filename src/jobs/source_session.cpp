@@ -26,6 +26,10 @@ asio::awaitable<http::ClientResponse> SourceSession::fetch(const std::string& ur
       response = co_await context_.client->send(std::move(get));
     } catch (const http::FetchError& error) {
       if (error.kind() == http::FetchError::Kind::kTooLarge) {
+        const std::string what = error.what();
+        if (what.find("response headers") != std::string::npos) {  // not the page: its headers
+          throw JobFailure("cannot read from the source payer at " + origin_and_path(url) + ": " + what);
+        }
         throw JobFailure("the source payer's page at " + origin_and_path(url) + " is larger than exchange.maxPageBytes (" +
                          std::to_string(config.max_page_bytes) + " bytes): ask the source payer for smaller pages, or "
                          "raise exchange.maxPageBytes (memory grows with it)");
@@ -94,9 +98,9 @@ asio::awaitable<void> SourceSession::refresh() {
     } else if (definition.auth_well_known) {
       require_secure(*definition.auth_well_known, "the OIDC server's authWellKnown");
       const std::string well_known = *definition.auth_well_known;
+      const std::string what = "read the source payer's well-known document";  // named: see RunnerContext::run_sql
       token_endpoint_ = co_await with_token_retries(
-          [this, &well_known] { return oauth::discover_token_endpoint(*context_.client, well_known); },
-          "read the source payer's well-known document");
+          [this, &well_known] { return oauth::discover_token_endpoint(*context_.client, well_known); }, what);
     } else {
       throw JobFailure("the access token was refused and the OIDC server definition has neither tokenEndpoint nor "
                        "authWellKnown to refresh it");
@@ -110,9 +114,9 @@ asio::awaitable<void> SourceSession::refresh() {
   request.client_secret = server_.client_secret;
   request.extra_parameters =
       oauth::parse_custom_token_params(definition.custom_token_params.value_or(""), source_patient_id_);
+  const std::string what = "refresh the member's tokens";  // named: see RunnerContext::run_sql
   const oauth::Tokens tokens = co_await with_token_retries(
-      [this, &request] { return oauth::refresh_tokens(*context_.client, request); }, "refresh the member's tokens",
-      Resend::kOnlyUnsent);
+      [this, &request] { return oauth::refresh_tokens(*context_.client, request); }, what, Resend::kOnlyUnsent);
   access_token_ = tokens.access_token;
   if (tokens.refresh_token) refresh_token_ = tokens.refresh_token;
   co_await store_refreshed_tokens(tokens);

@@ -373,10 +373,11 @@ bool Notifier::check_hook_secret(std::optional<std::string_view> presented) cons
   return util::constant_time_equal(util::sha256(*presented), impl_->secret_digest);
 }
 
-std::optional<json> Notifier::read_task(const std::string& task_id) {
+std::optional<json> Notifier::read_task(const std::string& task_id, const std::string& version_id) {
+  const std::string path = "Task/" + task_id + (version_id.empty() ? "" : "/_history/" + version_id);
   http::ClientResponse response;
   try {
-    response = asio::co_spawn(impl_->io, impl_->send(impl_->fhir_request("GET", "Task/" + task_id)), asio::use_future).get();
+    response = asio::co_spawn(impl_->io, impl_->send(impl_->fhir_request("GET", path)), asio::use_future).get();
   } catch (const http::FetchError& error) {
     throw FhirUnavailable("cannot read Task/" + task_id + " from the FHIR server: " + error.what());
   }

@@ -51,6 +51,13 @@ JobStatus status_of(const pqxx::field& field) {
   return *status;
 }
 
+// A PostgreSQL array literal of integers, for `= ANY($n::bigint[])`.
+std::string id_array(const std::vector<long long>& ids) {
+  std::string text = "{";
+  for (const long long id : ids) text += (text.size() > 1 ? "," : "") + std::to_string(id);
+  return text + "}";
+}
+
 BatchJob read_job(const pqxx::row& row) {
   BatchJob job;
   job.id = row[0].as<long long>();
@@ -179,7 +186,7 @@ CancelOutcome BatchJobRepository::request_cancel(int server_pid, long long id) {
 }
 
 std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std::chrono::seconds lease, int max_jobs,
-                                                  int max_lost_leases) {
+                                                  int max_lost_leases, const std::vector<long long>& running) {
   pqxx::work tx(connection_);
   const auto rows = tx.exec_params(
       "UPDATE batch_jobs SET lease_owner = $1, lease_expires_at = now() + $2::interval,"
@@ -189,9 +196,10 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
       " WHERE id IN (SELECT id FROM batch_jobs WHERE status IN ('STARTING', 'STARTED', 'STOPPING')"
       " AND (lease_expires_at IS NULL OR lease_expires_at < now())"
       " AND (not_before IS NULL OR not_before <= now() OR status = 'STOPPING')"
+      " AND id <> ALL($4::bigint[])"
       " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $3)"
       " RETURNING " P2P_BATCH_JOB_COLUMNS ", access_token_sealed, refresh_token_sealed, lost_leases",
-      owner, seconds_text(lease), max_jobs);
+      owner, seconds_text(lease), max_jobs, id_array(running));
   tx.commit();
   std::vector<ClaimedJob> claimed;
   for (const auto& row : rows) {
@@ -224,14 +232,11 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
 std::vector<long long> BatchJobRepository::renew_leases(const std::string& owner, std::chrono::seconds lease,
                                                        const std::vector<long long>& running) {
   if (running.empty()) return {};
-  std::string id_array = "{";  // a PostgreSQL array literal of integers
-  for (const long long id : running) id_array += (id_array.size() > 1 ? "," : "") + std::to_string(id);
-  id_array += "}";
   pqxx::work tx(connection_);
   const auto rows = tx.exec_params(
       "UPDATE batch_jobs SET lease_expires_at = now() + $2::interval WHERE lease_owner = $1 AND id = ANY($3::bigint[])"
       " AND status IN ('STARTED', 'STOPPING') RETURNING id",
-      owner, seconds_text(lease), id_array);
+      owner, seconds_text(lease), id_array(running));
   tx.commit();
   std::vector<long long> ids;
   for (const auto& row : rows) ids.push_back(row[0].as<long long>());

@@ -29,6 +29,16 @@ TEST_F(ExchangeTest, EachJobsLogLinesCarryItsOwnRequestIdWhileJobsInterleave) {
   for (const auto id : {first, second}) {  // info lines reach the log within a second
     ASSERT_TRUE(service.wait_for_log("job " + std::to_string(id) + ": COMPLETED")) << service.log();
   }
+  // Both were running before either ended: their lines interleaved.
+  const auto log = service.log();
+  for (const auto started : {first, second}) {
+    for (const auto ended : {first, second}) {
+      const auto running = log.find("job " + std::to_string(started) + ": running for source payer");
+      const auto completed = log.find("job " + std::to_string(ended) + ": COMPLETED");
+      ASSERT_NE(running, std::string::npos) << log;
+      EXPECT_LT(running, completed) << "the jobs did not overlap, so the test proves nothing\n" << log;
+    }
+  }
   const std::regex job_line(R"(\[req=([^\]]*)\] job (\d+): )");
   std::istringstream lines(service.log());
   std::string line;
@@ -74,9 +84,9 @@ TEST_F(PostgresRestartTest, ARestartMidJobWhileRotatedTokensAreInFlightLosesNeit
   ASSERT_TRUE(eventually([&] { return job(service, id).value("pagesCompleted", 0) >= 2; }, 30s)) << service.log();
 
   // The access token expires: the next page is refused and the service refreshes. The token endpoint
-  // rotates the refresh token at once and answers 4 s later; PostgreSQL is stopped meanwhile.
+  // rotates the refresh token at once and answers 10 s later; PostgreSQL is stopped meanwhile.
   http_request("POST", issuer() + "/__control/expire-access", {kJson}, json({{"access_token", tokens["access_token"]}}).dump());
-  control(issuer(), "delay-next-token-response", {{"milliseconds", 4000}, {"grant", "refresh_token"}});
+  control(issuer(), "delay-next-token-response", {{"milliseconds", 10000}, {"grant", "refresh_token"}});
   ASSERT_TRUE(eventually([&] { return refreshes_seen(issuer()) >= 1; }, 30s)) << service.log();
   cluster_.stop();
   ASSERT_TRUE(service.wait_for_log("cannot store the member's refreshed tokens yet (attempt 1)", 30s)) << service.log();

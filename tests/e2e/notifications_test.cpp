@@ -718,6 +718,17 @@ TEST_F(NotificationTest, AForgedBodyCannotChooseTheRecipientsTheTaskIsReadBackBy
   std::this_thread::sleep_for(1s);
   EXPECT_EQ(smtp.messages().size(), 3u);
   EXPECT_TRUE(service.wait_for_log("the FHIR server has no Task task-never-stored")) << service.log();
+
+  // Each Task named is one read from the FHIR server: a delivery may name at most 100 (once each).
+  json bundle = {{"resourceType", "Bundle"}, {"type", "history"}, {"entry", json::array()}};
+  for (int i = 0; i < 101; ++i) {
+    bundle["entry"].push_back({{"resource", add_payer_task("task-flood-" + std::to_string(i), mallory)}});
+  }
+  const std::size_t before_flood = fhir_requests().size();
+  const auto flood = deliver_create(service, bundle);
+  EXPECT_EQ(flood.status, 413) << flood.body;
+  EXPECT_NE(flood.body.find("a delivery may name at most 100 Tasks"), std::string::npos) << flood.body;
+  EXPECT_TRUE(fhir_requests_since(before_flood, "/Task/").empty()) << "nothing read for a refused delivery";
 }
 
 TEST_F(NotificationTest, MalformedBodiesAre400ProblemsAndSendNothing) {

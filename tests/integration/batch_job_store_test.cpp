@@ -103,6 +103,8 @@ TEST_F(BatchJobStore, InstancesClaimEachJobOnceAndTakeOverExpiredLeases) {
   const long long taken = claimed[holder][0];
   const std::string old_owner = "instance-" + std::to_string(holder);
   exec("UPDATE batch_jobs SET lease_expires_at = now() - interval '1 second' WHERE id = " + std::to_string(taken));
+  // An instance never claims a job it still runs, even one whose lease lapsed (one run per instance).
+  EXPECT_TRUE(jobs.claim(old_owner, 60s, 50, 10, {taken}).empty());
   const auto retaken = jobs.claim("successor", 60s, 50);
   ASSERT_EQ(retaken.size(), 1u);
   EXPECT_EQ(retaken[0].job.id, taken);

@@ -67,10 +67,13 @@ TEST(RequestIdExecutor, ACoroutineSpawnedOnTheSameExecutorAndWorkPostedBackKeepT
     after_pool = p2p::log::current_request_id();
   };
   asio::co_spawn(RequestIdExecutor(io.get_executor(), "job-p"), parent(), asio::detached);
-  asio::co_spawn(RequestIdExecutor(io.get_executor(), "job-q"), [&]() -> asio::awaitable<void> {
+  // Another job interleaving on the same thread. (A named lambda: a coroutine lambda called as a
+  // temporary would outlive its captures.)
+  auto other = [&]() -> asio::awaitable<void> {
     asio::steady_timer timer(io, 2ms);
     co_await timer.async_wait(asio::use_awaitable);
-  }(), asio::detached);
+  };
+  asio::co_spawn(RequestIdExecutor(io.get_executor(), "job-q"), other(), asio::detached);
   io.run();
   pool.join();
   EXPECT_EQ(child, "job-p");

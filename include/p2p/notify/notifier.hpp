@@ -52,8 +52,9 @@ class Notifier {
   bool check_hook_secret(std::optional<std::string_view> presented) const;
 
   // Blocking calls, for the blocking pool only.
-  // The Task with this id from the FHIR server, or nullopt when it does not exist (404/410).
-  std::optional<nlohmann::json> read_task(const std::string& task_id);
+  // The Task with this id from the FHIR server (that version of it, when `version_id` is given: a
+  // vread), or nullopt when it does not exist (404/410).
+  std::optional<nlohmann::json> read_task(const std::string& task_id, const std::string& version_id = {});
   // The add-payer Tasks changed within emptyNotificationLookbackMinutes.
   std::vector<nlohmann::json> search_recent_tasks();
   // Records the delivery of this Task and queues the e-mails it calls for, in one transaction.

@@ -87,9 +87,11 @@ class BatchJobRepository {
   // Claims up to `max_jobs` runnable jobs whose lease is free or expired and that are not paused
   // (not_before still ahead; a job with a cancel pending is claimed anyway, to stop it), for `lease`.
   // A job taken over from an expired lease more than `max_lost_leases` times in a row without a page
-  // recorded (it crashes or hangs whoever runs it) is failed here instead of returned.
+  // recorded (it crashes or hangs whoever runs it) is failed here instead of returned. Jobs in
+  // `running` (the ones this instance runs now) are never claimed, even when their lease has lapsed:
+  // one job runs at most once per instance.
   std::vector<ClaimedJob> claim(const std::string& owner, std::chrono::seconds lease, int max_jobs,
-                                int max_lost_leases = 10);
+                                int max_lost_leases = 10, const std::vector<long long>& running = {});
   // Extends the lease of the owner's jobs that are `running` in this instance (only those: a job it
   // left must lapse so another instance can take it); returns the ids still held (a job ended or
   // taken over is not among them).
