@@ -1,6 +1,5 @@
 #include "runner_context.hpp"
 
-#include <cmath>
 #include <ctime>
 
 #include <boost/asio/steady_timer.hpp>
@@ -24,14 +23,16 @@ RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d
   options.max_response_bytes = config.max_response_bytes;
   options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
   client = std::make_unique<http::HttpClient>(io.get_executor(), options);
+  retry_policy = util::Backoff{.initial = std::chrono::milliseconds(config.initial_backoff_milliseconds),
+                               .cap = std::chrono::seconds(config.max_backoff_seconds),
+                               .jitter_low = 0.5,  // "equal jitter": half fixed, half random
+                               .jitter_high = 1.0};
 }
 
 std::chrono::milliseconds RunnerContext::backoff(int attempt, std::optional<int> retry_after_seconds) {
-  const auto cap = std::chrono::milliseconds(config.max_backoff_seconds * 1000LL);
-  if (retry_after_seconds) return std::min(cap, std::chrono::milliseconds(*retry_after_seconds * 1000LL));
-  const double base = config.initial_backoff_milliseconds * std::pow(2.0, attempt - 1);
-  std::uniform_real_distribution<double> jitter(0.5, 1.0);  // "equal jitter": half fixed, half random
-  return std::min(cap, std::chrono::milliseconds(static_cast<long long>(base * jitter(random))));
+  std::optional<std::chrono::seconds> retry_after;
+  if (retry_after_seconds) retry_after = std::chrono::seconds(*retry_after_seconds);
+  return retry_policy.delay(attempt, random, retry_after);
 }
 
 asio::awaitable<void> RunnerContext::sleep_for(std::chrono::milliseconds delay) {

@@ -29,6 +29,7 @@
 #include "p2p/log/log.hpp"
 #include "p2p/store/batch_job_repository.hpp"
 #include "p2p/store/database.hpp"
+#include "p2p/util/backoff.hpp"
 
 namespace p2p::jobs {
 
@@ -67,6 +68,7 @@ struct RunnerContext {
   std::atomic<bool> stopping{false};
   std::set<long long> lost;  // jobs whose lease renewal failed; touched on the I/O thread only
   std::mt19937_64 random{std::random_device{}()};
+  util::Backoff retry_policy;  // exchange.initialBackoffMilliseconds doubling, equal jitter, maxBackoffSeconds
   std::atomic<std::uint64_t> pages_written{0}, resources_written{0}, completed{0}, failed{0}, stopped{0}, paused{0};
 
   // Throws JobLeft once the service is stopping or the job's lease was found lost.

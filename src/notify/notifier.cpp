@@ -26,6 +26,7 @@
 #include "p2p/notify/smtp_mailer.hpp"
 #include "p2p/notify/subscription.hpp"
 #include "p2p/store/database.hpp"
+#include "p2p/util/backoff.hpp"
 #include "p2p/util/crypto.hpp"
 #include "p2p/util/url_rules.hpp"
 
@@ -182,8 +183,10 @@ struct Notifier::Impl {
           spdlog::warn("notifications: cannot check the Subscription on the FHIR server ({}); retrying (attempt {})",
                        problem, failures);
         }
-        const int backoff = std::min(60, 2 << std::min(failures, 5));
-        wait = std::min(wait, std::chrono::seconds(backoff));
+        // 4 s doubling to 60 s, no jitter (one keeper per instance): the one retry policy, util/backoff.hpp.
+        const util::Backoff keeper{.initial = std::chrono::seconds(4), .cap = std::chrono::seconds(60),
+                                   .jitter_low = 1.0, .jitter_high = 1.0};
+        wait = std::min(wait, std::chrono::duration_cast<std::chrono::seconds>(keeper.delay(failures, random)));
       }
       timer.expires_after(wait);
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -194,11 +197,14 @@ struct Notifier::Impl {
 
   // --- the sender -------------------------------------------------------------------------------
 
+  // notifications.delivery: initialBackoffSeconds doubling, ±20 % jitter, at most maxBackoffSeconds.
   std::chrono::seconds backoff(int attempts) {
-    const double base_delay = config.initial_backoff_seconds * std::pow(2.0, std::max(0, attempts - 1));
-    const double capped = std::min(base_delay, static_cast<double>(config.max_backoff_seconds));
-    std::uniform_real_distribution<double> jitter(0.8, 1.2);
-    return std::chrono::seconds(std::max<long long>(1, static_cast<long long>(capped * jitter(random))));
+    const util::Backoff policy{.initial = std::chrono::seconds(config.initial_backoff_seconds),
+                               .cap = std::chrono::seconds(config.max_backoff_seconds),
+                               .jitter_low = 0.8,
+                               .jitter_high = 1.2,
+                               .floor = std::chrono::seconds(1)};
+    return std::chrono::duration_cast<std::chrono::seconds>(policy.delay(attempts, random));
   }
 
   std::string message_id(long long id) const {
