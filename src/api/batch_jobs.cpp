@@ -11,7 +11,6 @@
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/store/batch_job_repository.hpp"
 #include "p2p/util/crypto.hpp"
-#include "p2p/util/url_rules.hpp"
 #include "path_params.hpp"
 
 namespace p2p::api {
@@ -80,16 +79,17 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                                            "(exchange.fhirPersistenceUrl / P2P_FHIR_PERSISTENCE_URL)");
                }
                const auto server = require_oidc_server(database, pid);
-               if (!server.fhir_endpoint) {
-                 throw http::ApiError(409, "OIDC server " + std::to_string(pid) + " has no fhirEndpoint; an admin must set it first");
-               }
-               if (util::check_absolute_http_url(*server.fhir_endpoint)) {
-                 throw http::ApiError(409, "OIDC server " + std::to_string(pid) + "'s fhirEndpoint is not an absolute "
-                                           "http(s) URL; an admin must correct it");
-               }
-               if (!exchange.allow_plain_http && util::is_plain_http(*server.fhir_endpoint)) {
-                 throw http::ApiError(409, "OIDC server " + std::to_string(pid) + "'s fhirEndpoint uses plain http://, which is "
-                                           "refused (P2P_ALLOW_PLAIN_HTTP=true allows it for local tests only)");
+               const std::string named = "OIDC server " + std::to_string(pid);
+               switch (fhir::source_endpoint_problem(server.fhir_endpoint, exchange.allow_plain_http)) {
+                 case fhir::SourceEndpointProblem::kNone:
+                   break;
+                 case fhir::SourceEndpointProblem::kMissing:
+                   throw http::ApiError(409, named + " has no fhirEndpoint; an admin must set it first");
+                 case fhir::SourceEndpointProblem::kNotAbsoluteHttp:
+                   throw http::ApiError(409, named + "'s fhirEndpoint is not an absolute http(s) URL; an admin must correct it");
+                 case fhir::SourceEndpointProblem::kPlainHttp:
+                   throw http::ApiError(409, named + "'s fhirEndpoint uses plain http://, which is refused "
+                                                     "(P2P_ALLOW_PLAIN_HTTP=true allows it for local tests only)");
                }
                try {
                  job.first_url = fhir::resolve_bundle_request(*server.fhir_endpoint, bundle_request.value_or(""),

@@ -7,6 +7,8 @@
 #include <boost/url/url.hpp>
 #include <boost/url/url_view.hpp>
 
+#include "p2p/util/url_rules.hpp"
+
 namespace p2p::fhir {
 namespace {
 
@@ -77,6 +79,13 @@ void check_under(const urls::url& endpoint, const urls::url& candidate, bool all
 }
 
 }  // namespace
+
+SourceEndpointProblem source_endpoint_problem(const std::optional<std::string>& fhir_endpoint, bool allow_plain_http) {
+  if (!fhir_endpoint) return SourceEndpointProblem::kMissing;
+  if (util::check_absolute_http_url(*fhir_endpoint)) return SourceEndpointProblem::kNotAbsoluteHttp;
+  if (!allow_plain_http && util::is_plain_http(*fhir_endpoint)) return SourceEndpointProblem::kPlainHttp;
+  return SourceEndpointProblem::kNone;
+}
 
 bool is_fhir_id(std::string_view id) {
   return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](unsigned char c) {

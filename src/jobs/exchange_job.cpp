@@ -145,10 +145,20 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
       [pid](pqxx::connection& connection) { return store::OidcServerRepository(connection).find_for_exchange(pid); });
   if (!server) throw JobFailure("the OIDC server definition pid " + std::to_string(pid) + " no longer exists");
   source_.set_server(std::move(*server));
+  // The definition may have changed since the API accepted the job: the same rule, again.
   const auto& endpoint = source_.server().definition.fhir_endpoint;
-  if (!endpoint) throw JobFailure("the OIDC server definition has no fhirEndpoint");
+  switch (fhir::source_endpoint_problem(endpoint, config.allow_plain_http)) {
+    case fhir::SourceEndpointProblem::kNone:
+      break;
+    case fhir::SourceEndpointProblem::kMissing:
+      throw JobFailure("the OIDC server definition has no fhirEndpoint");
+    case fhir::SourceEndpointProblem::kNotAbsoluteHttp:
+      throw JobFailure("the OIDC server definition's fhirEndpoint is not an absolute http(s) URL; an admin must correct it");
+    case fhir::SourceEndpointProblem::kPlainHttp:
+      throw JobFailure("plain http:// endpoints are refused (set P2P_ALLOW_PLAIN_HTTP=true only for local tests)");
+  }
   if (config.fhir_persistence_url.empty()) throw JobFailure("exchange.fhirPersistenceUrl is not configured");
-  if (!config.allow_plain_http && (util::is_plain_http(*endpoint) || util::is_plain_http(config.fhir_persistence_url))) {
+  if (!config.allow_plain_http && util::is_plain_http(config.fhir_persistence_url)) {
     throw JobFailure("plain http:// endpoints are refused (set P2P_ALLOW_PLAIN_HTTP=true only for local tests)");
   }
   if (job_.status == JobStatus::kStopping) {

@@ -94,3 +94,14 @@ TEST(SourceUrl, AnEndpointAtTheServersRootWorks) {
   EXPECT_THROW(require_under_endpoint("https://root.example", "https://root.example:444/Patient/1"), SourceUrlError);
   EXPECT_THROW(require_under_endpoint("https://root.example", "http://root.example/Patient/1"), SourceUrlError);
 }
+
+TEST(SourceUrl, OneRuleSaysWhetherAnEndpointCanBeASource) {
+  using p2p::fhir::SourceEndpointProblem;
+  using p2p::fhir::source_endpoint_problem;
+  EXPECT_EQ(source_endpoint_problem(std::nullopt, false), SourceEndpointProblem::kMissing);
+  EXPECT_EQ(source_endpoint_problem("sourcepayer.example.com/fhir", false), SourceEndpointProblem::kNotAbsoluteHttp);
+  EXPECT_EQ(source_endpoint_problem("ftp://sourcepayer.example.com/fhir", true), SourceEndpointProblem::kNotAbsoluteHttp);
+  EXPECT_EQ(source_endpoint_problem("HTTP://sourcepayer.example.com/fhir", false), SourceEndpointProblem::kPlainHttp);
+  EXPECT_EQ(source_endpoint_problem("http://127.0.0.1:8080/fhir", true), SourceEndpointProblem::kNone);
+  EXPECT_EQ(source_endpoint_problem("https://sourcepayer.example.com", false), SourceEndpointProblem::kNone);
+}

@@ -15,6 +15,11 @@ class SourceUrlError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Why an OIDC server definition's fhirEndpoint cannot be the source of an exchange: one rule for the
+// API (which refuses the job) and the runner (which fails a job queued before the definition changed).
+enum class SourceEndpointProblem { kNone, kMissing, kNotAbsoluteHttp, kPlainHttp };
+SourceEndpointProblem source_endpoint_problem(const std::optional<std::string>& fhir_endpoint, bool allow_plain_http);
+
 // A FHIR resource id: 1-64 of A-Z a-z 0-9 - . (FHIR R4 id datatype).
 bool is_fhir_id(std::string_view id);
 
