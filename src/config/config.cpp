@@ -623,7 +623,7 @@ void read_notifications(Reader& reader, const json& root, const ExchangeConfig& 
     } else if (notifications.public_base_url.find_first_of("?#") != std::string::npos) {
       reader.fail("notifications.publicBaseUrl", "must be a base URL without a query or fragment, e.g. https://p2p.example.org");
     }
-    while (notifications.public_base_url.ends_with('/')) notifications.public_base_url.pop_back();
+    notifications.public_base_url = util::without_trailing_slashes(notifications.public_base_url);
   }
   if (notifications.initial_backoff_seconds > notifications.max_backoff_seconds) {
     reader.fail("notifications.delivery.initialBackoffSeconds", "must not be more than notifications.delivery.maxBackoffSeconds");

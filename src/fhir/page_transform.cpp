@@ -37,11 +37,6 @@ struct Reference {
   std::string id;
 };
 
-std::string trim_trailing_slash(std::string text) {
-  while (!text.empty() && text.back() == '/') text.pop_back();
-  return text;
-}
-
 // A FHIR resource type name (e.g. ExplanationOfBenefit). Anything else is refused: the type becomes a
 // path segment of the PUT to the target, so "Patient/x/_history" must never get that far.
 bool is_resource_type(std::string_view type) {
@@ -218,7 +213,7 @@ void add_tag(json& resource, const TransformContext& context) {
 
 void add_traceability(json& resource, const std::string& type, const std::string& source_id,
                       const TransformContext& context) {
-  resource["meta"]["source"] = trim_trailing_slash(context.source_fhir_endpoint) + "/" + type + "/" + source_id;
+  resource["meta"]["source"] = util::without_trailing_slashes(context.source_fhir_endpoint) + "/" + type + "/" + source_id;
   if (kTypesWithoutIdentifier.contains(type)) return;
   json traceability = {{"use", "secondary"},
                        {"system", context.traceability_system},

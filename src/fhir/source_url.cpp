@@ -7,6 +7,7 @@
 #include <boost/url/url.hpp>
 #include <boost/url/url_view.hpp>
 
+#include "p2p/util/text.hpp"
 #include "p2p/util/url_rules.hpp"
 
 namespace p2p::fhir {
@@ -148,8 +149,7 @@ FhirBase::FhirBase(std::string_view base) {
   host_ = lower(parsed->encoded_host());
   port_ = effective_port(*parsed);
   default_port_ = default_port(*parsed);
-  path_ = parsed->encoded_path();
-  while (!path_.empty() && path_.back() == '/') path_.pop_back();
+  path_ = util::without_trailing_slashes(std::string(parsed->encoded_path()));
   known_ = true;
 }
 

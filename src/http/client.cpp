@@ -1,4 +1,5 @@
 #include "p2p/http/client.hpp"
+#include "p2p/util/text.hpp"
 
 #include <algorithm>
 #include <array>
@@ -45,12 +46,7 @@ using WireRequest = bhttp::request<bhttp::string_body>;
 using Parser = bhttp::response_parser<bhttp::string_body>;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t kHeaderLimitBytes = 64 * 1024;
-
-bool iequals(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](unsigned char x, unsigned char y) {
-    return std::tolower(x) == std::tolower(y);
-  });
-}
+using util::iequals;
 
 std::string_view trim(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);

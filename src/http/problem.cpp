@@ -1,4 +1,5 @@
 #include "p2p/http/problem.hpp"
+#include "p2p/util/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -51,13 +52,7 @@ Response problem_response(int status, std::string_view detail, std::string_view 
   return response;
 }
 
-namespace {
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-}  // namespace
+using util::iequals;
 
 std::optional<std::string_view> Request::header(std::string_view name) const {
   for (const auto& [key, value] : headers) {

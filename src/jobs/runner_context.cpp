@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "p2p/fhir/operation_outcome.hpp"
+#include "p2p/util/time.hpp"
 
 namespace p2p::jobs {
 
@@ -71,16 +72,6 @@ std::string origin_and_path(const std::string& url) {
          std::string(parsed->encoded_path());
 }
 
-std::string utc_now() {
-  const auto now = std::chrono::system_clock::now();
-  const auto time = std::chrono::system_clock::to_time_t(now);
-  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&time, &tm);
-  char buffer[64];
-  std::snprintf(buffer, sizeof(buffer), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
-  return buffer;
-}
+std::string utc_now() { return util::iso8601_utc(std::chrono::system_clock::now(), true); }
 
 }  // namespace p2p::jobs

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "p2p/fhir/target_response.hpp"
+#include "p2p/util/text.hpp"
 #include "runner_context.hpp"
 
 namespace p2p::jobs {
@@ -24,8 +25,7 @@ Verify transaction_stored(std::size_t entries) {
 boost::asio::awaitable<json> TargetWriter::send(const std::string& method, const std::string& path, std::string body,
                                                 const std::string& what, const Verify& verify) {
   const auto& config = context_.config;
-  std::string base = config.fhir_persistence_url;
-  while (!base.empty() && base.back() == '/') base.pop_back();
+  const std::string base = util::without_trailing_slashes(config.fhir_persistence_url);
   http::ClientRequest request{method, path.empty() ? base : base + "/" + path,
                               {{"Content-Type", "application/fhir+json"}, {"Accept", "application/fhir+json"}},
                               std::move(body)};

@@ -28,6 +28,8 @@
 #include "p2p/store/database.hpp"
 #include "p2p/util/backoff.hpp"
 #include "p2p/util/crypto.hpp"
+#include "p2p/util/text.hpp"
+#include "p2p/util/time.hpp"
 #include "p2p/util/url_rules.hpp"
 
 namespace p2p::notify {
@@ -45,15 +47,6 @@ std::string query_value(std::string_view value) {
   return boost::urls::encode(value, boost::urls::unreserved_chars);
 }
 
-std::string iso8601_utc(std::chrono::system_clock::time_point when) {
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(when);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return buffer;
-}
-
 }  // namespace
 
 struct Notifier::Impl {
@@ -68,8 +61,7 @@ struct Notifier::Impl {
     options.max_response_bytes = 16 * 1024 * 1024;
     options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
     client = std::make_unique<http::HttpClient>(io.get_executor(), options);
-    base = exchange.fhir_persistence_url;
-    while (!base.empty() && base.back() == '/') base.pop_back();
+    base = util::without_trailing_slashes(exchange.fhir_persistence_url);
   }
 
   const config::NotificationsConfig& config;
@@ -399,7 +391,7 @@ std::optional<json> Notifier::read_task(const std::string& task_id, const std::s
 std::vector<json> Notifier::search_recent_tasks() {
   const auto since = std::chrono::system_clock::now() - std::chrono::minutes(impl_->config.empty_notification_lookback_minutes);
   const std::string code = std::string(kP2pCodeSystem) + "|" + std::string(kAddPayerCode);
-  const std::string path = "Task?code=" + query_value(code) + "&_lastUpdated=" + query_value("ge" + iso8601_utc(since)) +
+  const std::string path = "Task?code=" + query_value(code) + "&_lastUpdated=" + query_value("ge" + util::iso8601_utc(since)) +
                            "&_count=100";
   http::ClientResponse response;
   try {
