@@ -12,7 +12,8 @@
 
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/fhir/page_transform.hpp"
-#include "p2p/notify/email.hpp"
+#include "p2p/mail/address.hpp"
+#include "p2p/mail/templates.hpp"
 #include "p2p/util/text.hpp"
 #include "p2p/util/url_rules.hpp"
 
@@ -534,15 +535,15 @@ void read_template(Reader& reader, const json& templates, const std::string& nam
     reader.read_string(*section, "subject", path + ".subject", out.subject, Reader::Presence::kNotEmptyWhenSet);
     reader.read_string(*section, "body", path + ".body", out.body, Reader::Presence::kNotEmptyWhenSet);
   }
-  if (auto problem = notify::check_template(out.subject)) reader.fail(path + ".subject", *problem);
-  if (auto problem = notify::check_template(out.body)) reader.fail(path + ".body", *problem);
+  if (auto problem = mail::check_template(out.subject)) reader.fail(path + ".subject", *problem);
+  if (auto problem = mail::check_template(out.body)) reader.fail(path + ".body", *problem);
 }
 
 void read_notifications(Reader& reader, const json& root, const ExchangeConfig& exchange,
                         NotificationsConfig& notifications) {
-  notifications.admin_request = notify::default_admin_request_template();
-  notifications.member_confirmation = notify::default_member_confirmation_template();
-  notifications.member_status_update = notify::default_member_status_update_template();
+  notifications.admin_request = mail::default_admin_request_template();
+  notifications.member_confirmation = mail::default_member_confirmation_template();
+  notifications.member_status_update = mail::default_member_status_update_template();
   const json* section = reader.section(root, "notifications", "notifications");
   if (section == nullptr) return;
   reader.check_known_keys(*section, "notifications",
@@ -602,11 +603,11 @@ void read_notifications(Reader& reader, const json& root, const ExchangeConfig& 
   }
 
   // Addresses are checked even when notifications are off, so a mistake shows before it is switched on.
-  if (!notifications.mail_from.empty() && !notify::is_valid_email_address(notifications.mail_from)) {
+  if (!notifications.mail_from.empty() && !mail::is_valid_email_address(notifications.mail_from)) {
     reader.fail("notifications.mail.from", "\"" + notifications.mail_from + "\" is not a valid e-mail address (use a plain local@domain.example)");
   }
   for (std::size_t i = 0; i < notifications.mail_admins.size(); ++i) {
-    if (!notify::is_valid_email_address(notifications.mail_admins[i])) {
+    if (!mail::is_valid_email_address(notifications.mail_admins[i])) {
       reader.fail("notifications.mail.admins[" + std::to_string(i) + "]",
                   "\"" + notifications.mail_admins[i] + "\" is not a valid e-mail address (use a plain local@domain.example)");
     }

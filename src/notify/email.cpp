@@ -10,16 +10,6 @@
 namespace p2p::notify {
 namespace {
 
-constexpr std::array<std::string_view, 12> kPlaceholders = {
-    "taskId", "status", "previousStatus", "statusReason", "firstName", "lastName",
-    "newPayerName", "email", "phone", "patient", "organization", "authoredOn"};
-
-std::string placeholder_list() {
-  std::string list;
-  for (auto name : kPlaceholders) list += (list.empty() ? "{{" : ", {{") + std::string(name) + "}}";
-  return list;
-}
-
 // Length of the valid UTF-8 sequence starting at text[i], or 0 when it is not valid.
 std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
   const auto byte = static_cast<unsigned char>(text[i]);
@@ -50,30 +40,6 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
   return length;
 }
 
-bool is_atext(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return std::string_view("!#$%&'*+/=?^_`{|}~-").find(c) != std::string_view::npos;
-}
-
-bool is_valid_domain(std::string_view domain) {
-  if (domain.empty() || domain.size() > 253) return false;
-  int labels = 0;
-  std::size_t start = 0;
-  while (true) {
-    const auto dot = domain.find('.', start);
-    const auto label = domain.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
-    for (char c : label) {
-      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-      if (!ok) return false;
-    }
-    ++labels;
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  return labels >= 2;
-}
-
 std::string rfc5322_date(std::chrono::system_clock::time_point date) {
   const std::time_t seconds = std::chrono::system_clock::to_time_t(date);
   std::tm utc{};
@@ -98,64 +64,6 @@ std::string header_token(std::string_view text) {
 }
 
 }  // namespace
-
-config::EmailTemplate default_admin_request_template() {
-  return {"Add payer request {{taskId}}: {{firstName}} {{lastName}} asks to add {{newPayerName}}",
-          "A member asked to add a new payer.\n"
-          "\n"
-          "Member:      {{firstName}} {{lastName}}\n"
-          "E-mail:      {{email}}\n"
-          "Phone:       {{phone}}\n"
-          "New payer:   {{newPayerName}}\n"
-          "Patient:     {{patient}}\n"
-          "Owner:       {{organization}}\n"
-          "Requested:   {{authoredOn}}\n"
-          "Status:      {{status}}\n"
-          "Task:        {{taskId}}\n"};
-}
-
-config::EmailTemplate default_member_confirmation_template() {
-  return {"We received your request to add {{newPayerName}}",
-          "Dear {{firstName}} {{lastName}},\n"
-          "\n"
-          "We received your request to add {{newPayerName}} as a payer. Your request reference is {{taskId}}.\n"
-          "We will e-mail you when its status changes.\n"};
-}
-
-config::EmailTemplate default_member_status_update_template() {
-  return {"Your request to add {{newPayerName}} is now {{status}}",
-          "Dear {{firstName}} {{lastName}},\n"
-          "\n"
-          "The status of your request to add {{newPayerName}} (reference {{taskId}}) changed from\n"
-          "{{previousStatus}} to {{status}}. {{statusReason}}\n"};
-}
-
-std::optional<std::string> check_template(std::string_view text) {
-  std::size_t position = 0;
-  while ((position = text.find("{{", position)) != std::string_view::npos) {
-    const auto close = text.find("}}", position + 2);
-    if (close == std::string_view::npos) return "has an unclosed \"{{\"; the placeholders are " + placeholder_list();
-    const auto name = text.substr(position + 2, close - position - 2);
-    if (std::find(kPlaceholders.begin(), kPlaceholders.end(), name) == kPlaceholders.end()) {
-      return "has an unknown placeholder {{" + std::string(name) + "}}; the placeholders are " + placeholder_list();
-    }
-    position = close + 2;
-  }
-  return std::nullopt;
-}
-
-bool is_valid_email_address(std::string_view address) {
-  if (address.empty() || address.size() > 254) return false;
-  const auto at = address.find('@');
-  if (at == std::string_view::npos || address.find('@', at + 1) != std::string_view::npos) return false;
-  const auto local = address.substr(0, at);
-  if (local.empty() || local.size() > 64 || local.front() == '.' || local.back() == '.') return false;
-  if (local.find("..") != std::string_view::npos) return false;
-  for (char c : local) {
-    if (c != '.' && !is_atext(c)) return false;
-  }
-  return is_valid_domain(address.substr(at + 1));
-}
 
 std::string sanitize_value(std::string_view value, std::size_t max_bytes) {
   std::string out;

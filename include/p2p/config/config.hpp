@@ -12,6 +12,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "p2p/mail/templates.hpp"
+
 namespace p2p::config {
 
 // Inbound TLS on the API port: both files or neither. When set, the port speaks HTTPS only.
@@ -109,11 +111,7 @@ struct ExchangeConfig {
   std::string ca_file;
 };
 
-// One e-mail: plain-text templates with {{placeholder}}s (see docs/notifications.md).
-struct EmailTemplate {
-  std::string subject;
-  std::string body;
-};
+using mail::EmailTemplate;  // one e-mail's templates (p2p/mail/templates.hpp)
 
 struct SmtpConfig {
   std::string url;               // smtp://host:port (STARTTLS) or smtps://host:port (implicit TLS)

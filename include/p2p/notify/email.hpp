@@ -1,6 +1,6 @@
 #pragma once
-// E-mails about add-payer requests, as pure functions: the default templates, placeholder checks and
-// rendering, address validation, and the RFC 5322 message itself. Values from the Task are untrusted:
+// E-mails about add-payer requests, as pure functions: rendering the templates (p2p/mail has their
+// language and defaults, and the address rules), and the RFC 5322 message itself. Values from the Task are untrusted:
 // control characters never reach a header, the body is text/plain only, non-ASCII subjects are
 // RFC 2047-encoded and bodies quoted-printable. No I/O here (the SMTP client is smtp_mailer).
 #include <chrono>
@@ -10,21 +10,18 @@
 #include <string_view>
 
 #include "p2p/config/config.hpp"
+#include "p2p/mail/address.hpp"
+#include "p2p/mail/templates.hpp"
 #include "p2p/notify/add_payer_task.hpp"
 
 namespace p2p::notify {
 
-config::EmailTemplate default_admin_request_template();
-config::EmailTemplate default_member_confirmation_template();
-config::EmailTemplate default_member_status_update_template();
-
-// The first problem with a template's placeholders ("unknown placeholder {{x}}; the placeholders are ...",
-// or an unclosed "{{"), or nullopt when every placeholder is known.
-std::optional<std::string> check_template(std::string_view text);
-
-// A plain addr-spec (local@domain, no display name, no quoted local part, no IP literal): what the
-// service sends to and from. Rejects anything with spaces, control characters, <>, "", or a bad domain.
-bool is_valid_email_address(std::string_view address);
+// The templates' language and address rules live below configuration (p2p/mail), which checks them.
+using mail::check_template;
+using mail::default_admin_request_template;
+using mail::default_member_confirmation_template;
+using mail::default_member_status_update_template;
+using mail::is_valid_email_address;
 
 // Makes an untrusted value safe to put anywhere in a message: invalid UTF-8 replaced, every control
 // character (CR and LF included) and Unicode line/paragraph separator turned into a space, runs of
