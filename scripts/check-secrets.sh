@@ -30,9 +30,9 @@ token-encryption key, base64 (kTokenKey)|ZTJlLXRva2VuLWtleS0wMTIzNDU2Nzg5YWJjZGV
 OIDC client secret (api_test kClientSecret)|client-secret-never-shown-7Q2x|tests/e2e/api_test.cpp
 OIDC client secret (exchange_test kClientSecret)|p2p s3cret+/x|tests/e2e/exchange_fixture.hpp
 FHIR server introspection client secret|fhir-secret|tests/e2e/exchange_fixture.hpp
-rest-hook secret (kHookSecret)|e2e-hook-secret-0123456789abcdef|tests/e2e/notifications_test.cpp
-rotated rest-hook secret|another-hook-secret-fedcba9876543210|tests/e2e/notifications_test.cpp
-SMTP password (kSmtpPassword)|e2e-smtp-password-0123456789|tests/e2e/notifications_test.cpp
+rest-hook secret (kHookSecret)|e2e-hook-secret-0123456789abcdef|tests/e2e/notifications_fixture.hpp
+rotated rest-hook secret|another-hook-secret-fedcba9876543210|tests/e2e/notifications_subscription_test.cpp
+SMTP password (kSmtpPassword)|e2e-smtp-password-0123456789|tests/e2e/notifications_fixture.hpp
 EOF
 }
 

@@ -352,7 +352,11 @@ std::optional<std::string> next_link(const json& page) {
   return std::nullopt;
 }
 
-TransformedPage transform_page(json page, const TransformContext& context) {
+namespace {
+
+// Throws std::invalid_argument for a page this service cannot take: not a Bundle, or nested deeper
+// than one can be (checked without recursion, before anything copies or walks the page).
+void require_bundle(const json& page) {
   if (!page.is_object() || page.value("resourceType", json()) != "Bundle") {
     throw std::invalid_argument("the source answered with something that is not a FHIR Bundle");
   }
@@ -360,6 +364,18 @@ TransformedPage transform_page(json page, const TransformContext& context) {
     throw std::invalid_argument("the source's page is nested more than " + std::to_string(kMaxPageDepth) +
                                 " levels deep; it is not a FHIR Bundle this service can take");
   }
+}
+
+}  // namespace
+
+TransformedPage transform_page(const json& page, const TransformContext& context) {
+  require_bundle(page);
+  json copy = page;
+  return transform_page(std::move(copy), context);
+}
+
+TransformedPage transform_page(json&& page, const TransformContext& context) {
+  require_bundle(page);
   json empty = json::array();
   json& entries = page.contains("entry") && page["entry"].is_array() ? page["entry"] : empty;
 

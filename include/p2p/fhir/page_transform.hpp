@@ -85,9 +85,12 @@ bool is_error_warning(std::string_view warning);
 // Deterministic target id: "p2p-" + 32 hex digits of SHA-256(org | type | source id). Valid FHIR id.
 std::string target_id(std::string_view source_organization_id, std::string_view type, std::string_view source_id);
 
-// Throws std::invalid_argument when `page` is not a Bundle. Takes the page: its resources are moved
-// into the transaction, not copied (pass std::move(page) where the page is not needed afterwards).
-TransformedPage transform_page(nlohmann::json page, const TransformContext& context);
+// Throws std::invalid_argument when `page` is not a Bundle (or nested deeper than a Bundle can be).
+// The rvalue form takes the page: its resources are moved into the transaction, not copied. The other
+// checks the page before it copies it (copying a hostile page nested thousands of levels deep would
+// recurse once per level and overflow the stack).
+TransformedPage transform_page(nlohmann::json&& page, const TransformContext& context);
+TransformedPage transform_page(const nlohmann::json& page, const TransformContext& context);
 
 // Points each Provenance.target at the version the transaction response reports ("Type/id/_history/N"),
 // for versioned references. `response` is the transaction-response Bundle.
