@@ -41,12 +41,13 @@ std::vector<notify::AddPayerRequest> read_back_tasks(notify::Notifier& notifier,
     if (empty_body) wanted.emplace_back(*path_task_id, "");
     for (const auto& task : delivered) {
       std::pair<std::string, std::string> key{task.task_id, task.version_id};
-      if (std::find(wanted.begin(), wanted.end(), key) == wanted.end()) wanted.push_back(std::move(key));
-    }
-    if (wanted.size() > kMaxTasksPerDelivery) {
-      throw http::ApiError(413, "a delivery may name at most " + std::to_string(kMaxTasksPerDelivery) +
-                                    " Tasks (each is read back from the FHIR server); this one names " +
-                                    std::to_string(wanted.size()));
+      if (std::find(wanted.begin(), wanted.end(), key) != wanted.end()) continue;
+      // Refused at the first one too many: the search above stays within the cap however long the body.
+      if (wanted.size() == kMaxTasksPerDelivery) {
+        throw http::ApiError(413, "a delivery may name at most " + std::to_string(kMaxTasksPerDelivery) +
+                                      " Tasks (each is read back from the FHIR server); this one names more");
+      }
+      wanted.push_back(std::move(key));
     }
     for (const auto& [id, version] : wanted) {
       auto task = notifier.read_task(id, version);

@@ -15,7 +15,6 @@
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/jobs/tracking_task.hpp"
 #include "p2p/store/oidc_server_repository.hpp"
-#include "p2p/util/url_rules.hpp"
 #include "runner_context.hpp"
 
 namespace p2p::jobs {
@@ -157,10 +156,8 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
     case fhir::SourceEndpointProblem::kPlainHttp:
       throw JobFailure("plain http:// endpoints are refused (set P2P_ALLOW_PLAIN_HTTP=true only for local tests)");
   }
+  // (A plain http:// fhirPersistenceUrl never gets here: the configuration refuses it at start.)
   if (config.fhir_persistence_url.empty()) throw JobFailure("exchange.fhirPersistenceUrl is not configured");
-  if (!config.allow_plain_http && util::is_plain_http(config.fhir_persistence_url)) {
-    throw JobFailure("plain http:// endpoints are refused (set P2P_ALLOW_PLAIN_HTTP=true only for local tests)");
-  }
   if (job_.status == JobStatus::kStopping) {
     co_await finish(JobStatus::kStopped, std::nullopt);
     co_return Outcome::kStopped;

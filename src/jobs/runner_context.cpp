@@ -16,7 +16,14 @@ using nlohmann::json;
 
 RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci,
                              std::string o)
-    : config(c), database(d), cipher(ci), owner(std::move(o)) {
+    : config(c),
+      database(d),
+      cipher(ci),
+      owner(std::move(o)),
+      retry_policy{.initial = std::chrono::milliseconds(c.initial_backoff_milliseconds),
+                   .cap = std::chrono::seconds(c.max_backoff_seconds),
+                   .jitter_low = 0.5,  // "equal jitter": half fixed, half random
+                   .jitter_high = 1.0} {
   http::ClientOptions options;
   options.verify_tls = config.verify_tls;
   options.ca_file = config.ca_file;
@@ -24,15 +31,9 @@ RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d
   options.max_response_bytes = config.max_response_bytes;
   options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
   client = std::make_unique<http::HttpClient>(io.get_executor(), options);
-  retry_policy = util::Backoff{.initial = std::chrono::milliseconds(config.initial_backoff_milliseconds),
-                               .cap = std::chrono::seconds(config.max_backoff_seconds),
-                               .jitter_low = 0.5,  // "equal jitter": half fixed, half random
-                               .jitter_high = 1.0};
 }
 
-std::chrono::milliseconds RunnerContext::backoff(int attempt, std::optional<int> retry_after_seconds) {
-  std::optional<std::chrono::seconds> retry_after;
-  if (retry_after_seconds) retry_after = std::chrono::seconds(*retry_after_seconds);
+std::chrono::milliseconds RunnerContext::backoff(int attempt, std::optional<std::chrono::seconds> retry_after) {
   return retry_policy.delay(attempt, random, retry_after);
 }
 
@@ -41,11 +42,11 @@ asio::awaitable<void> RunnerContext::sleep_for(std::chrono::milliseconds delay) 
   co_await timer.async_wait(asio::use_awaitable);
 }
 
-std::optional<int> retry_after(const http::ClientResponse& response) {
+std::optional<std::chrono::seconds> retry_after(const http::ClientResponse& response) {
   const auto header = response.header("Retry-After");
   if (!header) return std::nullopt;
   try {
-    return std::max(0, std::stoi(std::string(*header)));
+    return std::chrono::seconds(std::max(0, std::stoi(std::string(*header))));
   } catch (...) {
     return std::nullopt;  // an HTTP-date: use our own backoff
   }

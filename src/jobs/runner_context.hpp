@@ -68,7 +68,7 @@ struct RunnerContext {
   std::atomic<bool> stopping{false};
   std::set<long long> lost;  // jobs whose lease renewal failed; touched on the I/O thread only
   std::mt19937_64 random{std::random_device{}()};
-  util::Backoff retry_policy;  // exchange.initialBackoffMilliseconds doubling, equal jitter, maxBackoffSeconds
+  const util::Backoff retry_policy;  // exchange.initialBackoffMilliseconds doubling, equal jitter, maxBackoffSeconds
   std::atomic<std::uint64_t> pages_written{0}, resources_written{0}, completed{0}, failed{0}, stopped{0}, paused{0};
 
   // Throws JobLeft once the service is stopping or the job's lease was found lost.
@@ -78,7 +78,7 @@ struct RunnerContext {
 
   // The wait before try `attempt` + 1: Retry-After (seconds) when given, else exponential with equal
   // jitter from exchange.initialBackoffMilliseconds; at most exchange.maxBackoffSeconds either way.
-  std::chrono::milliseconds backoff(int attempt, std::optional<int> retry_after_seconds);
+  std::chrono::milliseconds backoff(int attempt, std::optional<std::chrono::seconds> retry_after);
 
   boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds delay);
 
@@ -126,7 +126,7 @@ struct RunnerContext {
 inline bool is_transient(int status) { return status == 429 || status >= 500; }
 
 // Retry-After in seconds, when the answer has one (an HTTP-date is not used: our own backoff is).
-std::optional<int> retry_after(const http::ClientResponse& response);
+std::optional<std::chrono::seconds> retry_after(const http::ClientResponse& response);
 
 // The text of an OperationOutcome (diagnostics or details), or the start of the body; at most ~500 bytes.
 std::string outcome_text(const std::string& body);

@@ -53,7 +53,12 @@ struct Notifier::Impl {
   Impl(const config::NotificationsConfig& c, const config::ExchangeConfig& e, store::Database& d, std::string o,
        http::Metrics& m)
       : config(c), exchange(e), database(d), owner("notify-" + std::move(o)), metrics(m), mailer(c.smtp),
-        secret_digest(util::sha256(c.hook_secret)) {
+        secret_digest(util::sha256(c.hook_secret)),
+        delivery_backoff{.initial = std::chrono::seconds(c.initial_backoff_seconds),
+                         .cap = std::chrono::seconds(c.max_backoff_seconds),
+                         .jitter_low = 0.8,
+                         .jitter_high = 1.2,
+                         .floor = std::chrono::seconds(1)} {
     http::ClientOptions options;
     options.verify_tls = exchange.verify_tls;
     options.ca_file = exchange.ca_file;
@@ -71,6 +76,12 @@ struct Notifier::Impl {
   http::Metrics& metrics;
   SmtpMailer mailer;
   util::Sha256Digest secret_digest;
+  // The one retry policy (util/backoff.hpp) with each loop's numbers. The keeper's draws nothing from
+  // `random` (no jitter: one keeper per instance), so only the sender thread uses it.
+  static constexpr util::Backoff kKeeperBackoff{.initial = std::chrono::seconds(4), .cap = std::chrono::seconds(60),
+                                                .jitter_low = 1.0, .jitter_high = 1.0};
+  // notifications.delivery: initialBackoffSeconds doubling, ±20 % jitter, at most maxBackoffSeconds.
+  const util::Backoff delivery_backoff;
   std::string base;
   asio::io_context io{1};
   std::unique_ptr<http::HttpClient> client;
@@ -175,10 +186,7 @@ struct Notifier::Impl {
           spdlog::warn("notifications: cannot check the Subscription on the FHIR server ({}); retrying (attempt {})",
                        problem, failures);
         }
-        // 4 s doubling to 60 s, no jitter (one keeper per instance): the one retry policy, util/backoff.hpp.
-        const util::Backoff keeper{.initial = std::chrono::seconds(4), .cap = std::chrono::seconds(60),
-                                   .jitter_low = 1.0, .jitter_high = 1.0};
-        wait = std::min(wait, std::chrono::duration_cast<std::chrono::seconds>(keeper.delay(failures, random)));
+        wait = std::min(wait, std::chrono::duration_cast<std::chrono::seconds>(kKeeperBackoff.delay(failures, random)));
       }
       timer.expires_after(wait);
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -189,14 +197,8 @@ struct Notifier::Impl {
 
   // --- the sender -------------------------------------------------------------------------------
 
-  // notifications.delivery: initialBackoffSeconds doubling, ±20 % jitter, at most maxBackoffSeconds.
   std::chrono::seconds backoff(int attempts) {
-    const util::Backoff policy{.initial = std::chrono::seconds(config.initial_backoff_seconds),
-                               .cap = std::chrono::seconds(config.max_backoff_seconds),
-                               .jitter_low = 0.8,
-                               .jitter_high = 1.2,
-                               .floor = std::chrono::seconds(1)};
-    return std::chrono::duration_cast<std::chrono::seconds>(policy.delay(attempts, random));
+    return std::chrono::duration_cast<std::chrono::seconds>(delivery_backoff.delay(attempts, random));
   }
 
   std::string message_id(long long id) const {
