@@ -1,4 +1,9 @@
-// p2p-exchange: parses the command line, loads the configuration and wires the modules together.
+// p2p-exchange: parses the command line, loads the configuration, wires the modules together on one
+// I/O context and one blocking pool (runtime/runtime.hpp), handles SIGINT/SIGTERM and stops the
+// components in order: the HTTP server (in-flight requests answered), the job runner (jobs handed
+// back), the notifications (the e-mail in flight sent).
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -7,6 +12,15 @@
 #include <string>
 #include <unistd.h>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
 #include "p2p/api/routes.hpp"
@@ -17,6 +31,7 @@
 #include "p2p/http/server.hpp"
 #include "p2p/jobs/job_runner.hpp"
 #include "p2p/notify/notifier.hpp"
+#include "p2p/runtime/runtime.hpp"
 #include "p2p/util/crypto.hpp"
 #include "p2p/log/log.hpp"
 #include "p2p/store/bootstrap.hpp"
@@ -37,6 +52,19 @@ constexpr const char* kUsage =
     "  --check-config   validate the configuration and exit (0 when valid, 2 when not)\n"
     "  --help           show this text\n"
     "  --version        print the version\n";
+
+namespace asio = boost::asio;
+
+// Serves until SIGINT or SIGTERM (or until the wait is cancelled: a fatal start-up error), then stops
+// the components, each completely before the next.
+asio::awaitable<void> serve_until_signalled(asio::signal_set& signals, p2p::http::Server& server,
+                                            p2p::jobs::JobRunner& job_runner, p2p::notify::Notifier& notifier) {
+  const auto [error, signal_number] = co_await signals.async_wait(asio::as_tuple(asio::use_awaitable));
+  if (!error) spdlog::info("received signal {}", signal_number);
+  co_await server.stop();
+  co_await job_runner.stop();
+  co_await notifier.stop();
+}
 
 std::filesystem::path executable_directory() {
   std::error_code error;
@@ -94,6 +122,15 @@ int main(int argc, char** argv) {
   }
   spdlog::info("database: {}", p2p::util::redact_url_password(config.database.url));
 
+  // The one I/O context (http.threads threads) and the one pool for blocking work: the API's
+  // http.blockingThreads, plus the job runner's two and the e-mail sender's one, so neither takes a
+  // thread from the API.
+  asio::io_context io(config.http.threads);
+  asio::thread_pool blocking(static_cast<std::size_t>(config.http.blocking_threads) + 3);
+  const p2p::runtime::Runtime runtime{io, blocking};
+  const auto control = asio::make_strand(io);  // signals and shutdown
+  asio::signal_set signals(control, SIGINT, SIGTERM);
+
   p2p::store::Database database(config.database.url, config.http.blocking_threads,
                                 config.database.connect_timeout_seconds);
   p2p::http::ApiKeyAuth auth(config.auth.mode == p2p::config::AuthMode::kApiKey, config.auth.api_keys);
@@ -111,8 +148,6 @@ int main(int argc, char** argv) {
   p2p::http::Router router;
   p2p::http::ServerOptions server_options{.host = config.http.host,
                                           .port = config.http.port,
-                                          .threads = config.http.threads,
-                                          .blocking_threads = config.http.blocking_threads,
                                           .body_limit_bytes = config.http.body_limit_bytes,
                                           .header_limit_bytes = 16 * 1024,
                                           .header_timeout_seconds = config.http.header_timeout_seconds,
@@ -122,13 +157,13 @@ int main(int argc, char** argv) {
                                           .shutdown_grace_seconds = config.http.shutdown_grace_seconds,
                                           .tls_cert_file = config.http.tls.cert_file,
                                           .tls_key_file = config.http.tls.key_file};
-  p2p::http::Server server(server_options, router, auth, metrics);
+  p2p::http::Server server(server_options, runtime, router, auth, metrics);
 
-  int exit_code = 0;
+  std::atomic<int> exit_code{0};
   p2p::store::DatabaseBootstrap bootstrap(database, config.oidc_servers, config.database.migration_retry_seconds,
-                                          [&server, &exit_code](const std::string&) {
+                                          [&signals, &control, &exit_code](const std::string&) {
                                             exit_code = 1;
-                                            server.stop();
+                                            asio::post(control, [&signals] { signals.cancel(); });
                                           });
   p2p::store::ChangeNotifiedCache oidc_server_cache(config.database.url, "p2p_oidc_servers_changed");
   std::string token_key = config.exchange.token_encryption_key;
@@ -145,7 +180,8 @@ int main(int argc, char** argv) {
   const std::string instance_id = p2p::util::random_hex(6) + "-" + std::to_string(::getpid());
   std::unique_ptr<p2p::jobs::JobRunner> runner_holder;
   try {
-    runner_holder = std::make_unique<p2p::jobs::JobRunner>(config.exchange, database, token_cipher, instance_id, metrics);
+    runner_holder =
+        std::make_unique<p2p::jobs::JobRunner>(config.exchange, database, token_cipher, instance_id, runtime, metrics);
   } catch (const std::exception& error) {
     spdlog::critical("cannot start the job runner: {}", error.what());
     p2p::log::shutdown();
@@ -155,7 +191,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<p2p::notify::Notifier> notifier_holder;
   try {
     notifier_holder = std::make_unique<p2p::notify::Notifier>(config.notifications, config.exchange, database,
-                                                              instance_id, metrics);
+                                                              instance_id, runtime, metrics);
   } catch (const std::exception& error) {
     spdlog::critical("cannot start the notifications: {}", error.what());
     p2p::log::shutdown();
@@ -172,17 +208,24 @@ int main(int argc, char** argv) {
     p2p::log::shutdown();
     return 1;
   }
+  // Spawned before the bootstrap starts: its first step (the signal wait) then runs on `control`
+  // before the cancellation a failing bootstrap posts there.
+  asio::co_spawn(control, serve_until_signalled(signals, server, job_runner, notifier),
+                 [&io](std::exception_ptr failure) {
+                   if (failure) spdlog::critical("the shutdown ended by an unexpected error");
+                   io.stop();  // every component has ended: only idle keep-alive connections are left
+                 });
   bootstrap.start();
   oidc_server_cache.start();
+  server.start();
   job_runner.start([&bootstrap] { return bootstrap.done(); });
   notifier.start([&bootstrap] { return bootstrap.done(); });
   const char* scheme = server.tls() ? "https" : "http";
   spdlog::info("listening on {}://{}:{} (API docs at {}://{}:{}/)", scheme, config.http.host, server.port(), scheme,
                config.http.host, server.port());
   spdlog::default_logger()->flush();  // the line a supervisor (or a test) waits for: written now, not in a second
-  server.run();
-  job_runner.stop();
-  notifier.stop();
+  p2p::runtime::run(io, config.http.threads);
+  blocking.join();
   bootstrap.stop();
   oidc_server_cache.stop();
   spdlog::info("p2p-exchange stopped");

@@ -4,9 +4,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <mutex>
-#include <thread>
 #include <type_traits>
 #include <unordered_set>
 
@@ -17,7 +15,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -36,6 +33,8 @@
 #include "p2p/http/problem.hpp"
 #include "p2p/http/request_id.hpp"
 #include "p2p/log/log.hpp"
+#include "p2p/runtime/run_blocking.hpp"
+#include "p2p/runtime/task_group.hpp"
 #include "http/wire.hpp"
 
 namespace p2p::http {
@@ -119,26 +118,26 @@ struct Server::Impl {
     Stream stream;
   };
 
-  Impl(ServerOptions opts, const Router& r, const ApiKeyAuth& a, Metrics& m)
+  Impl(ServerOptions opts, const runtime::Runtime& runtime, const Router& r, const ApiKeyAuth& a, Metrics& m)
       : options(std::move(opts)),
         router(r),
         auth(a),
         metrics(m),
-        io(options.threads),
+        io(runtime.io),
         control(asio::make_strand(io)),
-        blocking(static_cast<std::size_t>(options.blocking_threads)),
+        blocking(runtime.blocking),
         acceptor(control),
-        signals(control, SIGINT, SIGTERM) {}
+        tasks(control) {}
 
   ServerOptions options;
   const Router& router;
   const ApiKeyAuth& auth;
   Metrics& metrics;
-  asio::io_context io;
-  asio::strand<asio::io_context::executor_type> control;  // acceptor, signals and shutdown run here
-  asio::thread_pool blocking;
+  asio::io_context& io;
+  asio::strand<asio::io_context::executor_type> control;  // the acceptor and the shutdown run here
+  asio::thread_pool& blocking;                             // route handlers marked blocking
   tcp::acceptor acceptor;
-  asio::signal_set signals;
+  runtime::TaskGroup tasks;  // the accept loop and every connection
   std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};
   std::mutex connections_mutex;
@@ -180,7 +179,7 @@ struct Server::Impl {
   void start(std::shared_ptr<Connection<Stream>> connection) {
     track(connection);
     asio::co_spawn(connection->stream.get_executor(), serve(connection),
-                   [this, connection](std::exception_ptr failure) {
+                   tasks.adapt([this, connection](std::exception_ptr failure) {
                      untrack(connection);
                      if (failure) {
                        try {
@@ -189,7 +188,7 @@ struct Server::Impl {
                          spdlog::error("connection ended by an unexpected error: {}", e.what());
                        }
                      }
-                   });
+                   }));
   }
 
   template <class Stream>
@@ -430,13 +429,11 @@ struct Server::Impl {
         log::RequestIdScope scope(request.request_id);
         co_return route.handler(request, match.params);
       }
-      co_return co_await asio::co_spawn(
-          blocking,
-          [&request, &route, &match]() -> asio::awaitable<Response> {
-            log::RequestIdScope scope(request.request_id);
-            co_return route.handler(request, match.params);
-          },
-          asio::use_awaitable);
+      const auto handle_blocking = [&request, &route, &match] {
+        log::RequestIdScope scope(request.request_id);
+        return route.handler(request, match.params);
+      };
+      co_return co_await runtime::run_blocking(blocking, handle_blocking);
     } catch (const ApiError& error) {
       Response problem = problem_response(error.status(), error.detail(), request.path, request.request_id);
       for (const auto& [name, value] : error.headers()) problem.set_header(name, value);
@@ -449,42 +446,43 @@ struct Server::Impl {
                                request.path, request.request_id);
   }
 
-  void begin_shutdown() {
-    if (stopping.exchange(true)) return;
+  // On `control`: stops accepting, closes the idle connections at once and lets busy ones answer
+  // (with Connection: close) for up to the grace period; then closes whatever is still open.
+  asio::awaitable<void> shutdown() {
+    if (stopping.exchange(true)) co_return;
     spdlog::info("shutting down: no new connections; finishing {} in-flight request(s)", in_flight.load());
     boost::system::error_code ignored;
     acceptor.close(ignored);
-    signals.cancel(ignored);
+    cancel_connections(/*idle_only=*/true);
+    const auto grace = std::chrono::seconds(options.shutdown_grace_seconds);
+    const bool drained = co_await runtime::wait_at_most(tasks, grace);  // (not in the if: GCC 12)
+    if (!drained) {
+      spdlog::warn("shutdown grace period over: closing {} connection(s) still open", open_connections());
+      cancel_connections(/*idle_only=*/false);
+      co_await tasks.async_wait(kTuple);
+    }
+    spdlog::info("HTTP server stopped");
+  }
+
+  // Cancels the pending I/O of the open connections (only of those between requests, when idle_only),
+  // each on its own strand.
+  void cancel_connections(bool idle_only) {
     std::vector<std::shared_ptr<ConnectionBase>> open;
     {
       std::lock_guard lock(connections_mutex);
       open.assign(connections.begin(), connections.end());
     }
     for (auto& connection : open) {
-      // Idle connections are closed now; busy ones close after their response (stopping is set).
-      asio::post(connection->executor(), [connection] {
-        if (!connection->busy) connection->cancel();
+      asio::post(connection->executor(), [connection, idle_only] {
+        if (!idle_only || !connection->busy) connection->cancel();
       });
     }
-    asio::co_spawn(control, wait_for_drain(), asio::detached);
-  }
-
-  asio::awaitable<void> wait_for_drain() {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.shutdown_grace_seconds);
-    asio::steady_timer timer(io);
-    while (open_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
-      timer.expires_after(std::chrono::milliseconds(20));
-      co_await timer.async_wait(kTuple);
-    }
-    if (open_connections() > 0) {
-      spdlog::warn("shutdown grace period over: closing {} connection(s) still open", open_connections());
-    }
-    io.stop();
   }
 };
 
-Server::Server(ServerOptions options, const Router& router, const ApiKeyAuth& auth, Metrics& metrics)
-    : impl_(std::make_unique<Impl>(std::move(options), router, auth, metrics)) {
+Server::Server(ServerOptions options, const runtime::Runtime& runtime, const Router& router, const ApiKeyAuth& auth,
+               Metrics& metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), runtime, router, auth, metrics)) {
   metrics.add_collector([impl = impl_.get()](std::string& out) {
     out += "# HELP p2p_http_in_flight_requests Requests being answered now.\n";
     out += "# TYPE p2p_http_in_flight_requests gauge\n";
@@ -520,25 +518,16 @@ std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().por
 
 bool Server::tls() const { return impl_->tls != nullptr; }
 
-void Server::run() {
+void Server::start() {
   auto& impl = *impl_;
-  impl.signals.async_wait([&impl](boost::system::error_code error, int signal_number) {
-    if (error) return;
-    spdlog::info("received signal {}", signal_number);
-    impl.begin_shutdown();
-  });
-  asio::co_spawn(impl.control, impl.accept_loop(), asio::detached);
-  std::vector<std::thread> threads;
-  for (int i = 1; i < impl.options.threads; ++i) threads.emplace_back([&impl] { impl.io.run(); });
-  impl.io.run();
-  for (auto& thread : threads) thread.join();
-  impl.blocking.stop();
-  impl.blocking.join();
-  spdlog::info("HTTP server stopped");
+  asio::co_spawn(impl.control, impl.accept_loop(), impl.tasks.adapt([](std::exception_ptr failure) {
+                   if (failure) spdlog::critical("the HTTP server's accept loop ended by an unexpected error");
+                 }));
 }
 
-void Server::stop() {
-  asio::post(impl_->control, [impl = impl_.get()] { impl->begin_shutdown(); });
+asio::awaitable<void> Server::stop() {
+  auto& control = impl_->control;  // named: GCC 12 and temporaries in a co_await expression
+  co_await asio::co_spawn(control, impl_->shutdown(), asio::use_awaitable);
 }
 
 }  // namespace p2p::http

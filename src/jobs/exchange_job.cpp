@@ -24,9 +24,9 @@ using nlohmann::json;
 using store::JobStatus;
 
 // The next page, fetched while the current one is written. Completed by its own coroutine; the job
-// waits on `signal` (cancelled on completion). Everything runs on the runner's single I/O thread.
+// waits on `signal` (cancelled on completion). Everything runs on the runner's strand.
 struct ExchangeJob::Prefetch {
-  explicit Prefetch(asio::io_context& io) : signal(io, asio::steady_timer::time_point::max()) {}
+  explicit Prefetch(const asio::any_io_executor& strand) : signal(strand, asio::steady_timer::time_point::max()) {}
   std::string url;
   bool done = false;
   std::exception_ptr error;
@@ -104,7 +104,7 @@ asio::awaitable<void> ExchangeJob::run() {
     case Outcome::kLeft:
       if (database_down) break;  // said above; the lease lapses
       spdlog::info("job {}: left for the next holder of its lease", id);
-      if (context_.stopping) co_await release();  // hand the job over now rather than when the lease expires
+      if (context_.stop.requested()) co_await release();  // hand the job over now rather than when the lease expires
       break;
   }
 }
@@ -240,7 +240,7 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
       // Overlap: fetch the next page from the source while this one is written, on this job's
       // executor (so its log lines carry the job's id). Named first: GCC 12 and temporaries in a
       // co_await expression (see RunnerContext::run_sql).
-      prefetch_ = std::make_shared<Prefetch>(context_.io);
+      prefetch_ = std::make_shared<Prefetch>(context_.strand);
       prefetch_->url = *next;
       const auto executor = co_await asio::this_coro::executor;
       asio::co_spawn(executor, source_.fetch(prefetch_->url),

@@ -1,13 +1,13 @@
 // The claim loop: claims jobs (SKIP LOCKED + a lease), renews the leases of the jobs running here,
-// and runs each claimed job (exchange_job.cpp) as a coroutine on the runner's one I/O thread, on a
-// RequestIdExecutor so its log lines carry "job-<id>". The shared parts (configuration, HTTP client,
-// SQL threads, retry policy) are in runner_context.hpp.
+// and runs each claimed job (exchange_job.cpp) as a coroutine on the runner's strand, on a
+// RequestIdExecutor so its log lines carry "job-<id>". The claim loop and the jobs are one task group,
+// which stop() waits for after the stop signal. The shared parts (configuration, HTTP client,
+// blocking pool, retry policy) are in runner_context.hpp.
 #include "p2p/jobs/job_runner.hpp"
 
 #include <algorithm>
 #include <memory>
 #include <set>
-#include <thread>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -18,6 +18,7 @@
 
 #include "exchange_job.hpp"
 #include "p2p/log/request_id_executor.hpp"
+#include "p2p/runtime/task_group.hpp"
 #include "runner_context.hpp"
 
 namespace p2p::jobs {
@@ -32,25 +33,25 @@ asio::awaitable<void> run_owned(std::unique_ptr<ExchangeJob> job) { co_await job
 
 struct JobRunner::Impl {
   Impl(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
-       std::string owner, http::Metrics& m)
-      : context(config, database, cipher, std::move(owner)), metrics(m) {}
+       std::string owner, const runtime::Runtime& runtime, http::Metrics& m)
+      : context(config, database, cipher, std::move(owner), runtime), metrics(m), tasks(context.strand) {}
 
   RunnerContext context;
   http::Metrics& metrics;
-  std::thread thread;
-  std::set<long long> running;  // touched on the I/O thread only
+  runtime::TaskGroup tasks;     // the claim loop and every running job
+  std::set<long long> running;  // on the strand only
   std::atomic<int> running_count{0};
   std::function<bool()> database_ready;
-  asio::steady_timer* claim_timer = nullptr;  // the claim loop's wait; cancelled by wake()
+  asio::steady_timer* claim_timer = nullptr;  // the claim loop's wait; cancelled by wake() and stop()
 
   asio::awaitable<void> claim_loop() {
     const auto& config = context.config;
     const auto& owner = context.owner;
     const auto lease = std::chrono::seconds(config.lease_seconds);
     auto last_renewal = Clock::now();
-    asio::steady_timer timer(context.io);
+    asio::steady_timer timer(context.strand);
     claim_timer = &timer;
-    while (!context.stopping) {
+    while (!context.stop.requested()) {
       try {
         if (!database_ready()) {
           timer.expires_after(std::chrono::milliseconds(config.poll_interval_milliseconds));
@@ -80,8 +81,9 @@ struct JobRunner::Impl {
       } catch (const std::exception& error) {
         spdlog::warn("job runner: {}", error.what());
       }
+      if (context.stop.requested()) break;  // (checked on the strand, as stop() cancels: no lost wake-up)
       timer.expires_after(std::chrono::milliseconds(config.poll_interval_milliseconds));
-      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));  // woken early by wake()
+      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));  // woken early by wake() and stop()
     }
     claim_timer = nullptr;
   }
@@ -90,19 +92,33 @@ struct JobRunner::Impl {
     const long long id = claimed.job.id;
     if (!running.insert(id).second) return;  // (claim() excludes running jobs: never reached)
     running_count = static_cast<int>(running.size());
-    const log::RequestIdExecutor executor(context.io.get_executor(), "job-" + std::to_string(id));
+    const log::RequestIdExecutor executor(context.strand, "job-" + std::to_string(id));
     asio::co_spawn(executor, run_owned(std::make_unique<ExchangeJob>(context, std::move(claimed))),
-                   [this, id](std::exception_ptr) {
+                   tasks.adapt([this, id](std::exception_ptr) {
                      running.erase(id);
                      context.lost.erase(id);
                      running_count = static_cast<int>(running.size());
-                   });
+                   }));
+  }
+
+  // On the strand: the stop signal ends every wait (the claim loop's, the jobs' backoff pauses); a job
+  // in a request leaves after it, at its next step, bounded by exchange.requestTimeoutSeconds.
+  asio::awaitable<void> stop() {
+    context.stop.request();
+    if (claim_timer != nullptr) claim_timer->cancel();
+    const auto grace = std::chrono::seconds(context.config.request_timeout_seconds + 5);
+    const bool ended = co_await runtime::wait_at_most(tasks, grace);  // (not in the if: GCC 12)
+    if (!ended) {
+      spdlog::warn("job runner: {} job(s) still in a request {} s after the stop; waiting for their time-outs",
+                   running.size(), grace.count());
+      co_await tasks.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
   }
 };
 
 JobRunner::JobRunner(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
-                     std::string instance_id, http::Metrics& metrics)
-    : impl_(std::make_unique<Impl>(config, database, cipher, std::move(instance_id), metrics)) {
+                     std::string instance_id, const runtime::Runtime& runtime, http::Metrics& metrics)
+    : impl_(std::make_unique<Impl>(config, database, cipher, std::move(instance_id), runtime, metrics)) {
   metrics.add_collector([impl = impl_.get()](std::string& out) {
     const auto& context = impl->context;
     out += "# HELP p2p_exchange_pages_total Pages written to the target by this instance.\n";
@@ -125,45 +141,24 @@ JobRunner::JobRunner(const config::ExchangeConfig& config, store::Database& data
   });
 }
 
-JobRunner::~JobRunner() { stop(); }
+JobRunner::~JobRunner() = default;
 
 void JobRunner::start(std::function<bool()> database_ready) {
   impl_->database_ready = std::move(database_ready);
-  asio::co_spawn(impl_->context.io, impl_->claim_loop(), asio::detached);
-  impl_->thread = std::thread([impl = impl_.get()] { impl->context.io.run(); });
+  asio::co_spawn(impl_->context.strand, impl_->claim_loop(), impl_->tasks.adapt([](std::exception_ptr failure) {
+                   if (failure) spdlog::critical("job runner: the claim loop ended by an unexpected error");
+                 }));
 }
 
 void JobRunner::wake() {
-  asio::post(impl_->context.io, [impl = impl_.get()] {
+  asio::post(impl_->context.strand, [impl = impl_.get()] {
     if (impl->claim_timer != nullptr) impl->claim_timer->cancel();
   });
 }
 
-void JobRunner::stop() {
-  if (impl_->context.stopping.exchange(true)) return;
-  if (!impl_->thread.joinable()) return;
-  // Running jobs notice `stopping` at their next step (at most one request timeout away) and leave
-  // their job for the next lease holder; then the loop ends.
-  asio::co_spawn(
-      impl_->context.io,
-      [impl = impl_.get()]() -> asio::awaitable<void> {
-        auto& context = impl->context;
-        const auto deadline = Clock::now() + std::chrono::seconds(context.config.request_timeout_seconds + 5);
-        asio::steady_timer timer(context.io);
-        while (!impl->running.empty() && Clock::now() < deadline) {
-          timer.expires_after(std::chrono::milliseconds(20));
-          co_await timer.async_wait(asio::use_awaitable);
-        }
-        if (!impl->running.empty()) {
-          spdlog::warn("job runner: {} job(s) still busy at shutdown; their leases will lapse", impl->running.size());
-          // Their coroutines still reference the client: keep it alive until the process exits.
-          static_cast<void>(context.client.release());
-        }
-        context.io.stop();
-      },
-      asio::detached);
-  impl_->thread.join();
-  impl_->context.sql.join();
+asio::awaitable<void> JobRunner::stop() {
+  auto& strand = impl_->context.strand;  // named: GCC 12 and temporaries in a co_await expression
+  co_await asio::co_spawn(strand, impl_->stop(), asio::use_awaitable);
 }
 
 }  // namespace p2p::jobs

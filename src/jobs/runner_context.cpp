@@ -15,11 +15,14 @@ namespace asio = boost::asio;
 using nlohmann::json;
 
 RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci,
-                             std::string o)
+                             std::string o, const runtime::Runtime& r)
     : config(c),
       database(d),
       cipher(ci),
       owner(std::move(o)),
+      strand(asio::make_strand(r.io)),
+      blocking(r.blocking),
+      stop(strand),
       retry_policy{.initial = std::chrono::milliseconds(c.initial_backoff_milliseconds),
                    .cap = std::chrono::seconds(c.max_backoff_seconds),
                    .jitter_low = 0.5,  // "equal jitter": half fixed, half random
@@ -30,7 +33,7 @@ RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d
   options.read_timeout_seconds = config.request_timeout_seconds;
   options.max_response_bytes = config.max_response_bytes;
   options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
-  client = std::make_unique<http::HttpClient>(io.get_executor(), options);
+  client = std::make_unique<http::HttpClient>(strand, options);
 }
 
 std::chrono::milliseconds RunnerContext::backoff(int attempt, std::optional<std::chrono::seconds> retry_after) {
@@ -38,8 +41,8 @@ std::chrono::milliseconds RunnerContext::backoff(int attempt, std::optional<std:
 }
 
 asio::awaitable<void> RunnerContext::sleep_for(std::chrono::milliseconds delay) {
-  asio::steady_timer timer(io, delay);
-  co_await timer.async_wait(asio::use_awaitable);
+  const bool slept = co_await stop.sleep_for(delay);  // (GCC 12 miscompiles a co_await in an if condition)
+  if (!slept) throw JobLeft();
 }
 
 std::optional<std::chrono::seconds> retry_after(const http::ClientResponse& response) {

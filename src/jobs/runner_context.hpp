@@ -1,7 +1,7 @@
 #pragma once
 // What every part of the job runner shares (private to src/jobs): the configuration, this instance's
-// lease-owner name, the one I/O thread the jobs run on, the SQL threads, the outbound HTTP client, the
-// retry policy, and the three ways a job's run ends early. Includes Asio: never include it from a
+// lease-owner name, the strand the jobs run on, the blocking pool for SQL, the stop signal, the
+// outbound HTTP client, the retry policy, and the three ways a job's run ends early. Includes Asio: never include it from a
 // public header.
 #include <atomic>
 #include <chrono>
@@ -14,19 +14,18 @@
 #include <string>
 #include <utility>
 
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <pqxx/pqxx>
 
 #include "p2p/config/config.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/client.hpp"
-#include "p2p/log/log.hpp"
+#include "p2p/runtime/run_blocking.hpp"
+#include "p2p/runtime/runtime.hpp"
+#include "p2p/runtime/stop_signal.hpp"
 #include "p2p/store/batch_job_repository.hpp"
 #include "p2p/store/database.hpp"
 #include "p2p/util/backoff.hpp"
@@ -56,60 +55,40 @@ class JobLeft : public std::runtime_error {
 using Clock = std::chrono::steady_clock;
 
 struct RunnerContext {
-  RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci, std::string o);
+  RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci, std::string o,
+                const runtime::Runtime& r);
 
   const config::ExchangeConfig& config;
   store::Database& database;
   const crypto::TokenCipher& cipher;
   const std::string owner;  // this instance's name in batch_jobs.lease_owner
-  boost::asio::io_context io{1};
-  boost::asio::thread_pool sql{2};
+  // Every job, the claim loop and the HTTP client's completions run here, one step at a time: what
+  // the runner shares between jobs needs no lock.
+  boost::asio::strand<boost::asio::io_context::executor_type> strand;
+  boost::asio::thread_pool& blocking;
+  runtime::StopSignal stop;  // requested by JobRunner::stop(): waits end, jobs leave at their next step
   std::unique_ptr<http::HttpClient> client;
-  std::atomic<bool> stopping{false};
-  std::set<long long> lost;  // jobs whose lease renewal failed; touched on the I/O thread only
+  std::set<long long> lost;  // jobs whose lease renewal failed; on the strand only
   std::mt19937_64 random{std::random_device{}()};
   const util::Backoff retry_policy;  // exchange.initialBackoffMilliseconds doubling, equal jitter, maxBackoffSeconds
   std::atomic<std::uint64_t> pages_written{0}, resources_written{0}, completed{0}, failed{0}, stopped{0}, paused{0};
 
   // Throws JobLeft once the service is stopping or the job's lease was found lost.
   void check_still_ours(long long id) const {
-    if (stopping || lost.contains(id)) throw JobLeft();
+    if (stop.requested() || lost.contains(id)) throw JobLeft();
   }
 
   // The wait before try `attempt` + 1: Retry-After (seconds) when given, else exponential with equal
   // jitter from exchange.initialBackoffMilliseconds; at most exchange.maxBackoffSeconds either way.
   std::chrono::milliseconds backoff(int attempt, std::optional<std::chrono::seconds> retry_after);
 
+  // Waits `delay` between tries; throws JobLeft when the service stops meanwhile (at once).
   boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds delay);
 
-  // Runs blocking store work on the SQL threads and resumes on the awaiting coroutine's executor (so
-  // its request id too). Plain handlers, not a coroutine lambda. Callers capture strings by reference
-  // (the awaiting frame outlives the work): GCC 12 destroys temporaries with non-trivial destructors
-  // in a co_await expression twice.
+  // Runs blocking store work on the blocking pool (runtime/run_blocking.hpp) with a pooled connection.
   template <typename Work>
   auto run_sql(Work work) -> boost::asio::awaitable<decltype(work(std::declval<pqxx::connection&>()))> {
-    namespace asio = boost::asio;
-    using Result = decltype(work(std::declval<pqxx::connection&>()));
-    return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
-        [this, work = std::move(work)](auto handler) mutable {
-          auto executor = asio::get_associated_executor(handler, io.get_executor());
-          std::string request_id(log::current_request_id());  // the SQL thread logs for the same job
-          asio::post(sql, [this, work = std::move(work), handler = std::move(handler), executor,
-                           request_id = std::move(request_id)]() mutable {
-            log::RequestIdScope scope(request_id);
-            std::exception_ptr error;
-            Result result{};
-            try {
-              result = database.with_connection(work);
-            } catch (...) {
-              error = std::current_exception();
-            }
-            asio::post(executor, [handler = std::move(handler), error, result = std::move(result)]() mutable {
-              std::move(handler)(error, std::move(result));
-            });
-          });
-        },
-        asio::use_awaitable);
+    return runtime::run_blocking(blocking, [this, work = std::move(work)]() mutable { return database.with_connection(work); });
   }
 
   // run_sql with the batch_jobs repository.

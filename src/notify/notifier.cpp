@@ -3,16 +3,14 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <random>
-#include <thread>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
@@ -25,6 +23,9 @@
 #include "p2p/notify/email.hpp"
 #include "p2p/notify/smtp_mailer.hpp"
 #include "p2p/notify/subscription.hpp"
+#include "p2p/runtime/run_blocking.hpp"
+#include "p2p/runtime/stop_signal.hpp"
+#include "p2p/runtime/task_group.hpp"
 #include "p2p/store/database.hpp"
 #include "p2p/util/backoff.hpp"
 #include "p2p/util/crypto.hpp"
@@ -51,21 +52,26 @@ std::string query_value(std::string_view value) {
 
 struct Notifier::Impl {
   Impl(const config::NotificationsConfig& c, const config::ExchangeConfig& e, store::Database& d, std::string o,
-       http::Metrics& m)
+       const runtime::Runtime& runtime, http::Metrics& m)
       : config(c), exchange(e), database(d), owner("notify-" + std::move(o)), metrics(m), mailer(c.smtp),
         secret_digest(util::sha256(c.hook_secret)),
         delivery_backoff{.initial = std::chrono::seconds(c.initial_backoff_seconds),
                          .cap = std::chrono::seconds(c.max_backoff_seconds),
                          .jitter_low = 0.8,
                          .jitter_high = 1.2,
-                         .floor = std::chrono::seconds(1)} {
+                         .floor = std::chrono::seconds(1)},
+        strand(asio::make_strand(runtime.io)),
+        blocking(runtime.blocking),
+        stop(strand),
+        tasks(strand),
+        sender_timer(strand) {
     http::ClientOptions options;
     options.verify_tls = exchange.verify_tls;
     options.ca_file = exchange.ca_file;
     options.read_timeout_seconds = 20;
     options.max_response_bytes = 16 * 1024 * 1024;
     options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
-    client = std::make_unique<http::HttpClient>(io.get_executor(), options);
+    client = std::make_unique<http::HttpClient>(strand, options);
     base = util::without_trailing_slashes(exchange.fhir_persistence_url);
   }
 
@@ -77,24 +83,22 @@ struct Notifier::Impl {
   SmtpMailer mailer;
   util::Sha256Digest secret_digest;
   // The one retry policy (util/backoff.hpp) with each loop's numbers. The keeper's draws nothing from
-  // `random` (no jitter: one keeper per instance), so only the sender thread uses it.
+  // `random` (no jitter: one keeper per instance), so only the sender (one pass at a time) uses it.
   static constexpr util::Backoff kKeeperBackoff{.initial = std::chrono::seconds(4), .cap = std::chrono::seconds(60),
                                                 .jitter_low = 1.0, .jitter_high = 1.0};
   // notifications.delivery: initialBackoffSeconds doubling, ±20 % jitter, at most maxBackoffSeconds.
   const util::Backoff delivery_backoff;
   std::string base;
-  asio::io_context io{1};
+  // The keeper and the sender are coroutines on this strand (one task group); the sender's SMTP and
+  // SQL work runs on the blocking pool.
+  asio::strand<asio::io_context::executor_type> strand;
+  asio::thread_pool& blocking;
+  runtime::StopSignal stop;
+  runtime::TaskGroup tasks;
   std::unique_ptr<http::HttpClient> client;
-  std::thread io_thread;
-  std::thread sender_thread;
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> seeding_done{false};
-  asio::steady_timer* seed_timer = nullptr;  // touched on the I/O thread only
   std::function<bool()> database_ready;
-
-  std::mutex sender_mutex;
-  std::condition_variable sender_wake;
-  bool sender_woken = false;
+  asio::steady_timer sender_timer;  // the sender's wait between passes; cancelled by wake_sender() and stop()
+  bool sender_woken = false;        // on the strand only
   std::mt19937_64 random{std::random_device{}()};
 
   std::atomic<std::uint64_t> sent{0};
@@ -166,10 +170,8 @@ struct Notifier::Impl {
   }
 
   asio::awaitable<void> seed_loop() {
-    asio::steady_timer timer(io);
-    seed_timer = &timer;
     int failures = 0;
-    while (!stopping) {
+    while (!stop.requested()) {
       std::string problem;
       try {
         co_await ensure_subscription();
@@ -188,11 +190,8 @@ struct Notifier::Impl {
         }
         wait = std::min(wait, std::chrono::duration_cast<std::chrono::seconds>(kKeeperBackoff.delay(failures, random)));
       }
-      timer.expires_after(wait);
-      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      co_await stop.sleep_for(wait);
     }
-    seed_timer = nullptr;
-    seeding_done = true;
   }
 
   // --- the sender -------------------------------------------------------------------------------
@@ -240,10 +239,10 @@ struct Notifier::Impl {
       return store::NotificationOutbox(connection).claim(owner, lease, kClaimBatch);
     });
     for (const auto& email : claimed) {
-      if (stopping) break;
+      if (stop.requested()) break;
       deliver(email);
     }
-    if (stopping && !claimed.empty()) {
+    if (stop.requested() && !claimed.empty()) {
       database.with_connection([&](pqxx::connection& connection) { store::NotificationOutbox(connection).release(owner); });
     }
     pending = database.with_connection(
@@ -251,13 +250,14 @@ struct Notifier::Impl {
     return static_cast<int>(claimed.size()) == kClaimBatch;
   }
 
-  void sender_loop() {
+  asio::awaitable<void> sender_loop() {
     bool database_warned = false;
-    while (!stopping) {
+    const auto pass = [this] { return send_due(); };
+    while (!stop.requested()) {
       bool more = false;
       if (database_ready && database_ready()) {
         try {
-          more = send_due();
+          more = co_await runtime::run_blocking(blocking, pass);
           database_warned = false;
         } catch (const store::DatabaseUnavailable& error) {
           if (!database_warned) spdlog::warn("notifications: the outbox is unreachable ({}); retrying", error.what());
@@ -266,11 +266,25 @@ struct Notifier::Impl {
           spdlog::error("notifications: the sender hit an unexpected error: {}", error.what());
         }
       }
-      if (more) continue;
-      std::unique_lock lock(sender_mutex);
-      sender_wake.wait_for(lock, std::chrono::milliseconds(config.poll_interval_milliseconds),
-                           [this] { return sender_woken || stopping.load(); });
-      sender_woken = false;
+      if (more || std::exchange(sender_woken, false)) continue;
+      if (stop.requested()) break;  // (checked on the strand, as stop() cancels: no lost wake-up)
+      sender_timer.expires_after(std::chrono::milliseconds(config.poll_interval_milliseconds));
+      co_await sender_timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
+  // On the strand: the stop signal ends the keeper's pause and the sender's wait; the keeper's request
+  // in flight (20 s time-out) or the e-mail being sent (notifications.smtp.timeoutSeconds) finishes
+  // first, then the rows leased and not sent are given back.
+  asio::awaitable<void> stop_tasks() {
+    stop.request();
+    sender_timer.cancel();
+    const auto grace = std::chrono::seconds(std::max(25, config.smtp.timeout_seconds + 5));
+    const bool ended = co_await runtime::wait_at_most(tasks, grace);  // (not in the if: GCC 12)
+    if (!ended) {
+      spdlog::warn("notifications: still busy {} s after the stop; waiting for the request or e-mail in flight",
+                   grace.count());
+      co_await tasks.async_wait(asio::as_tuple(asio::use_awaitable));
     }
   }
 
@@ -308,8 +322,9 @@ struct Notifier::Impl {
 };
 
 Notifier::Notifier(const config::NotificationsConfig& config, const config::ExchangeConfig& exchange,
-                   store::Database& database, std::string instance_id, http::Metrics& metrics)
-    : impl_(std::make_unique<Impl>(config, exchange, database, std::move(instance_id), metrics)) {
+                   store::Database& database, std::string instance_id, const runtime::Runtime& runtime,
+                   http::Metrics& metrics)
+    : impl_(std::make_unique<Impl>(config, exchange, database, std::move(instance_id), runtime, metrics)) {
   if (!config.enabled) return;
   metrics.add_collector([impl = impl_.get()](std::string& out) {
     out += "# HELP p2p_notifications_sent_total E-mails the SMTP server accepted (this instance).\n";
@@ -334,38 +349,27 @@ Notifier::Notifier(const config::NotificationsConfig& config, const config::Exch
   });
 }
 
-Notifier::~Notifier() { stop(); }
+Notifier::~Notifier() = default;
 
 bool Notifier::enabled() const { return impl_->config.enabled; }
 
 void Notifier::start(std::function<bool()> database_ready) {
   if (!impl_->config.enabled) return;
   impl_->database_ready = std::move(database_ready);
-  asio::co_spawn(impl_->io, impl_->seed_loop(), asio::detached);
-  impl_->io_thread = std::thread([impl = impl_.get()] { impl->io.run(); });
-  impl_->sender_thread = std::thread([impl = impl_.get()] { impl->sender_loop(); });
+  const auto log_failure = [](const char* what) {
+    return [what](std::exception_ptr failure) {
+      if (failure) spdlog::critical("notifications: the {} ended by an unexpected error", what);
+    };
+  };
+  asio::co_spawn(impl_->strand, impl_->seed_loop(), impl_->tasks.adapt(log_failure("Subscription keeper")));
+  asio::co_spawn(impl_->strand, impl_->sender_loop(), impl_->tasks.adapt(log_failure("e-mail sender")));
   spdlog::info("notifications: on; e-mails from {} to {} admin(s) and the member, through {}", impl_->config.mail_from,
                impl_->config.mail_admins.size(), util::redact_url_password(impl_->config.smtp.url));  // a URL may carry user:password
 }
 
-void Notifier::stop() {
-  if (impl_->stopping.exchange(true)) return;
-  {
-    std::lock_guard lock(impl_->sender_mutex);
-    impl_->sender_woken = true;
-  }
-  impl_->sender_wake.notify_all();
-  if (impl_->sender_thread.joinable()) impl_->sender_thread.join();
-  if (!impl_->io_thread.joinable()) return;
-  asio::post(impl_->io, [impl = impl_.get()] {
-    if (impl->seed_timer != nullptr) impl->seed_timer->cancel();
-  });
-  // The seeding loop ends at its next step (at most one request timeout away).
-  const auto deadline = Clock::now() + std::chrono::seconds(25);
-  while (!impl_->seeding_done && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (!impl_->seeding_done) static_cast<void>(impl_->client.release());  // its coroutine still uses the client
-  impl_->io.stop();
-  impl_->io_thread.join();
+asio::awaitable<void> Notifier::stop() {
+  auto& strand = impl_->strand;  // named: GCC 12 and temporaries in a co_await expression
+  co_await asio::co_spawn(strand, impl_->stop_tasks(), asio::use_awaitable);
 }
 
 bool Notifier::check_hook_secret(std::optional<std::string_view> presented) const {
@@ -377,7 +381,7 @@ std::optional<json> Notifier::read_task(const std::string& task_id, const std::s
   const std::string path = "Task/" + task_id + (version_id.empty() ? "" : "/_history/" + version_id);
   http::ClientResponse response;
   try {
-    response = asio::co_spawn(impl_->io, impl_->send(impl_->fhir_request("GET", path)), asio::use_future).get();
+    response = asio::co_spawn(impl_->strand, impl_->send(impl_->fhir_request("GET", path)), asio::use_future).get();
   } catch (const http::FetchError& error) {
     throw FhirUnavailable("cannot read Task/" + task_id + " from the FHIR server: " + error.what());
   }
@@ -397,7 +401,7 @@ std::vector<json> Notifier::search_recent_tasks() {
                            "&_count=100";
   http::ClientResponse response;
   try {
-    response = asio::co_spawn(impl_->io, impl_->send(impl_->fhir_request("GET", path)), asio::use_future).get();
+    response = asio::co_spawn(impl_->strand, impl_->send(impl_->fhir_request("GET", path)), asio::use_future).get();
   } catch (const http::FetchError& error) {
     throw FhirUnavailable(std::string("cannot search the add-payer Tasks on the FHIR server: ") + error.what());
   }
@@ -427,11 +431,10 @@ store::RecordedDelivery Notifier::queue(pqxx::connection& connection, const AddP
 }
 
 void Notifier::wake_sender() {
-  {
-    std::lock_guard lock(impl_->sender_mutex);
-    impl_->sender_woken = true;
-  }
-  impl_->sender_wake.notify_all();
+  asio::post(impl_->strand, [impl = impl_.get()] {
+    impl->sender_woken = true;
+    impl->sender_timer.cancel();
+  });
 }
 
 void Notifier::count_hook(HookOutcome outcome) { ++impl_->hooks[static_cast<std::size_t>(outcome)]; }

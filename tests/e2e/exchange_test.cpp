@@ -316,3 +316,28 @@ TEST_F(ExchangeTest, AGracefulStopHandsARunningJobOverWithoutWaitingForTheLease)
   EXPECT_LT(std::chrono::steady_clock::now() - started, 30s) << "not held for the 60 s lease";
   EXPECT_EQ(target_resources("Observation").size(), 100u);
 }
+
+// A stop ends a job's backoff pause at once (the runner's stop signal), so the job hands its lease
+// over; before, the runner waited out its grace period with the job still asleep, then exited
+// without it, and the job sat under its lease until the lease ran out.
+TEST_F(ExchangeTest, AStopDuringALongBackoffPauseEndsThePauseAndHandsTheJobOver) {
+  seed_source("m12", 100);
+  auto& first = start_service({}, {{"leaseSeconds", 60}, {"maxBackoffSeconds", 600}, {"requestTimeoutSeconds", 5}});
+  // The third page answers 503 with Retry-After: 600: the job waits ten minutes before its next try.
+  http_request("POST", origin(source_base()) + "/__control/fail-next", {kJson},
+               json({{"status", 503}, {"count", 1}, {"retryAfter", 600}, {"match", "_offset=40"}}).dump());
+  const auto id = start_job(first, issue_tokens("m12"), "m12");
+  ASSERT_TRUE(eventually([&] {  // the 503 has been answered: the job is in its pause
+    for (const auto& request : parse(http_get(origin(source_base()) + "/__control/requests"))) {
+      if (request["status"] == 503) return true;
+    }
+    return false;
+  }, 20s)) << first.log();
+  first.send_signal(SIGTERM);
+  EXPECT_EQ(first.wait_exit(20s), 0) << first.log();
+  EXPECT_TRUE(first.wait_for_log("job " + std::to_string(id) + ": left for the next holder of its lease")) << first.log();
+  auto& second = start_service({}, {{"leaseSeconds", 60}});
+  const auto done = wait_for_end(second, id, 30s);  // within the 60 s lease: it was given up
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << second.log();
+  EXPECT_EQ(target_resources("Observation").size(), 100u);
+}

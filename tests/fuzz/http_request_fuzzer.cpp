@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/http/write.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -34,6 +36,7 @@
 #include "p2p/notify/add_payer_task.hpp"
 #include "p2p/notify/notifier.hpp"
 #include "p2p/notify/subscription.hpp"
+#include "p2p/runtime/runtime.hpp"
 #include "p2p/store/bootstrap.hpp"
 #include "p2p/store/change_notified_cache.hpp"
 #include "p2p/store/database.hpp"
@@ -70,7 +73,10 @@ struct Fixture {
   store::DatabaseBootstrap bootstrap{database, {}, 5, [](const std::string&) { std::abort(); }};
   store::ChangeNotifiedCache cache{kUnreachableDatabase, "p2p_fuzz"};  // not started: answers nothing
   http::Metrics metrics;
-  notify::Notifier notifier{notifications, exchange, database, "fuzz", metrics};  // never started
+  boost::asio::io_context io;             // never run
+  boost::asio::thread_pool blocking{1};
+  runtime::Runtime runtime{io, blocking};
+  notify::Notifier notifier{notifications, exchange, database, "fuzz", runtime, metrics};  // never started
   api::SwaggerUi swagger_ui{"/nonexistent/swagger-ui"};
   // 32 zero bytes: a valid key, never used to seal anything here.
   crypto::TokenCipher cipher{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="};

@@ -1,25 +1,26 @@
 #pragma once
-// The HTTP/1.1 server (Boost.Beast over Asio, one coroutine per connection). It owns the I/O threads
-// and the blocking pool, applies the body limit and timeouts, assigns request ids, authenticates,
-// routes, turns ApiError into problem+json, records metrics, writes the access log, and shuts down
-// gracefully on SIGINT/SIGTERM; optionally speaks HTTPS (OpenSSL). Beast stays inside server.cpp; this
-// header is cheap to include.
+// The HTTP/1.1 server (Boost.Beast over Asio, one coroutine per connection on the service's I/O
+// context; blocking route handlers on its blocking pool). It applies the body limit and timeouts,
+// assigns request ids, authenticates, routes, turns ApiError into problem+json, records metrics,
+// writes the access log, and shuts down gracefully when stopped; optionally speaks HTTPS (OpenSSL).
+// Beast stays inside server.cpp; this header is cheap to include.
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 
+#include <boost/asio/awaitable.hpp>
+
 #include "p2p/http/api_key_auth.hpp"
 #include "p2p/http/metrics.hpp"
 #include "p2p/http/router.hpp"
+#include "p2p/runtime/runtime.hpp"
 
 namespace p2p::http {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
-  int threads = 2;
-  int blocking_threads = 4;
   std::size_t body_limit_bytes = 1024 * 1024;
   std::size_t header_limit_bytes = 16 * 1024;
   int header_timeout_seconds = 10;
@@ -35,7 +36,9 @@ struct ServerOptions {
 
 class Server {
  public:
-  Server(ServerOptions options, const Router& router, const ApiKeyAuth& auth, Metrics& metrics);
+  Server(ServerOptions options, const runtime::Runtime& runtime, const Router& router, const ApiKeyAuth& auth,
+         Metrics& metrics);
+  // Once started, stop() must have completed before the server is destroyed.
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -47,11 +50,12 @@ class Server {
   std::uint16_t port() const;
   // Whether the port speaks HTTPS.
   bool tls() const;
-  // Serves until SIGINT/SIGTERM or stop(), then stops accepting, lets in-flight requests finish
-  // (up to the grace period) and returns.
-  void run();
-  // Asks run() to shut down gracefully; callable from any thread.
-  void stop();
+  // Accepts connections (after listen()) on the runtime's I/O threads, until stop().
+  void start();
+  // Stops accepting, closes idle connections, lets in-flight requests finish (answered with
+  // Connection: close) for up to shutdown_grace_seconds, then closes the rest. Completes when every
+  // connection has ended.
+  boost::asio::awaitable<void> stop();
 
  private:
   struct Impl;

@@ -3,14 +3,17 @@
 // each pulls the member's Bundles page by page from the source payer, transforms each page and writes
 // it to the target FHIR server as one transaction with its Provenance, recording progress after every
 // page so a job resumed elsewhere continues where it stopped. A Task on the target tracks each job.
-// Runs on its own I/O thread and SQL threads, apart from the API's.
+// Runs on its own strand of the service's I/O context; its SQL goes to the blocking pool.
 #include <functional>
 #include <memory>
 #include <string>
 
+#include <boost/asio/awaitable.hpp>
+
 #include "p2p/config/config.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/metrics.hpp"
+#include "p2p/runtime/runtime.hpp"
 
 namespace p2p::store {
 class Database;
@@ -21,7 +24,8 @@ namespace p2p::jobs {
 class JobRunner {
  public:
   JobRunner(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
-            std::string instance_id, http::Metrics& metrics);
+            std::string instance_id, const runtime::Runtime& runtime, http::Metrics& metrics);
+  // Once started, stop() must have completed before the runner is destroyed.
   ~JobRunner();
   JobRunner(const JobRunner&) = delete;
   JobRunner& operator=(const JobRunner&) = delete;
@@ -31,9 +35,10 @@ class JobRunner {
   // Looks for new jobs now instead of at the next poll (called when this instance created one).
   void wake();
 
-  // Stops claiming and stops running jobs at their next step; their leases lapse and another instance
-  // (or this one after a restart) resumes them from the last recorded page.
-  void stop();
+  // Stops claiming and stops running jobs at their next step (a pause ends at once, a request in
+  // flight first ends); each hands its job back (lease released) and another instance, or this one
+  // after a restart, resumes it from the last recorded page. Completes when all of them have ended.
+  boost::asio::awaitable<void> stop();
 
  private:
   struct Impl;

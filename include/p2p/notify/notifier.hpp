@@ -1,8 +1,9 @@
 #pragma once
 // Add-payer notifications, the running parts: keeps the Subscription on the FHIR persistence endpoint
-// (seeding loop on its own I/O thread), reads Tasks for empty-body hook deliveries, turns a delivered
-// Task into outbox rows (templates, addresses), and delivers the outbox over SMTP (sender thread,
-// retries with backoff). The hook route (api/hooks.cpp) calls it from the blocking pool.
+// (the keeper coroutine), reads Tasks for empty-body hook deliveries, turns a delivered Task into
+// outbox rows (templates, addresses), and delivers the outbox over SMTP (the sender coroutine, its
+// SMTP and SQL on the blocking pool, retries with backoff). Both run on the notifier's strand of the
+// service's I/O context. The hook route (api/hooks.cpp) calls it from the blocking pool.
 #include <functional>
 #include <memory>
 #include <optional>
@@ -11,12 +12,14 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
 #include <nlohmann/json_fwd.hpp>
 #include <pqxx/pqxx>
 
 #include "p2p/config/config.hpp"
 #include "p2p/http/metrics.hpp"
 #include "p2p/notify/add_payer_task.hpp"
+#include "p2p/runtime/runtime.hpp"
 #include "p2p/store/notification_outbox.hpp"
 
 namespace p2p::store {
@@ -36,7 +39,8 @@ enum class HookOutcome { kQueued, kDuplicate, kIgnored, kUnauthorized, kInvalid,
 class Notifier {
  public:
   Notifier(const config::NotificationsConfig& config, const config::ExchangeConfig& exchange, store::Database& database,
-           std::string instance_id, http::Metrics& metrics);
+           std::string instance_id, const runtime::Runtime& runtime, http::Metrics& metrics);
+  // Once started, stop() must have completed before the notifier is destroyed.
   ~Notifier();
   Notifier(const Notifier&) = delete;
   Notifier& operator=(const Notifier&) = delete;
@@ -44,8 +48,9 @@ class Notifier {
   // Starts the Subscription seeding loop and the sender (which waits for `database_ready`). Does
   // nothing when notifications are off.
   void start(std::function<bool()> database_ready);
-  // Stops both; rows leased and not yet sent are given back for the next sender.
-  void stop();
+  // Stops both (the e-mail being sent is finished first); rows leased and not yet sent are given back
+  // for the next sender. Completes when both have ended.
+  boost::asio::awaitable<void> stop();
 
   bool enabled() const;
   // Constant-time check of the X-P2P-Hook-Secret header value.
