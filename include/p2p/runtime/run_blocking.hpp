@@ -14,6 +14,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -26,53 +27,53 @@
 
 namespace p2p::runtime {
 
+namespace detail {
+
 template <typename Pool, typename Work>
-auto run_blocking(Pool& pool, Work work) -> boost::asio::awaitable<std::invoke_result_t<Work&>> {
+auto run_blocking_value(Pool& pool, Work work) -> boost::asio::awaitable<std::invoke_result_t<Work&>> {
   namespace asio = boost::asio;
   using Result = std::invoke_result_t<Work&>;
-  if constexpr (std::is_void_v<Result>) {
-    return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr)>(
-        [pool = &pool, work = std::move(work)](auto handler) mutable {
-          auto executor = asio::get_associated_executor(handler);
-          std::string request_id(log::current_request_id());
-          asio::post(*pool, [work = std::move(work), handler = std::move(handler), executor,
-                            request_id = std::move(request_id)]() mutable {
-            std::exception_ptr error;
-            {
-              log::RequestIdScope scope(request_id);
-              try {
-                work();
-              } catch (...) {
-                error = std::current_exception();
-              }
+  return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
+      [pool = &pool, work = std::move(work)](auto handler) mutable {
+        auto executor = asio::get_associated_executor(handler);
+        std::string request_id(log::current_request_id());
+        asio::post(*pool, [work = std::move(work), handler = std::move(handler), executor,
+                           request_id = std::move(request_id)]() mutable {
+          std::exception_ptr error;
+          Result result{};
+          {
+            log::RequestIdScope scope(request_id);
+            try {
+              result = work();
+            } catch (...) {
+              error = std::current_exception();
             }
-            asio::post(executor, [handler = std::move(handler), error]() mutable { std::move(handler)(error); });
+          }
+          asio::post(executor, [handler = std::move(handler), error, result = std::move(result)]() mutable {
+            std::move(handler)(error, std::move(result));
           });
-        },
-        asio::use_awaitable);
+        });
+      },
+      asio::use_awaitable);
+}
+
+template <typename Pool, typename Work>
+boost::asio::awaitable<void> run_blocking_void(Pool& pool, Work work) {
+  auto as_value = [work = std::move(work)]() mutable {
+    work();
+    return std::monostate{};
+  };
+  co_await run_blocking_value(pool, std::move(as_value));
+}
+
+}  // namespace detail
+
+template <typename Pool, typename Work>
+auto run_blocking(Pool& pool, Work work) -> boost::asio::awaitable<std::invoke_result_t<Work&>> {
+  if constexpr (std::is_void_v<std::invoke_result_t<Work&>>) {
+    return detail::run_blocking_void(pool, std::move(work));
   } else {
-    return asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, Result)>(
-        [pool = &pool, work = std::move(work)](auto handler) mutable {
-          auto executor = asio::get_associated_executor(handler);
-          std::string request_id(log::current_request_id());
-          asio::post(*pool, [work = std::move(work), handler = std::move(handler), executor,
-                            request_id = std::move(request_id)]() mutable {
-            std::exception_ptr error;
-            Result result{};
-            {
-              log::RequestIdScope scope(request_id);
-              try {
-                result = work();
-              } catch (...) {
-                error = std::current_exception();
-              }
-            }
-            asio::post(executor, [handler = std::move(handler), error, result = std::move(result)]() mutable {
-              std::move(handler)(error, std::move(result));
-            });
-          });
-        },
-        asio::use_awaitable);
+    return detail::run_blocking_value(pool, std::move(work));
   }
 }
 
