@@ -34,6 +34,7 @@
 #include "p2p/runtime/runtime.hpp"
 #include "p2p/util/crypto.hpp"
 #include "p2p/log/log.hpp"
+#include "p2p/metrics/registry.hpp"
 #include "p2p/store/bootstrap.hpp"
 #include "p2p/store/change_notified_cache.hpp"
 #include "p2p/store/database.hpp"
@@ -122,12 +123,13 @@ int main(int argc, char** argv) {
   }
   spdlog::info("database: {}", p2p::util::redact_url_password(config.database.url));
 
-  // The one I/O context (http.threads threads) and the one pool for blocking work: the API's
-  // http.blockingThreads, plus the job runner's two and the e-mail sender's one, so neither takes a
-  // thread from the API.
+  // The one I/O context (http.threads threads) and the pools for blocking work: the API's
+  // (http.blockingThreads) and the background one (the job runner's SQL and the e-mail sender, three
+  // threads, as many as they had of their own before), apart so that neither can starve the other.
   asio::io_context io(config.http.threads);
-  asio::thread_pool blocking(static_cast<std::size_t>(config.http.blocking_threads) + 3);
-  const p2p::runtime::Runtime runtime{io, blocking};
+  asio::thread_pool blocking(static_cast<std::size_t>(config.http.blocking_threads));
+  asio::thread_pool background(3);
+  const p2p::runtime::Runtime runtime{io, blocking, background};
   const auto control = asio::make_strand(io);  // signals and shutdown
   asio::signal_set signals(control, SIGINT, SIGTERM);
 
@@ -144,7 +146,7 @@ int main(int argc, char** argv) {
                  swagger_dir.string());
   }
 
-  p2p::http::Metrics metrics;
+  p2p::metrics::Registry metrics;  // every module declares its metrics here; GET /metrics renders it
   p2p::http::Router router;
   p2p::http::ServerOptions server_options{.host = config.http.host,
                                           .port = config.http.port,
@@ -212,8 +214,12 @@ int main(int argc, char** argv) {
   // before the cancellation a failing bootstrap posts there.
   asio::co_spawn(control, serve_until_signalled(signals, server, job_runner, notifier),
                  [&io](std::exception_ptr failure) {
-                   if (failure) spdlog::critical("the shutdown ended by an unexpected error");
-                   io.stop();  // every component has ended: only idle keep-alive connections are left
+                   if (failure) {  // components may still run: stopping the I/O context under them is no option
+                     spdlog::critical("the shutdown ended by an unexpected error; aborting");
+                     p2p::log::shutdown();
+                     std::abort();
+                   }
+                   io.stop();  // every component has ended; nothing is left but idle outbound keep-alive sockets
                  });
   bootstrap.start();
   oidc_server_cache.start();
@@ -226,6 +232,7 @@ int main(int argc, char** argv) {
   spdlog::default_logger()->flush();  // the line a supervisor (or a test) waits for: written now, not in a second
   p2p::runtime::run(io, config.http.threads);
   blocking.join();
+  background.join();
   bootstrap.stop();
   oidc_server_cache.stop();
   spdlog::info("p2p-exchange stopped");

@@ -49,27 +49,27 @@ void add_operations_routes(http::Router& router, ApiContext context) {
              },
              open);
 
-  context.metrics.add_collector([&database = context.database, &cache = context.oidc_server_cache](std::string& out) {
-    const auto stats = database.stats();
-    out += "# HELP p2p_db_pool_connections PostgreSQL connections of the pool, by state.\n";
-    out += "# TYPE p2p_db_pool_connections gauge\n";
-    out += http::metric_line("p2p_db_pool_connections", "state=\"in_use\"", stats.in_use);
-    out += http::metric_line("p2p_db_pool_connections", "state=\"open\"", stats.open);
-    out += http::metric_line("p2p_db_pool_connections", "state=\"max\"", stats.size);
-    out += "# HELP p2p_db_pool_waits_total Times a caller waited for a free connection.\n";
-    out += "# TYPE p2p_db_pool_waits_total counter\n";
-    out += http::metric_line("p2p_db_pool_waits_total", "", static_cast<double>(stats.waits));
-    out += "# HELP p2p_oidc_server_cache_total Reads of the oidc_servers routes answered from memory (hit) or PostgreSQL (miss).\n";
-    out += "# TYPE p2p_oidc_server_cache_total counter\n";
-    out += http::metric_line("p2p_oidc_server_cache_total", "result=\"hit\"", static_cast<double>(cache.hits()));
-    out += http::metric_line("p2p_oidc_server_cache_total", "result=\"miss\"", static_cast<double>(cache.misses()));
-    out += "# HELP p2p_oidc_server_cache_listening 1 while the change listener is connected (the cache is in use).\n";
-    out += "# TYPE p2p_oidc_server_cache_listening gauge\n";
-    out += http::metric_line("p2p_oidc_server_cache_listening", "", cache.listening() ? 1 : 0);
-    out += "# HELP p2p_db_connection_failures_total Connections that could not be made or were lost.\n";
-    out += "# TYPE p2p_db_connection_failures_total counter\n";
-    out += http::metric_line("p2p_db_connection_failures_total", "", static_cast<double>(stats.connection_failures));
-  });
+  // The database pool and the oidc_servers cache, read when /metrics is rendered.
+  auto& registry = context.metrics;
+  auto& database = context.database;
+  auto& cache = context.oidc_server_cache;
+  constexpr std::string_view kPool = "p2p_db_pool_connections";
+  constexpr std::string_view kPoolHelp = "PostgreSQL connections of the pool, by state.";
+  registry.gauge_reader(kPool, kPoolHelp, "state=\"in_use\"", [&database] { return double(database.stats().in_use); });
+  registry.gauge_reader(kPool, kPoolHelp, "state=\"open\"", [&database] { return double(database.stats().open); });
+  registry.gauge_reader(kPool, kPoolHelp, "state=\"max\"", [&database] { return double(database.stats().size); });
+  registry.counter_reader("p2p_db_pool_waits_total", "Times a caller waited for a free connection.", "",
+                          [&database] { return double(database.stats().waits); });
+  constexpr std::string_view kCache = "p2p_oidc_server_cache_total";
+  constexpr std::string_view kCacheHelp =
+      "Reads of the oidc_servers routes answered from memory (hit) or PostgreSQL (miss).";
+  registry.counter_reader(kCache, kCacheHelp, "result=\"hit\"", [&cache] { return double(cache.hits()); });
+  registry.counter_reader(kCache, kCacheHelp, "result=\"miss\"", [&cache] { return double(cache.misses()); });
+  registry.gauge_reader("p2p_oidc_server_cache_listening",
+                        "1 while the change listener is connected (the cache is in use).", "",
+                        [&cache] { return cache.listening() ? 1.0 : 0.0; });
+  registry.counter_reader("p2p_db_connection_failures_total", "Connections that could not be made or were lost.", "",
+                          [&database] { return double(database.stats().connection_failures); });
 }
 
 }  // namespace p2p::api

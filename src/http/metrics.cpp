@@ -1,11 +1,14 @@
 #include "p2p/http/metrics.hpp"
 
-#include <cmath>
-
 #include <fmt/format.h>
 
 namespace p2p::http {
 namespace {
+
+constexpr std::string_view kRequests = "p2p_http_requests_total";
+constexpr std::string_view kRequestsHelp = "HTTP requests answered, by route template, method and status.";
+constexpr std::string_view kLatency = "p2p_http_request_duration_seconds";
+constexpr std::string_view kLatencyHelp = "Time from a request's last byte read until its response is ready to send.";
 
 std::string_view method_label(std::string_view method) {
   static constexpr std::string_view kKnown[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
@@ -15,67 +18,31 @@ std::string_view method_label(std::string_view method) {
   return "OTHER";
 }
 
-std::string format_value(double value) {
-  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
-  if (value == std::floor(value) && std::fabs(value) < 1e15) return fmt::format("{}", static_cast<long long>(value));
-  return fmt::format("{}", value);
-}
-
 }  // namespace
 
-std::string metric_line(std::string_view name, std::string_view labels, double value) {
-  if (labels.empty()) return fmt::format("{} {}\n", name, format_value(value));
-  return fmt::format("{}{{{}}} {}\n", name, labels, format_value(value));
+RequestMetrics::RequestMetrics(metrics::Registry& registry) : registry_(registry) {
+  // Declared now, so /metrics lists both families (empty) before the first request.
+  registry_.declare(kRequests, kRequestsHelp, "counter");
+  registry_.declare(kLatency, kLatencyHelp, "histogram");
 }
 
-void Metrics::observe_request(std::string_view route, std::string_view method, int status, double seconds) {
+void RequestMetrics::observe(std::string_view route, std::string_view method, int status, double seconds) {
   const auto label = method_label(method);
   std::lock_guard lock(mutex_);
-  ++requests_[{std::string(route), std::string(label), status}];
-  auto& histogram = latency_[{std::string(route), std::string(label)}];
-  for (std::size_t i = 0; i < kLatencyBuckets.size(); ++i) {
-    if (seconds <= kLatencyBuckets[i]) ++histogram.buckets[i];
+  auto request = requests_.find(std::make_tuple(route, label, status));
+  if (request == requests_.end()) {
+    auto& counter = registry_.counter(kRequests, kRequestsHelp,
+                                      fmt::format("route=\"{}\",method=\"{}\",status=\"{}\"", route, label, status));
+    request = requests_.emplace(std::make_tuple(std::string(route), label, status), &counter).first;
   }
-  ++histogram.count;
-  histogram.sum += seconds;
-}
-
-void Metrics::add_collector(Collector collector) {
-  std::lock_guard lock(mutex_);
-  collectors_.push_back(std::move(collector));
-}
-
-std::string Metrics::render() const {
-  std::string out;
-  std::vector<Collector> collectors;
-  {
-    std::lock_guard lock(mutex_);
-    out += "# HELP p2p_http_requests_total HTTP requests answered, by route template, method and status.\n";
-    out += "# TYPE p2p_http_requests_total counter\n";
-    for (const auto& [key, count] : requests_) {
-      const auto& [route, method, status] = key;
-      out += metric_line("p2p_http_requests_total",
-                         fmt::format("route=\"{}\",method=\"{}\",status=\"{}\"", route, method, status),
-                         static_cast<double>(count));
-    }
-    out += "# HELP p2p_http_request_duration_seconds Time from a request's last byte read until its response is ready to send.\n";
-    out += "# TYPE p2p_http_request_duration_seconds histogram\n";
-    for (const auto& [key, histogram] : latency_) {
-      const auto labels = fmt::format("route=\"{}\",method=\"{}\"", key.first, key.second);
-      for (std::size_t i = 0; i < kLatencyBuckets.size(); ++i) {
-        out += metric_line("p2p_http_request_duration_seconds_bucket",
-                           fmt::format("{},le=\"{}\"", labels, kLatencyBuckets[i]),
-                           static_cast<double>(histogram.buckets[i]));
-      }
-      out += metric_line("p2p_http_request_duration_seconds_bucket", labels + ",le=\"+Inf\"",
-                         static_cast<double>(histogram.count));
-      out += metric_line("p2p_http_request_duration_seconds_sum", labels, histogram.sum);
-      out += metric_line("p2p_http_request_duration_seconds_count", labels, static_cast<double>(histogram.count));
-    }
-    collectors = collectors_;
+  request->second->inc();
+  auto histogram = latency_.find(std::make_tuple(route, label));
+  if (histogram == latency_.end()) {
+    auto& declared = registry_.histogram(kLatency, kLatencyHelp, kLatencyBuckets,
+                                         fmt::format("route=\"{}\",method=\"{}\"", route, label));
+    histogram = latency_.emplace(std::make_tuple(std::string(route), label), &declared).first;
   }
-  for (const auto& collector : collectors) collector(out);
-  return out;
+  histogram->second->observe(seconds);
 }
 
 }  // namespace p2p::http

@@ -30,6 +30,7 @@
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
+#include "p2p/http/metrics.hpp"
 #include "p2p/http/problem.hpp"
 #include "p2p/http/request_id.hpp"
 #include "p2p/log/log.hpp"
@@ -118,11 +119,12 @@ struct Server::Impl {
     Stream stream;
   };
 
-  Impl(ServerOptions opts, const runtime::Runtime& runtime, const Router& r, const ApiKeyAuth& a, Metrics& m)
+  Impl(ServerOptions opts, const runtime::Runtime& runtime, const Router& r, const ApiKeyAuth& a,
+       metrics::Registry& registry)
       : options(std::move(opts)),
         router(r),
         auth(a),
-        metrics(m),
+        metrics(registry),
         io(runtime.io),
         control(asio::make_strand(io)),
         blocking(runtime.blocking),
@@ -132,7 +134,7 @@ struct Server::Impl {
   ServerOptions options;
   const Router& router;
   const ApiKeyAuth& auth;
-  Metrics& metrics;
+  RequestMetrics metrics;
   asio::io_context& io;
   asio::strand<asio::io_context::executor_type> control;  // the acceptor and the shutdown run here
   asio::thread_pool& blocking;                             // route handlers marked blocking
@@ -215,7 +217,7 @@ struct Server::Impl {
       log::RequestIdScope scope(request_id);
       spdlog::info("rejected a request to {}: {} {}", path.empty() ? "-" : path, status, detail);
     }
-    metrics.observe_request("unmatched", "OTHER", status, 0);
+    metrics.observe("unmatched", "OTHER", status, 0);
     co_await write(connection, wire);
   }
 
@@ -379,7 +381,7 @@ struct Server::Impl {
 
     // Counted before the write, so a client that has its answer finds it in /metrics.
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    metrics.observe_request(route_label, request.method, response.status, seconds);
+    metrics.observe(route_label, request.method, response.status, seconds);
     co_await write(connection, out);
     {
       log::RequestIdScope scope(request_id);
@@ -481,16 +483,12 @@ struct Server::Impl {
 };
 
 Server::Server(ServerOptions options, const runtime::Runtime& runtime, const Router& router, const ApiKeyAuth& auth,
-               Metrics& metrics)
-    : impl_(std::make_unique<Impl>(std::move(options), runtime, router, auth, metrics)) {
-  metrics.add_collector([impl = impl_.get()](std::string& out) {
-    out += "# HELP p2p_http_in_flight_requests Requests being answered now.\n";
-    out += "# TYPE p2p_http_in_flight_requests gauge\n";
-    out += metric_line("p2p_http_in_flight_requests", "", impl->in_flight.load());
-    out += "# HELP p2p_http_open_connections Client connections open now.\n";
-    out += "# TYPE p2p_http_open_connections gauge\n";
-    out += metric_line("p2p_http_open_connections", "", static_cast<double>(impl->open_connections()));
-  });
+               metrics::Registry& registry)
+    : impl_(std::make_unique<Impl>(std::move(options), runtime, router, auth, registry)) {
+  registry.gauge_reader("p2p_http_in_flight_requests", "Requests being answered now.", "",
+                        [impl = impl_.get()] { return static_cast<double>(impl->in_flight.load()); });
+  registry.gauge_reader("p2p_http_open_connections", "Client connections open now.", "",
+                        [impl = impl_.get()] { return static_cast<double>(impl->open_connections()); });
 }
 
 Server::~Server() = default;

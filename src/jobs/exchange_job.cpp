@@ -335,8 +335,8 @@ asio::awaitable<JobStatus> ExchangeJob::record(const fhir::TransformedPage& tran
   if (!source_error_) source_error_ = page_error;
   ++pages_;
   resources_ += written;
-  ++context_.pages_written;
-  context_.resources_written += static_cast<std::uint64_t>(written);
+  context_.metrics.pages.inc();
+  context_.metrics.resources.inc(static_cast<std::uint64_t>(written));
   co_return *recorded;
 }
 
@@ -362,7 +362,7 @@ asio::awaitable<void> ExchangeJob::pause(const std::string& reason) {
     const bool held = co_await context_.on_jobs([id, &owner, &shown, delay](store::BatchJobRepository& jobs) {
       return jobs.pause(id, owner, shown, delay);
     });
-    if (held) ++context_.paused;
+    if (held) context_.metrics.paused.inc();
   } catch (const std::exception& error) {
     spdlog::warn("job {}: could not record the pause (the job resumes when its lease expires): {}", id, error.what());
   }
@@ -402,10 +402,18 @@ asio::awaitable<void> ExchangeJob::finish(JobStatus status, const std::optional<
                                                                   : "failed";
   if (!context_.config.fhir_persistence_url.empty() && !source_.server().definition.name.empty()) {
     std::optional<std::string> task_error;
+    bool left = false;
     try {
       co_await put_task(task_status, reason);
+    } catch (const JobLeft&) {
+      left = true;  // the service is stopping (a retry's wait was cut short): the Task does not say it yet
     } catch (const std::exception& error) {
       task_error = error.what();
+    }
+    if (left) {
+      spdlog::info("job {}: stopping before the tracking Task says \"{}\"; the next holder ends the job", id, task_status);
+      if (context_.stop.requested()) co_await release();
+      co_return;
     }
     if (task_error) {
       spdlog::warn("job {}: could not update the tracking Task: {}", id, *task_error);
@@ -420,9 +428,9 @@ asio::awaitable<void> ExchangeJob::finish(JobStatus status, const std::optional<
     spdlog::warn("job {}: lost its lease while ending as {}; whoever holds it now decides", id, store::to_string(status));
     co_return;
   }
-  if (status == JobStatus::kCompleted) ++context_.completed;
-  if (status == JobStatus::kFailed) ++context_.failed;
-  if (status == JobStatus::kStopped) ++context_.stopped;
+  if (status == JobStatus::kCompleted) context_.metrics.completed.inc();
+  if (status == JobStatus::kFailed) context_.metrics.failed.inc();
+  if (status == JobStatus::kStopped) context_.metrics.stopped.inc();
   spdlog::info("job {}: {} ({} pages, {} resources)", id, store::to_string(status), pages_, resources_);
 }
 

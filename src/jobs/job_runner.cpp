@@ -33,11 +33,10 @@ asio::awaitable<void> run_owned(std::unique_ptr<ExchangeJob> job) { co_await job
 
 struct JobRunner::Impl {
   Impl(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
-       std::string owner, const runtime::Runtime& runtime, http::Metrics& m)
-      : context(config, database, cipher, std::move(owner), runtime), metrics(m), tasks(context.strand) {}
+       std::string owner, const runtime::Runtime& runtime, metrics::Registry& registry)
+      : context(config, database, cipher, std::move(owner), runtime, registry), tasks(context.strand) {}
 
   RunnerContext context;
-  http::Metrics& metrics;
   runtime::TaskGroup tasks;     // the claim loop and every running job
   std::set<long long> running;  // on the strand only
   std::atomic<int> running_count{0};
@@ -104,9 +103,10 @@ struct JobRunner::Impl {
   // On the strand: the stop signal ends every wait (the claim loop's, the jobs' backoff pauses); a job
   // in a request leaves after it, at its next step, bounded by exchange.requestTimeoutSeconds.
   asio::awaitable<void> stop() {
+    const auto grace = std::chrono::seconds(context.config.request_timeout_seconds + 5);
+    context.stop_grace_ends = Clock::now() + grace;
     context.stop.request();
     if (claim_timer != nullptr) claim_timer->cancel();
-    const auto grace = std::chrono::seconds(context.config.request_timeout_seconds + 5);
     const bool ended = co_await runtime::wait_at_most(tasks, grace);  // (not in the if: GCC 12)
     if (!ended) {
       spdlog::warn("job runner: {} job(s) still in a request {} s after the stop; waiting for their time-outs",
@@ -117,28 +117,10 @@ struct JobRunner::Impl {
 };
 
 JobRunner::JobRunner(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
-                     std::string instance_id, const runtime::Runtime& runtime, http::Metrics& metrics)
-    : impl_(std::make_unique<Impl>(config, database, cipher, std::move(instance_id), runtime, metrics)) {
-  metrics.add_collector([impl = impl_.get()](std::string& out) {
-    const auto& context = impl->context;
-    out += "# HELP p2p_exchange_pages_total Pages written to the target by this instance.\n";
-    out += "# TYPE p2p_exchange_pages_total counter\n";
-    out += http::metric_line("p2p_exchange_pages_total", "", static_cast<double>(context.pages_written.load()));
-    out += "# HELP p2p_exchange_resources_total Resources written to the target by this instance.\n";
-    out += "# TYPE p2p_exchange_resources_total counter\n";
-    out += http::metric_line("p2p_exchange_resources_total", "", static_cast<double>(context.resources_written.load()));
-    out += "# HELP p2p_exchange_jobs_total Jobs ended by this instance, by result.\n";
-    out += "# TYPE p2p_exchange_jobs_total counter\n";
-    out += http::metric_line("p2p_exchange_jobs_total", "result=\"completed\"", static_cast<double>(context.completed.load()));
-    out += http::metric_line("p2p_exchange_jobs_total", "result=\"failed\"", static_cast<double>(context.failed.load()));
-    out += http::metric_line("p2p_exchange_jobs_total", "result=\"stopped\"", static_cast<double>(context.stopped.load()));
-    out += "# HELP p2p_exchange_jobs_paused_total Times this instance paused a job through an outage.\n";
-    out += "# TYPE p2p_exchange_jobs_paused_total counter\n";
-    out += http::metric_line("p2p_exchange_jobs_paused_total", "", static_cast<double>(context.paused.load()));
-    out += "# HELP p2p_exchange_jobs_running Jobs running in this instance now.\n";
-    out += "# TYPE p2p_exchange_jobs_running gauge\n";
-    out += http::metric_line("p2p_exchange_jobs_running", "", impl->running_count.load());
-  });
+                     std::string instance_id, const runtime::Runtime& runtime, metrics::Registry& registry)
+    : impl_(std::make_unique<Impl>(config, database, cipher, std::move(instance_id), runtime, registry)) {
+  registry.gauge_reader("p2p_exchange_jobs_running", "Jobs running in this instance now.", "",
+                        [impl = impl_.get()] { return static_cast<double>(impl->running_count.load()); });
 }
 
 JobRunner::~JobRunner() = default;

@@ -2,6 +2,7 @@
 
 #include <ctime>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/url/parse.hpp>
 #include <nlohmann/json.hpp>
@@ -14,19 +15,24 @@ namespace p2p::jobs {
 namespace asio = boost::asio;
 using nlohmann::json;
 
+namespace {
+constexpr std::string_view kJobsHelp = "Jobs ended by this instance, by result.";
+}  // namespace
+
 RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci,
-                             std::string o, const runtime::Runtime& r)
+                             std::string o, const runtime::Runtime& r, metrics::Registry& registry)
     : config(c),
       database(d),
       cipher(ci),
       owner(std::move(o)),
       strand(asio::make_strand(r.io)),
-      blocking(r.blocking),
+      blocking(r.background),
       stop(strand),
       retry_policy{.initial = std::chrono::milliseconds(c.initial_backoff_milliseconds),
                    .cap = std::chrono::seconds(c.max_backoff_seconds),
                    .jitter_low = 0.5,  // "equal jitter": half fixed, half random
-                   .jitter_high = 1.0} {
+                   .jitter_high = 1.0},
+      metrics(registry) {
   http::ClientOptions options;
   options.verify_tls = config.verify_tls;
   options.ca_file = config.ca_file;
@@ -35,6 +41,22 @@ RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d
   options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
   client = std::make_unique<http::HttpClient>(strand, options);
 }
+
+asio::awaitable<void> RunnerContext::sleep_through_stop(std::chrono::milliseconds delay) {
+  const auto until = Clock::now() + delay;
+  const bool slept = co_await stop.sleep_for(delay);
+  if (slept) co_return;
+  asio::steady_timer timer(strand, std::min(until, stop_grace_ends));
+  co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+RunnerMetrics::RunnerMetrics(metrics::Registry& registry)
+    : pages(registry.counter("p2p_exchange_pages_total", "Pages written to the target by this instance.")),
+      resources(registry.counter("p2p_exchange_resources_total", "Resources written to the target by this instance.")),
+      completed(registry.counter("p2p_exchange_jobs_total", kJobsHelp, "result=\"completed\"")),
+      failed(registry.counter("p2p_exchange_jobs_total", kJobsHelp, "result=\"failed\"")),
+      stopped(registry.counter("p2p_exchange_jobs_total", kJobsHelp, "result=\"stopped\"")),
+      paused(registry.counter("p2p_exchange_jobs_paused_total", "Times this instance paused a job through an outage.")) {}
 
 std::chrono::milliseconds RunnerContext::backoff(int attempt, std::optional<std::chrono::seconds> retry_after) {
   return retry_policy.delay(attempt, random, retry_after);

@@ -23,6 +23,7 @@
 #include "p2p/config/config.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/client.hpp"
+#include "p2p/metrics/registry.hpp"
 #include "p2p/runtime/run_blocking.hpp"
 #include "p2p/runtime/runtime.hpp"
 #include "p2p/runtime/stop_signal.hpp"
@@ -54,9 +55,20 @@ class JobLeft : public std::runtime_error {
 
 using Clock = std::chrono::steady_clock;
 
+// The runner's counters, declared once in the service's metrics registry.
+struct RunnerMetrics {
+  explicit RunnerMetrics(metrics::Registry& registry);
+  metrics::Counter& pages;      // written to the target by this instance
+  metrics::Counter& resources;  // written to the target by this instance
+  metrics::Counter& completed;  // jobs ended by this instance, by result
+  metrics::Counter& failed;
+  metrics::Counter& stopped;
+  metrics::Counter& paused;  // times this instance paused a job through an outage
+};
+
 struct RunnerContext {
   RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci, std::string o,
-                const runtime::Runtime& r);
+                const runtime::Runtime& r, metrics::Registry& registry);
 
   const config::ExchangeConfig& config;
   store::Database& database;
@@ -65,13 +77,14 @@ struct RunnerContext {
   // Every job, the claim loop and the HTTP client's completions run here, one step at a time: what
   // the runner shares between jobs needs no lock.
   boost::asio::strand<boost::asio::io_context::executor_type> strand;
-  boost::asio::thread_pool& blocking;
+  boost::asio::thread_pool& blocking;  // the runtime's background pool (not the API's)
   runtime::StopSignal stop;  // requested by JobRunner::stop(): waits end, jobs leave at their next step
+  Clock::time_point stop_grace_ends = Clock::time_point::max();  // set by JobRunner::stop(); on the strand only
   std::unique_ptr<http::HttpClient> client;
   std::set<long long> lost;  // jobs whose lease renewal failed; on the strand only
   std::mt19937_64 random{std::random_device{}()};
   const util::Backoff retry_policy;  // exchange.initialBackoffMilliseconds doubling, equal jitter, maxBackoffSeconds
-  std::atomic<std::uint64_t> pages_written{0}, resources_written{0}, completed{0}, failed{0}, stopped{0}, paused{0};
+  RunnerMetrics metrics;
 
   // Throws JobLeft once the service is stopping or the job's lease was found lost.
   void check_still_ours(long long id) const {
@@ -84,8 +97,13 @@ struct RunnerContext {
 
   // Waits `delay` between tries; throws JobLeft when the service stops meanwhile (at once).
   boost::asio::awaitable<void> sleep_for(std::chrono::milliseconds delay);
+  // Waits `delay` between tries of work a stop must not drop (storing rotated tokens): a stop cuts it
+  // only to the end of the runner's grace period.
+  boost::asio::awaitable<void> sleep_through_stop(std::chrono::milliseconds delay);
 
-  // Runs blocking store work on the blocking pool (runtime/run_blocking.hpp) with a pooled connection.
+  // Runs blocking store work on the background pool (runtime/run_blocking.hpp) with a pooled connection.
+  // Callers capture strings by reference and name what they pass: GCC 12 destroys temporaries with
+  // non-trivial destructors in a co_await expression twice.
   template <typename Work>
   auto run_sql(Work work) -> boost::asio::awaitable<decltype(work(std::declval<pqxx::connection&>()))> {
     return runtime::run_blocking(blocking, [this, work = std::move(work)]() mutable { return database.with_connection(work); });

@@ -152,16 +152,17 @@ asio::awaitable<void> SourceSession::store_refreshed_tokens(const oauth::Tokens&
       throw JobPause("cannot store the member's refreshed tokens (" + unavailable +
                      "); the refresh token stored before is spent, so the member may have to sign in again");
     }
-    if (context_.stop.requested()) {  // the last try was after the stop: there is no one to keep them for
-      spdlog::error("job {}: the service is stopping and cannot store the member's refreshed tokens ({}); the refresh "
-                    "token stored before is spent, so the member may have to sign in again", id, unavailable);
+    if (context_.stop.requested() && Clock::now() >= context_.stop_grace_ends) {  // no one to keep them for
+      spdlog::error("job {}: the service is stopping and could not store the member's refreshed tokens within its grace "
+                    "period ({}); the refresh token stored before is spent, so the member may have to sign in again",
+                    id, unavailable);
       throw JobLeft();
     }
     if (attempt == 1 || attempt % 10 == 0) {
       spdlog::warn("job {}: cannot store the member's refreshed tokens yet (attempt {}), keeping them and retrying: {}",
                    id, attempt, unavailable);
     }
-    co_await context_.stop.sleep_for(context_.backoff(attempt, std::nullopt));  // a stop ends it: one last try
+    co_await context_.sleep_through_stop(context_.backoff(attempt, std::nullopt));
   }
 }
 

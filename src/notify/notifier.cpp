@@ -44,6 +44,28 @@ constexpr int kClaimBatch = 5;
 constexpr std::array<const char*, 6> kHookOutcomeNames = {"queued", "duplicate", "ignored", "unauthorized", "invalid",
                                                           "error"};
 
+// The notifications' metrics, declared once (in the service's registry when notifications are on).
+struct NotifierMetrics {
+  explicit NotifierMetrics(metrics::Registry& registry)
+      : sent(registry.counter("p2p_notifications_sent_total", "E-mails the SMTP server accepted (this instance).")),
+        failed(registry.counter("p2p_notifications_failed_total",
+                                "E-mails given up on: refused for good or out of attempts.")),
+        delivery_errors(registry.counter("p2p_notifications_delivery_errors_total",
+                                         "Delivery attempts that failed and will be retried.")),
+        pending(registry.gauge("p2p_notifications_pending",
+                               "E-mails waiting in the outbox (all instances), as of the last sender pass.")) {
+    for (std::size_t i = 0; i < kHookOutcomeNames.size(); ++i) {
+      hooks[i] = &registry.counter("p2p_notifications_hooks_total", "Rest-hook deliveries received, by outcome.",
+                                   std::string("outcome=\"") + kHookOutcomeNames[i] + "\"");
+    }
+  }
+  metrics::Counter& sent;
+  metrics::Counter& failed;
+  metrics::Counter& delivery_errors;
+  metrics::Gauge& pending;
+  std::array<metrics::Counter*, kHookOutcomeNames.size()> hooks{};
+};
+
 std::string query_value(std::string_view value) {
   return boost::urls::encode(value, boost::urls::unreserved_chars);
 }
@@ -52,8 +74,9 @@ std::string query_value(std::string_view value) {
 
 struct Notifier::Impl {
   Impl(const config::NotificationsConfig& c, const config::ExchangeConfig& e, store::Database& d, std::string o,
-       const runtime::Runtime& runtime, http::Metrics& m)
-      : config(c), exchange(e), database(d), owner("notify-" + std::move(o)), metrics(m), mailer(c.smtp),
+       const runtime::Runtime& runtime, metrics::Registry& registry)
+      : config(c), exchange(e), database(d), owner("notify-" + std::move(o)),
+        counters(c.enabled ? registry : unlisted), mailer(c.smtp),
         secret_digest(util::sha256(c.hook_secret)),
         delivery_backoff{.initial = std::chrono::seconds(c.initial_backoff_seconds),
                          .cap = std::chrono::seconds(c.max_backoff_seconds),
@@ -61,7 +84,7 @@ struct Notifier::Impl {
                          .jitter_high = 1.2,
                          .floor = std::chrono::seconds(1)},
         strand(asio::make_strand(runtime.io)),
-        blocking(runtime.blocking),
+        blocking(runtime.background),
         stop(strand),
         tasks(strand),
         sender_timer(strand) {
@@ -79,7 +102,8 @@ struct Notifier::Impl {
   const config::ExchangeConfig& exchange;
   store::Database& database;
   std::string owner;
-  http::Metrics& metrics;
+  metrics::Registry unlisted;  // where the counters go when notifications are off: never rendered
+  NotifierMetrics counters;
   SmtpMailer mailer;
   util::Sha256Digest secret_digest;
   // The one retry policy (util/backoff.hpp) with each loop's numbers. The keeper's draws nothing from
@@ -92,7 +116,7 @@ struct Notifier::Impl {
   // The keeper and the sender are coroutines on this strand (one task group); the sender's SMTP and
   // SQL work runs on the blocking pool.
   asio::strand<asio::io_context::executor_type> strand;
-  asio::thread_pool& blocking;
+  asio::thread_pool& blocking;  // the runtime's background pool (not the API's)
   runtime::StopSignal stop;
   runtime::TaskGroup tasks;
   std::unique_ptr<http::HttpClient> client;
@@ -101,11 +125,6 @@ struct Notifier::Impl {
   bool sender_woken = false;        // on the strand only
   std::mt19937_64 random{std::random_device{}()};
 
-  std::atomic<std::uint64_t> sent{0};
-  std::atomic<std::uint64_t> failed{0};
-  std::atomic<std::uint64_t> delivery_errors{0};
-  std::atomic<long long> pending{0};
-  std::array<std::atomic<std::uint64_t>, kHookOutcomeNames.size()> hooks{};
 
   http::ClientRequest fhir_request(std::string method, const std::string& path, std::string body = {}) const {
     http::ClientRequest request{std::move(method), base + "/" + path, {{"Accept", "application/fhir+json"}}, std::move(body)};
@@ -127,6 +146,7 @@ struct Notifier::Impl {
     const json desired = desired_subscription(config.public_base_url, config.hook_secret);
     const std::string path = "Subscription/" + std::string(kSubscriptionId);
     auto current = co_await send(fhir_request("GET", path));
+    if (stop.requested()) co_return;  // (each step is a request of up to 20 s: a stop is not kept waiting)
     bool write = false;
     if (current.status == 404 || current.status == 410) {
       write = true;
@@ -151,6 +171,7 @@ struct Notifier::Impl {
       spdlog::info("notifications: wrote Subscription/{} on the FHIR server (rest-hook to {}{})", kSubscriptionId,
                    config.public_base_url, kHookPath);
     }
+    if (stop.requested()) co_return;
     const std::string tag = std::string(kSubscriptionTagSystem) + "|" + std::string(kSubscriptionTagCode);
     auto found = co_await send(fhir_request("GET", "Subscription?_tag=" + query_value(tag) + "&_count=100"));
     if (found.status != 200) co_return;  // the stray check is best effort
@@ -160,6 +181,7 @@ struct Notifier::Impl {
       const auto resource = entry.is_object() ? entry.value("resource", json::object()) : json::object();
       const auto id = resource.is_object() ? resource.value("id", std::string()) : std::string();
       if (id.empty() || id == kSubscriptionId || !fhir_id_is_safe(id)) continue;
+      if (stop.requested()) co_return;
       auto deleted = co_await send(fhir_request("DELETE", "Subscription/" + id));
       spdlog::info("notifications: deleted a stray copy Subscription/{} (HTTP {})", id, deleted.status);
     }
@@ -214,17 +236,17 @@ struct Notifier::Impl {
       store::NotificationOutbox outbox(connection);
       if (result.delivered) {
         outbox.mark_sent(email.id, owner);
-        ++sent;
+        counters.sent.inc();
         spdlog::info("notifications: Task {}: {} e-mail delivered (outbox row {})", email.task_id, email.event, email.id);
       } else if (result.permanent || email.attempts >= config.max_attempts) {
         outbox.mark_failed(email.id, owner, result.error);
-        ++failed;
+        counters.failed.inc();
         spdlog::error("notifications: Task {}: {} e-mail failed for good after {} attempt(s) (outbox row {}): {}",
                       email.task_id, email.event, email.attempts, email.id, result.error);
       } else {
         const auto delay = backoff(email.attempts);
         outbox.mark_retry(email.id, owner, result.error, delay);
-        ++delivery_errors;
+        counters.delivery_errors.inc();
         spdlog::warn("notifications: Task {}: {} e-mail not delivered (attempt {} of {}, outbox row {}), retrying in {} s: {}",
                      email.task_id, email.event, email.attempts, config.max_attempts, email.id, delay.count(),
                      result.error);
@@ -245,8 +267,8 @@ struct Notifier::Impl {
     if (stop.requested() && !claimed.empty()) {
       database.with_connection([&](pqxx::connection& connection) { store::NotificationOutbox(connection).release(owner); });
     }
-    pending = database.with_connection(
-        [](pqxx::connection& connection) { return store::NotificationOutbox(connection).count_pending(); });
+    counters.pending.set(static_cast<double>(database.with_connection(
+        [](pqxx::connection& connection) { return store::NotificationOutbox(connection).count_pending(); })));
     return static_cast<int>(claimed.size()) == kClaimBatch;
   }
 
@@ -323,30 +345,8 @@ struct Notifier::Impl {
 
 Notifier::Notifier(const config::NotificationsConfig& config, const config::ExchangeConfig& exchange,
                    store::Database& database, std::string instance_id, const runtime::Runtime& runtime,
-                   http::Metrics& metrics)
-    : impl_(std::make_unique<Impl>(config, exchange, database, std::move(instance_id), runtime, metrics)) {
-  if (!config.enabled) return;
-  metrics.add_collector([impl = impl_.get()](std::string& out) {
-    out += "# HELP p2p_notifications_sent_total E-mails the SMTP server accepted (this instance).\n";
-    out += "# TYPE p2p_notifications_sent_total counter\n";
-    out += http::metric_line("p2p_notifications_sent_total", "", static_cast<double>(impl->sent.load()));
-    out += "# HELP p2p_notifications_failed_total E-mails given up on: refused for good or out of attempts.\n";
-    out += "# TYPE p2p_notifications_failed_total counter\n";
-    out += http::metric_line("p2p_notifications_failed_total", "", static_cast<double>(impl->failed.load()));
-    out += "# HELP p2p_notifications_delivery_errors_total Delivery attempts that failed and will be retried.\n";
-    out += "# TYPE p2p_notifications_delivery_errors_total counter\n";
-    out += http::metric_line("p2p_notifications_delivery_errors_total", "",
-                             static_cast<double>(impl->delivery_errors.load()));
-    out += "# HELP p2p_notifications_pending E-mails waiting in the outbox (all instances), as of the last sender pass.\n";
-    out += "# TYPE p2p_notifications_pending gauge\n";
-    out += http::metric_line("p2p_notifications_pending", "", static_cast<double>(impl->pending.load()));
-    out += "# HELP p2p_notifications_hooks_total Rest-hook deliveries received, by outcome.\n";
-    out += "# TYPE p2p_notifications_hooks_total counter\n";
-    for (std::size_t i = 0; i < kHookOutcomeNames.size(); ++i) {
-      out += http::metric_line("p2p_notifications_hooks_total", std::string("outcome=\"") + kHookOutcomeNames[i] + "\"",
-                               static_cast<double>(impl->hooks[i].load()));
-    }
-  });
+                   metrics::Registry& registry)
+    : impl_(std::make_unique<Impl>(config, exchange, database, std::move(instance_id), runtime, registry)) {
 }
 
 Notifier::~Notifier() = default;
@@ -437,6 +437,6 @@ void Notifier::wake_sender() {
   });
 }
 
-void Notifier::count_hook(HookOutcome outcome) { ++impl_->hooks[static_cast<std::size_t>(outcome)]; }
+void Notifier::count_hook(HookOutcome outcome) { impl_->counters.hooks[static_cast<std::size_t>(outcome)]->inc(); }
 
 }  // namespace p2p::notify

@@ -2,9 +2,40 @@
 // (the fixture and the peers: notifications_fixture.hpp).
 #include "notifications_fixture.hpp"
 
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
 using nlohmann::json;
 using namespace p2p::test;
 using namespace std::chrono_literals;
+
+// ---- the metrics: every one the service declares is in the operators' table, and nothing else ----
+
+TEST_F(NotificationTest, TheOperationsGuideListsExactlyTheMetricsTheServiceDeclares) {
+  SmtpPeer smtp;
+  auto& service = start_with(smtp);  // notifications on: every module's metrics are declared
+  std::set<std::string> served;
+  std::istringstream text(metrics(service));
+  for (std::string line; std::getline(text, line);) {
+    if (line.starts_with("# TYPE ")) served.insert(line.substr(7, line.find(' ', 7) - 7));
+  }
+  std::ifstream guide(std::string(P2P_SOURCE_DIR) + "/docs/operations.md");
+  std::set<std::string> documented;
+  bool in_section = false;
+  const std::regex name("`(p2p_[a-z_]+)");
+  for (std::string line; std::getline(guide, line);) {
+    if (line.starts_with("## ")) in_section = line == "## Metrics to watch";
+    if (!in_section || !line.starts_with("| `p2p_")) continue;
+    const std::string first_cell = line.substr(0, line.find(" | "));
+    for (std::sregex_iterator at(first_cell.begin(), first_cell.end(), name), end; at != end; ++at) {
+      documented.insert((*at)[1]);
+    }
+  }
+  EXPECT_GE(served.size(), 15u) << metrics(service);  // (the parse found them: 19 today)
+  EXPECT_EQ(served, documented) << "docs/operations.md \"Metrics to watch\" and GET /metrics differ";
+}
 
 // ---- delivery: outages, crashes, TLS, failures ----
 

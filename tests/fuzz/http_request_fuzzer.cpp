@@ -72,11 +72,13 @@ struct Fixture {
   store::Database database{kUnreachableDatabase, 1, 1};
   store::DatabaseBootstrap bootstrap{database, {}, 5, [](const std::string&) { std::abort(); }};
   store::ChangeNotifiedCache cache{kUnreachableDatabase, "p2p_fuzz"};  // not started: answers nothing
-  http::Metrics metrics;
+  metrics::Registry registry;
+  http::RequestMetrics metrics{registry};
   boost::asio::io_context io;             // never run
   boost::asio::thread_pool blocking{1};
-  runtime::Runtime runtime{io, blocking};
-  notify::Notifier notifier{notifications, exchange, database, "fuzz", runtime, metrics};  // never started
+  boost::asio::thread_pool background{1};
+  runtime::Runtime runtime{io, blocking, background};
+  notify::Notifier notifier{notifications, exchange, database, "fuzz", runtime, registry};  // never started
   api::SwaggerUi swagger_ui{"/nonexistent/swagger-ui"};
   // 32 zero bytes: a valid key, never used to seal anything here.
   crypto::TokenCipher cipher{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="};
@@ -90,7 +92,7 @@ struct Fixture {
     api::add_routes(router, api::ApiContext{.database = database,
                                             .bootstrap = bootstrap,
                                             .oidc_server_cache = cache,
-                                            .metrics = metrics,
+                                            .metrics = registry,
                                             .swagger_ui = swagger_ui,
                                             .token_cipher = cipher,
                                             .exchange = exchange,
@@ -211,7 +213,7 @@ void serve(Fixture& f, std::string_view bytes, const http::ServerOptions& option
         const auto request_id = http::request_id_for(std::nullopt);
         const auto problem = http::problem_response(status, "rejected: " + parsed.error.message(), safe_path, request_id);
         write_response(f, problem, version, false, false, request_id, safe_path);
-        f.metrics.observe_request("unmatched", "OTHER", status, 0);
+        f.metrics.observe("unmatched", "OTHER", status, 0);
       }
       return;
     }
@@ -225,7 +227,7 @@ void serve(Fixture& f, std::string_view bytes, const http::ServerOptions& option
     std::string route_label = "unmatched";
     const http::Response response = dispatch(f, request, route_label);
     if (response.status < 100 || response.status > 599) std::abort();
-    f.metrics.observe_request(route_label, request.method, response.status, 0.001);
+    f.metrics.observe(route_label, request.method, response.status, 0.001);
     if (!write_response(f, response, version, wants_keep_alive, is_head, request_id, request.path)) return;
   }
 }

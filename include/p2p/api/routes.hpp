@@ -5,7 +5,7 @@
 
 #include "p2p/config/config.hpp"
 #include "p2p/crypto/token_cipher.hpp"
-#include "p2p/http/metrics.hpp"
+#include "p2p/metrics/registry.hpp"
 #include "p2p/http/router.hpp"
 
 namespace p2p::store {
@@ -26,7 +26,7 @@ struct ApiContext {
   store::Database& database;
   const store::DatabaseBootstrap& bootstrap;
   store::ChangeNotifiedCache& oidc_server_cache;  // response bodies of the oidc_servers routes
-  http::Metrics& metrics;
+  metrics::Registry& metrics;
   const SwaggerUi& swagger_ui;
   const crypto::TokenCipher& token_cipher;
   const config::ExchangeConfig& exchange;

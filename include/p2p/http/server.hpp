@@ -12,7 +12,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "p2p/http/api_key_auth.hpp"
-#include "p2p/http/metrics.hpp"
+#include "p2p/metrics/registry.hpp"
 #include "p2p/http/router.hpp"
 #include "p2p/runtime/runtime.hpp"
 
@@ -36,8 +36,9 @@ struct ServerOptions {
 
 class Server {
  public:
+  // Declares its metrics in `registry` (requests, latency, in-flight requests, open connections).
   Server(ServerOptions options, const runtime::Runtime& runtime, const Router& router, const ApiKeyAuth& auth,
-         Metrics& metrics);
+         metrics::Registry& registry);
   // Once started, stop() must have completed before the server is destroyed.
   ~Server();
   Server(const Server&) = delete;

@@ -12,7 +12,7 @@
 
 #include "p2p/config/config.hpp"
 #include "p2p/crypto/token_cipher.hpp"
-#include "p2p/http/metrics.hpp"
+#include "p2p/metrics/registry.hpp"
 #include "p2p/runtime/runtime.hpp"
 
 namespace p2p::store {
@@ -24,7 +24,7 @@ namespace p2p::jobs {
 class JobRunner {
  public:
   JobRunner(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
-            std::string instance_id, const runtime::Runtime& runtime, http::Metrics& metrics);
+            std::string instance_id, const runtime::Runtime& runtime, metrics::Registry& registry);
   // Once started, stop() must have completed before the runner is destroyed.
   ~JobRunner();
   JobRunner(const JobRunner&) = delete;

@@ -17,7 +17,7 @@
 #include <pqxx/pqxx>
 
 #include "p2p/config/config.hpp"
-#include "p2p/http/metrics.hpp"
+#include "p2p/metrics/registry.hpp"
 #include "p2p/notify/add_payer_task.hpp"
 #include "p2p/runtime/runtime.hpp"
 #include "p2p/store/notification_outbox.hpp"
@@ -39,7 +39,7 @@ enum class HookOutcome { kQueued, kDuplicate, kIgnored, kUnauthorized, kInvalid,
 class Notifier {
  public:
   Notifier(const config::NotificationsConfig& config, const config::ExchangeConfig& exchange, store::Database& database,
-           std::string instance_id, const runtime::Runtime& runtime, http::Metrics& metrics);
+           std::string instance_id, const runtime::Runtime& runtime, metrics::Registry& registry);
   // Once started, stop() must have completed before the notifier is destroyed.
   ~Notifier();
   Notifier(const Notifier&) = delete;

@@ -63,7 +63,8 @@ boost::asio::awaitable<void> run_blocking_void(Pool& pool, Work work) {
     work();
     return std::monostate{};
   };
-  co_await run_blocking_value(pool, std::move(as_value));
+  auto operation = run_blocking_value(pool, std::move(as_value));  // built first: GCC 12 and temporaries in co_await
+  co_await std::move(operation);
 }
 
 }  // namespace detail

@@ -107,7 +107,8 @@ class TaskGroup {
 inline boost::asio::awaitable<bool> wait_at_most(TaskGroup& group, std::chrono::steady_clock::duration limit) {
   namespace asio = boost::asio;
   using namespace asio::experimental::awaitable_operators;
-  asio::steady_timer deadline(co_await asio::this_coro::executor, limit);
+  const auto executor = co_await asio::this_coro::executor;  // named: GCC 12 and temporaries in co_await
+  asio::steady_timer deadline(executor, limit);
   const auto first = co_await (group.async_wait(asio::as_tuple(asio::use_awaitable)) ||
                                deadline.async_wait(asio::as_tuple(asio::use_awaitable)));
   co_return first.index() == 0;
