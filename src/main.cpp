@@ -10,11 +10,13 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -123,13 +125,13 @@ int main(int argc, char** argv) {
   }
   spdlog::info("database: {}", p2p::util::redact_url_password(config.database.url));
 
-  // The one I/O context (http.threads threads) and the pools for blocking work: the API's
-  // (http.blockingThreads) and the background one (the job runner's SQL and the e-mail sender, three
-  // threads, as many as they had of their own before), apart so that neither can starve the other.
+  // Where everything runs (runtime/runtime.hpp says why it is split so).
   asio::io_context io(config.http.threads);
+  asio::io_context exchange_io(1);
+  auto exchange_work = asio::make_work_guard(exchange_io);  // runs until the shutdown, jobs or not
   asio::thread_pool blocking(static_cast<std::size_t>(config.http.blocking_threads));
   asio::thread_pool background(3);
-  const p2p::runtime::Runtime runtime{io, blocking, background};
+  const p2p::runtime::Runtime runtime{io, exchange_io, blocking, background};
   const auto control = asio::make_strand(io);  // signals and shutdown
   asio::signal_set signals(control, SIGINT, SIGTERM);
 
@@ -213,13 +215,15 @@ int main(int argc, char** argv) {
   // Spawned before the bootstrap starts: its first step (the signal wait) then runs on `control`
   // before the cancellation a failing bootstrap posts there.
   asio::co_spawn(control, serve_until_signalled(signals, server, job_runner, notifier),
-                 [&io](std::exception_ptr failure) {
+                 [&io, &exchange_io](std::exception_ptr failure) {
                    if (failure) {  // components may still run: stopping the I/O context under them is no option
                      spdlog::critical("the shutdown ended by an unexpected error; aborting");
                      p2p::log::shutdown();
                      std::abort();
                    }
-                   io.stop();  // every component has ended; nothing is left but idle outbound keep-alive sockets
+                   // Every component has ended; nothing is left but idle outbound keep-alive sockets.
+                   exchange_io.stop();
+                   io.stop();
                  });
   bootstrap.start();
   oidc_server_cache.start();
@@ -230,7 +234,9 @@ int main(int argc, char** argv) {
   spdlog::info("listening on {}://{}:{} (API docs at {}://{}:{}/)", scheme, config.http.host, server.port(), scheme,
                config.http.host, server.port());
   spdlog::default_logger()->flush();  // the line a supervisor (or a test) waits for: written now, not in a second
+  std::thread exchange_thread([&exchange_io] { exchange_io.run(); });
   p2p::runtime::run(io, config.http.threads);
+  exchange_thread.join();
   blocking.join();
   background.join();
   bootstrap.stop();

@@ -25,7 +25,7 @@ RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d
       database(d),
       cipher(ci),
       owner(std::move(o)),
-      strand(asio::make_strand(r.io)),
+      strand(asio::make_strand(r.exchange)),
       blocking(r.background),
       stop(strand),
       retry_policy{.initial = std::chrono::milliseconds(c.initial_backoff_milliseconds),

@@ -77,7 +77,7 @@ struct Fixture {
   boost::asio::io_context io;             // never run
   boost::asio::thread_pool blocking{1};
   boost::asio::thread_pool background{1};
-  runtime::Runtime runtime{io, blocking, background};
+  runtime::Runtime runtime{io, io, blocking, background};
   notify::Notifier notifier{notifications, exchange, database, "fuzz", runtime, registry};  // never started
   api::SwaggerUi swagger_ui{"/nonexistent/swagger-ui"};
   // 32 zero bytes: a valid key, never used to seal anything here.
