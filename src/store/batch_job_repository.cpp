@@ -11,19 +11,18 @@ namespace p2p::store {
 namespace {
 
 // A macro so the SQL is joined at compile time (std::string + on these literals trips GCC 12's
-// -Warray-bounds false positive).
+// -Warray-bounds false positive). read_job reads its columns by these names.
 #define P2P_BATCH_JOB_COLUMNS                                                                                \
     "id, server_pid, status, job_configuration_name, source_patient_id, target_patient_id, target_organization_id,"  \
     " first_url, next_url, task_id, pages_completed, resources_written, last_error, attempts,"                \
-    " to_char(create_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                              \
-    " to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                               \
-    " to_char(end_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                                 \
-    " to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"                             \
-    " resources_skipped::text,"                                                                                \
-    " extract(epoch FROM now() - coalesce(last_progress_at, start_time, create_time))::bigint,"               \
-    " warnings::text, source_error"
-
-constexpr pqxx::row::size_type kJobColumns = 22;  // in P2P_BATCH_JOB_COLUMNS
+    " to_char(create_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS create_time_text,"         \
+    " to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS start_time_text,"           \
+    " to_char(end_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS end_time_text,"               \
+    " to_char(last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS last_updated_text,"       \
+    " resources_skipped::text AS resources_skipped_json,"                                                      \
+    " extract(epoch FROM now() - coalesce(last_progress_at, start_time, create_time))::bigint"                 \
+    "   AS seconds_since_progress,"                                                                            \
+    " warnings::text AS warnings_json, source_error"
 
 std::optional<std::string> optional_text(const pqxx::field& field) {
   if (field.is_null()) return std::nullopt;
@@ -60,29 +59,31 @@ std::string id_array(const std::vector<long long>& ids) {
 
 BatchJob read_job(const pqxx::row& row) {
   BatchJob job;
-  job.id = row[0].as<long long>();
-  job.server_pid = row[1].as<int>();
-  job.status = status_of(row[2]);
-  job.job_configuration_name = row[3].as<std::string>();
-  job.source_patient_id = row[4].as<std::string>();
-  job.target_patient_id = row[5].as<std::string>();
-  job.target_organization_id = optional_text(row[6]);
-  job.first_url = row[7].as<std::string>();
-  job.next_url = optional_text(row[8]);
-  job.task_id = optional_text(row[9]);
-  job.pages_completed = row[10].as<int>();
-  job.resources_written = row[11].as<int>();
-  job.last_error = optional_text(row[12]);
-  job.attempts = row[13].as<int>();
-  job.create_time = row[14].as<std::string>();
-  job.start_time = optional_text(row[15]);
-  job.end_time = optional_text(row[16]);
-  job.last_updated = row[17].as<std::string>();
-  job.resources_skipped = nlohmann::json::parse(row[18].as<std::string>()).get<std::map<std::string, long long>>();
-  job.seconds_since_progress = row[19].as<long long>();
-  for (const auto& warning : nlohmann::json::parse(row[20].as<std::string>())) job.warnings.push_back(warning.get<std::string>());
-  job.source_error = optional_text(row[21]);
-  static_assert(kJobColumns == 22, "read_job reads every column of P2P_BATCH_JOB_COLUMNS");
+  job.id = row["id"].as<long long>();
+  job.server_pid = row["server_pid"].as<int>();
+  job.status = status_of(row["status"]);
+  job.job_configuration_name = row["job_configuration_name"].as<std::string>();
+  job.source_patient_id = row["source_patient_id"].as<std::string>();
+  job.target_patient_id = row["target_patient_id"].as<std::string>();
+  job.target_organization_id = optional_text(row["target_organization_id"]);
+  job.first_url = row["first_url"].as<std::string>();
+  job.next_url = optional_text(row["next_url"]);
+  job.task_id = optional_text(row["task_id"]);
+  job.pages_completed = row["pages_completed"].as<int>();
+  job.resources_written = row["resources_written"].as<int>();
+  job.last_error = optional_text(row["last_error"]);
+  job.attempts = row["attempts"].as<int>();
+  job.create_time = row["create_time_text"].as<std::string>();
+  job.start_time = optional_text(row["start_time_text"]);
+  job.end_time = optional_text(row["end_time_text"]);
+  job.last_updated = row["last_updated_text"].as<std::string>();
+  job.resources_skipped =
+      nlohmann::json::parse(row["resources_skipped_json"].as<std::string>()).get<std::map<std::string, long long>>();
+  job.seconds_since_progress = row["seconds_since_progress"].as<long long>();
+  for (const auto& warning : nlohmann::json::parse(row["warnings_json"].as<std::string>())) {
+    job.warnings.push_back(warning.get<std::string>());
+  }
+  job.source_error = optional_text(row["source_error"]);
   return job;
 }
 
@@ -113,7 +114,8 @@ CreateOutcome BatchJobRepository::create(const NewBatchJob& job) {
         " AND create_time > now() - interval '24 hours' ORDER BY id DESC LIMIT 1",
         job.server_pid, *job.idempotency_key);
     if (!earlier.empty()) {
-      const bool same = !earlier[0][kJobColumns].is_null() && earlier[0][kJobColumns].as<std::string>() == job.request_hash;
+      const auto hash = earlier[0]["request_hash"];
+      const bool same = !hash.is_null() && hash.as<std::string>() == job.request_hash;
       return {same ? CreateOutcome::Kind::kReplayed : CreateOutcome::Kind::kKeyReused, read_job(earlier[0])};
     }
   }
@@ -165,13 +167,13 @@ std::vector<BatchJob> BatchJobRepository::list(int server_pid, int limit, std::o
 CancelOutcome BatchJobRepository::request_cancel(int server_pid, long long id) {
   pqxx::work tx(connection_);
   const auto rows = tx.exec_params(
-      "SELECT status, lease_owner IS NOT NULL AND lease_expires_at > now() FROM batch_jobs"
+      "SELECT status, lease_owner IS NOT NULL AND lease_expires_at > now() AS running FROM batch_jobs"
       " WHERE id = $1 AND server_pid = $2 FOR UPDATE",
       id, server_pid);
   if (rows.empty()) return CancelOutcome::kNotFound;
-  const auto status = status_of(rows[0][0]);
+  const auto status = status_of(rows[0]["status"]);
   if (!is_active(status)) return CancelOutcome::kAlreadyEnded;
-  const bool running = rows[0][1].as<bool>();
+  const bool running = rows[0]["running"].as<bool>();
   if (running || status == JobStatus::kStarted) {
     tx.exec_params("UPDATE batch_jobs SET status = 'STOPPING' WHERE id = $1", id);
   } else {
@@ -204,7 +206,7 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
   std::vector<ClaimedJob> claimed;
   for (const auto& row : rows) {
     ClaimedJob job{read_job(row), {}, std::nullopt};
-    if (const int lost = row[kJobColumns + 2].as<int>(); lost > max_lost_leases && job.job.status != JobStatus::kStopping) {
+    if (const int lost = row["lost_leases"].as<int>(); lost > max_lost_leases && job.job.status != JobStatus::kStopping) {
       // A job that takes every instance down with it is not run again: fail it alone, and say why.
       finish(job.job.id, owner, JobStatus::kFailed,
              "the job was taken over " + std::to_string(lost) + " times in a row from an instance that stopped "
@@ -214,7 +216,7 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
       continue;
     }
     try {
-      const auto access = row[kJobColumns], refresh = row[kJobColumns + 1];  // after the job's columns
+      const auto access = row["access_token_sealed"], refresh = row["refresh_token_sealed"];
       if (!access.is_null()) job.access_token = cipher_.open(access.as<std::string>(), owner_of(job.job.id));
       if (!refresh.is_null()) job.refresh_token = cipher_.open(refresh.as<std::string>(), owner_of(job.job.id));
     } catch (const crypto::CipherError& error) {
@@ -239,7 +241,7 @@ std::vector<long long> BatchJobRepository::renew_leases(const std::string& owner
       owner, seconds_text(lease), id_array(running));
   tx.commit();
   std::vector<long long> ids;
-  for (const auto& row : rows) ids.push_back(row[0].as<long long>());
+  for (const auto& row : rows) ids.push_back(row["id"].as<long long>());
   return ids;
 }
 
@@ -268,7 +270,7 @@ std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std
       warnings_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), nullable(source_error));
   tx.commit();
   if (rows.empty()) return std::nullopt;
-  return status_of(rows[0][0]);
+  return status_of(rows[0]["status"]);
 }
 
 bool BatchJobRepository::store_tokens(long long id, const std::string& owner, const std::string& access_token,

@@ -27,7 +27,7 @@ MigrationOutcome apply_migrations(pqxx::connection& connection) {
       " name text NOT NULL,"
       " applied_at timestamptz NOT NULL DEFAULT now())");
   std::set<int> applied;
-  for (const auto& row : tx.exec("SELECT version FROM schema_migrations")) applied.insert(row[0].as<int>());
+  for (const auto& row : tx.exec("SELECT version FROM schema_migrations")) applied.insert(row["version"].as<int>());
 
   MigrationOutcome outcome;
   for (const auto& migration : embedded::migrations()) {
@@ -50,9 +50,9 @@ MigrationOutcome apply_migrations(pqxx::connection& connection) {
 
 int current_schema_version(pqxx::connection& connection) {
   pqxx::read_transaction tx(connection);
-  auto exists = tx.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL");
-  if (!exists[0].as<bool>()) return 0;
-  return tx.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0].as<int>();
+  auto exists = tx.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL AS present");
+  if (!exists["present"].as<bool>()) return 0;
+  return tx.exec1("SELECT coalesce(max(version), 0) AS version FROM schema_migrations")["version"].as<int>();
 }
 
 }  // namespace p2p::store

@@ -50,12 +50,15 @@ RecordedDelivery NotificationOutbox::record_delivery(
   // Serialise deliveries of this Task: the advisory lock also covers the first sight, when no row exists yet.
   tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended('p2p-add-payer-task:' || $1, 0))", task_id);
   const auto rows = tx.exec_params(
-      "SELECT last_status, last_version, last_updated > $2::timestamptz FROM add_payer_tasks WHERE task_id = $1",
+      "SELECT last_status, last_version, last_updated > $2::timestamptz AS newer_than_delivery FROM add_payer_tasks"
+      " WHERE task_id = $1",
       task_id, instant);
   std::optional<Recorded> recorded;
   if (!rows.empty()) {
-    recorded = Recorded{rows[0][0].as<std::string>(), rows[0][1].as<std::string>(),
-                        rows[0][2].is_null() ? std::nullopt : std::optional<bool>(rows[0][2].as<bool>())};
+    const auto& row = rows[0];
+    const auto newer = row["newer_than_delivery"];
+    recorded = Recorded{row["last_status"].as<std::string>(), row["last_version"].as<std::string>(),
+                        newer.is_null() ? std::nullopt : std::optional<bool>(newer.as<bool>())};
   }
 
   RecordedDelivery result;
@@ -91,9 +94,9 @@ std::vector<ClaimedEmail> NotificationOutbox::claim(const std::string& owner, st
   tx.commit();
   std::vector<ClaimedEmail> claimed;
   for (const auto& row : rows) {
-    claimed.push_back({row[0].as<long long>(), row[1].as<std::string>(), row[2].as<std::string>(),
-                       row[3].as<std::string>(), row[4].as<std::string>(), row[5].as<std::string>(),
-                       row[6].as<int>()});
+    claimed.push_back({row["id"].as<long long>(), row["task_id"].as<std::string>(), row["event"].as<std::string>(),
+                       row["recipient"].as<std::string>(), row["subject"].as<std::string>(),
+                       row["body"].as<std::string>(), row["attempts"].as<int>()});
   }
   std::sort(claimed.begin(), claimed.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   return claimed;
@@ -142,7 +145,7 @@ void NotificationOutbox::release(const std::string& owner) {
 
 long long NotificationOutbox::count_pending() {
   pqxx::read_transaction tx(connection_);
-  return tx.exec1("SELECT count(*) FROM notification_outbox WHERE status = 'pending'")[0].as<long long>();
+  return tx.exec1("SELECT count(*) AS pending FROM notification_outbox WHERE status = 'pending'")["pending"].as<long long>();
 }
 
 }  // namespace p2p::store

@@ -17,7 +17,7 @@ std::vector<OidcServerSummary> OidcServerRepository::list_summaries() {
   pqxx::read_transaction tx(connection_);
   std::vector<OidcServerSummary> servers;
   for (const auto& row : tx.exec("SELECT pid, name FROM oidc_servers ORDER BY pid")) {
-    servers.push_back({row[0].as<int>(), row[1].as<std::string>()});
+    servers.push_back({row["pid"].as<int>(), row["name"].as<std::string>()});
   }
   return servers;
 }
@@ -31,18 +31,18 @@ std::optional<OidcServerPublic> OidcServerRepository::find_public(int pid) {
   if (rows.empty()) return std::nullopt;
   const auto& row = rows[0];
   OidcServerPublic server;
-  server.pid = row[0].as<int>();
-  server.name = row[1].as<std::string>();
-  server.issuer = row[2].as<std::string>();
-  server.client_id = optional_text(row[3]);
-  server.scopes = optional_text(row[4]);
-  server.custom_token_params = optional_text(row[5]);
-  server.auth_well_known = optional_text(row[6]);
-  server.token_endpoint = optional_text(row[7]);
-  server.fhir_endpoint = optional_text(row[8]);
-  server.response_type = row[9].as<std::string>();
-  server.organization_id = optional_text(row[10]);
-  server.notes = optional_text(row[11]);
+  server.pid = row["pid"].as<int>();
+  server.name = row["name"].as<std::string>();
+  server.issuer = row["issuer"].as<std::string>();
+  server.client_id = optional_text(row["client_id"]);
+  server.scopes = optional_text(row["scopes"]);
+  server.custom_token_params = optional_text(row["custom_token_params"]);
+  server.auth_well_known = optional_text(row["auth_well_known"]);
+  server.token_endpoint = optional_text(row["token_endpoint"]);
+  server.fhir_endpoint = optional_text(row["fhir_endpoint"]);
+  server.response_type = row["response_type"].as<std::string>();
+  server.organization_id = optional_text(row["organization_id"]);
+  server.notes = optional_text(row["notes"]);
   return server;
 }
 
@@ -51,7 +51,7 @@ std::optional<OidcServerForExchange> OidcServerRepository::find_for_exchange(int
   if (!definition) return std::nullopt;
   pqxx::read_transaction tx(connection_);
   const auto row = tx.exec_params1("SELECT client_secret FROM oidc_servers WHERE pid = $1", pid);
-  return OidcServerForExchange{std::move(*definition), optional_text(row[0])};
+  return OidcServerForExchange{std::move(*definition), optional_text(row["client_secret"])};
 }
 
 int OidcServerRepository::upsert_by_issuer(const config::OidcServerDefinition& d) {
@@ -78,7 +78,7 @@ int OidcServerRepository::upsert_by_issuer(const config::OidcServerDefinition& d
       nullable(d.token_endpoint), nullable(d.custom_token_params), d.response_type, nullable(d.organization_id),
       nullable(d.notes));
   tx.commit();
-  return row[0].as<int>();
+  return row["pid"].as<int>();
 }
 
 }  // namespace p2p::store
