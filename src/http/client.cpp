@@ -196,7 +196,7 @@ FetchError exchange_error(const error_code& error, bool sending, const Target& t
                                  std::to_string(target.max_response_bytes) + " bytes"};
   }
   if (error == bhttp::error::header_limit) {
-    return {Kind::kTooLarge, target.where + ": the response headers are larger than the limit of " +
+    return {Kind::kHeadersTooLarge, target.where + ": the response headers are larger than the limit of " +
                                  std::to_string(kHeaderLimitBytes) + " bytes"};
   }
   if (error == asio::error::operation_aborted) return {Kind::kProtocol, target.where + ": the request was cancelled"};
@@ -369,6 +369,8 @@ std::string_view to_string(FetchError::Kind kind) {
       return "timeout";
     case Kind::kTooLarge:
       return "too_large";
+    case Kind::kHeadersTooLarge:
+      return "headers_too_large";
     case Kind::kProtocol:
       return "protocol";
   }

@@ -25,11 +25,10 @@ asio::awaitable<http::ClientResponse> SourceSession::fetch(const std::string& ur
     try {
       response = co_await context_.client->send(std::move(get));
     } catch (const http::FetchError& error) {
+      if (error.kind() == http::FetchError::Kind::kHeadersTooLarge) {  // not the page: its headers
+        throw JobFailure("cannot read from the source payer at " + origin_and_path(url) + ": " + error.what());
+      }
       if (error.kind() == http::FetchError::Kind::kTooLarge) {
-        const std::string what = error.what();
-        if (what.find("response headers") != std::string::npos) {  // not the page: its headers
-          throw JobFailure("cannot read from the source payer at " + origin_and_path(url) + ": " + what);
-        }
         throw JobFailure("the source payer's page at " + origin_and_path(url) + " is larger than exchange.maxPageBytes (" +
                          std::to_string(config.max_page_bytes) + " bytes): ask the source payer for smaller pages, or "
                          "raise exchange.maxPageBytes (memory grows with it)");

@@ -426,6 +426,24 @@ TEST(HttpClient, ResponsesOverTheLimitAreTooLarge) {
   EXPECT_NE(std::string(own.what()).find("larger than the limit of 500 bytes"), std::string::npos) << own.what();
 }
 
+// Oversized headers are their own kind: the caller tells "the page is too large" (raise a limit)
+// from "the server's headers are" (nothing to raise) without reading the message.
+TEST(HttpClient, OversizedResponseHeadersAreTheirOwnKind) {
+  asio::io_context io;
+  TestServer server(io, [&](const WireRequest&) {
+    return Reply{response(200, {{"X-Padding", std::string(80 * 1024, 'a')}}, "{}")};
+  });
+  HttpClient client(io.get_executor(), {.max_response_bytes = 1024 * 1024});
+
+  const auto error = fetch_error(io, client, {.url = server.url("/fat-headers")});
+
+  EXPECT_EQ(error.kind(), Kind::kHeadersTooLarge);
+  EXPECT_EQ(p2p::http::to_string(error.kind()), "headers_too_large");
+  EXPECT_NE(std::string(error.what()).find("the response headers are larger than the limit of 65536 bytes"),
+            std::string::npos)
+      << error.what();
+}
+
 TEST(HttpClient, GzipBombIsTooLargeAfterDecoding) {
   asio::io_context io;
   const std::string bomb = gzip(std::string(50 * 1024 * 1024, '\0'));

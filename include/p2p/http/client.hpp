@@ -60,7 +60,8 @@ class FetchError : public std::runtime_error {
     kConnect,   // no TCP connection could be made (the request was not sent)
     kTls,       // the TLS handshake or the TLS layer failed, e.g. the certificate was not trusted
     kTimeout,   // the connect or read deadline passed
-    kTooLarge,  // the response (after decompression) or its headers exceed the limits
+    kTooLarge,         // the response body (after decompression) exceeds the request's limit
+    kHeadersTooLarge,  // the response headers exceed the client's fixed limit (64 KiB)
     kProtocol,  // a bad URL or request, or a response that was cut off or is not valid HTTP/gzip
   };
   FetchError(Kind kind, std::string message);
