@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -184,5 +185,17 @@ struct EnvOverride {
   const char* key;  // dotted key path
 };
 const std::vector<EnvOverride>& environment_overrides();
+
+// A key the configuration reads, as the reader saw it: recorded where the key is read (its one
+// spelling), for checking docs/configuration.md against it.
+struct KeySpec {
+  std::string key;            // its path, e.g. "http.port"
+  std::string type;           // "string", "integer", "boolean" or "array of strings"
+  std::string default_value;  // the built-in default, as JSON
+  std::optional<std::pair<std::int64_t, std::int64_t>> limits;  // integers: the allowed range
+};
+
+// Every key of the configuration but those inside oidcServers' items, in reading order.
+std::vector<KeySpec> key_specs();
 
 }  // namespace p2p::config
