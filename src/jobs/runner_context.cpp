@@ -28,6 +28,7 @@ RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d
       strand(asio::make_strand(r.exchange)),
       blocking(r.background),
       stop(strand),
+      target(c.fhir_persistence_url, c.fhir_persistence_authorization),
       retry_policy{.initial = std::chrono::milliseconds(c.initial_backoff_milliseconds),
                    .cap = std::chrono::seconds(c.max_backoff_seconds),
                    .jitter_low = 0.5,  // "equal jitter": half fixed, half random

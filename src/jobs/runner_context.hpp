@@ -23,6 +23,7 @@
 #include "p2p/config/config.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/client.hpp"
+#include "p2p/http/fhir_endpoint.hpp"
 #include "p2p/metrics/registry.hpp"
 #include "p2p/runtime/run_blocking.hpp"
 #include "p2p/runtime/runtime.hpp"
@@ -81,6 +82,7 @@ struct RunnerContext {
   runtime::StopSignal stop;  // requested by JobRunner::stop(): waits end, jobs leave at their next step
   Clock::time_point stop_grace_ends = Clock::time_point::max();  // set by JobRunner::stop(); on the strand only
   std::unique_ptr<http::HttpClient> client;
+  const http::FhirEndpoint target;  // exchange.fhirPersistenceUrl with its Authorization
   std::set<long long> lost;  // jobs whose lease renewal failed; on the strand only
   std::mt19937_64 random{std::random_device{}()};
   const util::Backoff retry_policy;  // exchange.initialBackoffMilliseconds doubling, equal jitter, maxBackoffSeconds

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include "p2p/fhir/target_response.hpp"
-#include "p2p/util/text.hpp"
 #include "runner_context.hpp"
 
 namespace p2p::jobs {
@@ -25,13 +24,7 @@ Verify transaction_stored(std::size_t entries) {
 boost::asio::awaitable<json> TargetWriter::send(const std::string& method, const std::string& path, std::string body,
                                                 const std::string& what, const Verify& verify) {
   const auto& config = context_.config;
-  const std::string base = util::without_trailing_slashes(config.fhir_persistence_url);
-  http::ClientRequest request{method, path.empty() ? base : base + "/" + path,
-                              {{"Content-Type", "application/fhir+json"}, {"Accept", "application/fhir+json"}},
-                              std::move(body)};
-  if (!config.fhir_persistence_authorization.empty()) {
-    request.headers.emplace_back("Authorization", config.fhir_persistence_authorization);
-  }
+  http::ClientRequest request = context_.target.request(method, path, std::move(body));
   // An update is checked against the resource the target sends back (a transaction's answer is
   // checked by its entries, without the resources).
   if (method == "PUT") request.headers.emplace_back("Prefer", "return=representation");

@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "p2p/http/client.hpp"
+#include "p2p/http/fhir_endpoint.hpp"
 #include "p2p/notify/email.hpp"
 #include "p2p/notify/smtp_mailer.hpp"
 #include "p2p/notify/subscription.hpp"
@@ -95,7 +96,6 @@ struct Notifier::Impl {
     options.max_response_bytes = 16 * 1024 * 1024;
     options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
     client = std::make_unique<http::HttpClient>(strand, options);
-    base = util::without_trailing_slashes(exchange.fhir_persistence_url);
   }
 
   const config::NotificationsConfig& config;
@@ -112,7 +112,7 @@ struct Notifier::Impl {
                                                 .jitter_low = 1.0, .jitter_high = 1.0};
   // notifications.delivery: initialBackoffSeconds doubling, ±20 % jitter, at most maxBackoffSeconds.
   const util::Backoff delivery_backoff;
-  std::string base;
+  const http::FhirEndpoint target{exchange.fhir_persistence_url, exchange.fhir_persistence_authorization};
   // The keeper and the sender are coroutines on this strand (one task group); the sender's SMTP and
   // SQL work runs on the blocking pool.
   asio::strand<asio::io_context::executor_type> strand;
@@ -126,15 +126,6 @@ struct Notifier::Impl {
   std::mt19937_64 random{std::random_device{}()};
 
 
-  http::ClientRequest fhir_request(std::string method, const std::string& path, std::string body = {}) const {
-    http::ClientRequest request{std::move(method), base + "/" + path, {{"Accept", "application/fhir+json"}}, std::move(body)};
-    if (!request.body.empty()) request.headers.emplace_back("Content-Type", "application/fhir+json");
-    if (!exchange.fhir_persistence_authorization.empty()) {
-      request.headers.emplace_back("Authorization", exchange.fhir_persistence_authorization);
-    }
-    return request;
-  }
-
   // --- the Subscription -------------------------------------------------------------------------
 
   asio::awaitable<http::ClientResponse> send(http::ClientRequest request) {
@@ -145,7 +136,7 @@ struct Notifier::Impl {
   asio::awaitable<void> ensure_subscription() {
     const json desired = desired_subscription(config.public_base_url, config.hook_secret);
     const std::string path = "Subscription/" + std::string(kSubscriptionId);
-    auto current = co_await send(fhir_request("GET", path));
+    auto current = co_await send(target.request("GET", path));
     if (stop.requested()) co_return;  // (each step is a request of up to 20 s: a stop is not kept waiting)
     bool write = false;
     if (current.status == 404 || current.status == 410) {
@@ -157,7 +148,7 @@ struct Notifier::Impl {
       throw FhirUnavailable("reading " + path + " answered HTTP " + std::to_string(current.status));
     }
     if (write) {
-      auto written = co_await send(fhir_request("PUT", path, desired.dump()));
+      auto written = co_await send(target.request("PUT", path, desired.dump()));
       if (written.status < 200 || written.status >= 300) {
         // The server's explanation helps (e.g. "Subscriptions are disabled"); an echo of our secret must not reach the log.
         std::string explanation = written.body;
@@ -173,7 +164,7 @@ struct Notifier::Impl {
     }
     if (stop.requested()) co_return;
     const std::string tag = std::string(kSubscriptionTagSystem) + "|" + std::string(kSubscriptionTagCode);
-    auto found = co_await send(fhir_request("GET", "Subscription?_tag=" + query_value(tag) + "&_count=100"));
+    auto found = co_await send(target.request("GET", "Subscription?_tag=" + query_value(tag) + "&_count=100"));
     if (found.status != 200) co_return;  // the stray check is best effort
     const auto bundle = json::parse(found.body, nullptr, false);
     if (!bundle.is_object() || !bundle.contains("entry") || !bundle["entry"].is_array()) co_return;
@@ -182,7 +173,7 @@ struct Notifier::Impl {
       const auto id = resource.is_object() ? resource.value("id", std::string()) : std::string();
       if (id.empty() || id == kSubscriptionId || !fhir_id_is_safe(id)) continue;
       if (stop.requested()) co_return;
-      auto deleted = co_await send(fhir_request("DELETE", "Subscription/" + id));
+      auto deleted = co_await send(target.request("DELETE", "Subscription/" + id));
       spdlog::info("notifications: deleted a stray copy Subscription/{} (HTTP {})", id, deleted.status);
     }
   }
@@ -381,7 +372,7 @@ std::optional<json> Notifier::read_task(const std::string& task_id, const std::s
   const std::string path = "Task/" + task_id + (version_id.empty() ? "" : "/_history/" + version_id);
   http::ClientResponse response;
   try {
-    response = asio::co_spawn(impl_->strand, impl_->send(impl_->fhir_request("GET", path)), asio::use_future).get();
+    response = asio::co_spawn(impl_->strand, impl_->send(impl_->target.request("GET", path)), asio::use_future).get();
   } catch (const http::FetchError& error) {
     throw FhirUnavailable("cannot read Task/" + task_id + " from the FHIR server: " + error.what());
   }
@@ -401,7 +392,7 @@ std::vector<json> Notifier::search_recent_tasks() {
                            "&_count=100";
   http::ClientResponse response;
   try {
-    response = asio::co_spawn(impl_->strand, impl_->send(impl_->fhir_request("GET", path)), asio::use_future).get();
+    response = asio::co_spawn(impl_->strand, impl_->send(impl_->target.request("GET", path)), asio::use_future).get();
   } catch (const http::FetchError& error) {
     throw FhirUnavailable(std::string("cannot search the add-payer Tasks on the FHIR server: ") + error.what());
   }
