@@ -1,5 +1,7 @@
 #include "p2p/http/client.hpp"
 #include "p2p/util/text.hpp"
+#include "http/gzip.hpp"
+#include "http/tls_context.hpp"
 
 #include <algorithm>
 #include <array>
@@ -27,7 +29,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
-#include <zlib.h>
 
 namespace p2p::http {
 namespace {
@@ -47,12 +48,6 @@ using Parser = bhttp::response_parser<bhttp::string_body>;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t kHeaderLimitBytes = 64 * 1024;
 using util::iequals;
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
 
 bool is_token(std::string_view text) {
   constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
@@ -212,79 +207,6 @@ FetchError exchange_error(const error_code& error, bool sending, const Target& t
   return {Kind::kProtocol, target.where + ": the response is not valid HTTP/1.1: " + error.message()};
 }
 
-bool is_gzip(std::string_view content_encoding) {
-  const auto value = trim(content_encoding);
-  return iequals(value, "gzip") || iequals(value, "x-gzip");
-}
-
-// Inflates a gzip body (one or more members), refusing to produce more than `limit` bytes so a small
-// compressed body cannot expand without bound.
-std::string gunzip(std::string_view input, std::size_t limit, const std::string& where) {
-  z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) {
-    throw FetchError(Kind::kProtocol, where + ": zlib could not be initialised to decode the gzip response");
-  }
-  struct End {
-    z_stream& zs;
-    ~End() { inflateEnd(&zs); }
-  } end{zs};
-  std::string output;
-  std::array<unsigned char, 64 * 1024> chunk{};
-  std::size_t consumed = 0;  // bytes of input handed to zlib
-  for (;;) {
-    if (zs.avail_in == 0 && consumed < input.size()) {
-      const std::size_t take = std::min<std::size_t>(input.size() - consumed, 1U << 30);
-      // zlib's next_in is not const but inflate does not write through it.
-      zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(input.data() + consumed));
-      zs.avail_in = static_cast<uInt>(take);
-      consumed += take;
-    }
-    zs.next_out = chunk.data();
-    zs.avail_out = static_cast<uInt>(chunk.size());
-    const int result = inflate(&zs, Z_NO_FLUSH);
-    const std::size_t produced = chunk.size() - zs.avail_out;
-    if (produced > limit - output.size()) {
-      throw FetchError(Kind::kTooLarge, where + ": the gzip-decoded response is larger than the limit of " +
-                                            std::to_string(limit) + " bytes");
-    }
-    output.append(reinterpret_cast<const char*>(chunk.data()), produced);
-    const bool input_left = zs.avail_in > 0 || consumed < input.size();
-    if (result == Z_STREAM_END) {
-      if (!input_left) return output;
-      inflateReset(&zs);  // another gzip member follows
-      continue;
-    }
-    if (result == Z_OK) continue;
-    if (result == Z_BUF_ERROR && !input_left) {
-      throw FetchError(Kind::kProtocol, where + ": the gzip response body is truncated");
-    }
-    if (result == Z_BUF_ERROR) continue;
-    throw FetchError(Kind::kProtocol, where + ": the response body is not valid gzip" +
-                                          (zs.msg != nullptr ? std::string(" (") + zs.msg + ")" : std::string()));
-  }
-}
-
-ssl::context make_tls_context(const ClientOptions& options) {
-  ssl::context context(ssl::context::tls_client);
-  if (SSL_CTX_set_min_proto_version(context.native_handle(), TLS1_2_VERSION) != 1) {
-    throw std::runtime_error("OpenSSL refused to set TLS 1.2 as the minimum version");
-  }
-  context.set_options(ssl::context::default_workarounds | ssl::context::no_compression);
-  error_code error;
-  if (!options.ca_file.empty()) {
-    context.load_verify_file(options.ca_file, error);
-    if (error) {
-      throw std::runtime_error("cannot load the CA file \"" + options.ca_file + "\" (ca_file): " + error.message() +
-                               "; it must be readable PEM with one or more certificates");
-    }
-  } else if (options.verify_tls) {
-    context.set_default_verify_paths(error);
-    if (error) throw std::runtime_error("cannot load the system's trusted CA certificates: " + error.message());
-  }
-  context.set_verify_mode(options.verify_tls ? ssl::verify_peer : ssl::verify_none);
-  return context;
-}
-
 // One connection to an origin. Its streams run on their own strand, and every operation on it runs on
 // that strand: the timeouts of tcp_stream fire as handlers on the stream's executor.
 struct Connection {
@@ -386,7 +308,7 @@ std::optional<std::string_view> ClientResponse::header(std::string_view name) co
 
 struct HttpClient::Impl {
   Impl(asio::any_io_executor exec, ClientOptions opts)
-      : executor(std::move(exec)), options(std::move(opts)), tls_context(make_tls_context(options)) {}
+      : executor(std::move(exec)), options(std::move(opts)), tls_context(make_client_tls_context(options.verify_tls, options.ca_file)) {}
 
   asio::any_io_executor executor;
   ClientOptions options;

@@ -36,6 +36,7 @@
 #include "p2p/log/log.hpp"
 #include "p2p/runtime/run_blocking.hpp"
 #include "p2p/runtime/task_group.hpp"
+#include "http/tls_context.hpp"
 #include "http/wire.hpp"
 
 namespace p2p::http {
@@ -55,49 +56,6 @@ using wire::to_request;
 
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-
-// The server side of TLS: TLS 1.2 or later with OpenSSL's default cipher policy (Debian 12: security
-// level 2), no renegotiation. Every problem names the file and what is wrong with it.
-std::unique_ptr<asio::ssl::context> make_tls_context(const ServerOptions& options) {
-  const std::string& cert_file = options.tls_cert_file;
-  const std::string& key_file = options.tls_key_file;
-  if (cert_file.empty() || key_file.empty()) {
-    throw std::runtime_error("HTTPS needs both http.tls.certFile and http.tls.keyFile (or neither, for plain HTTP)");
-  }
-  auto context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
-  context->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                       asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
-  SSL_CTX* native = context->native_handle();
-  SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
-  SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-  // A key that needs a passphrase is refused here instead of OpenSSL prompting on the terminal.
-  context->set_password_callback([](std::size_t, asio::ssl::context::password_purpose) { return std::string(); });
-  // The key first: loaded after it, a certificate that does not match merely unsets it, and the check
-  // below can then say so (the other order fails with OpenSSL's "key values mismatch").
-  boost::system::error_code error;
-  context->use_private_key_file(key_file, asio::ssl::context::pem, error);
-  if (error) {
-    throw std::runtime_error("http.tls.keyFile \"" + key_file + "\" is not a usable private key: " + error.message() +
-                             " (it must be an unencrypted PEM private key)");
-  }
-  context->use_certificate_chain_file(cert_file, error);
-  if (error) {
-    throw std::runtime_error("http.tls.certFile \"" + cert_file + "\" is not a usable certificate: " + error.message() +
-                             " (it must be PEM: the server certificate first, then any intermediate CA certificates)");
-  }
-  if (SSL_CTX_check_private_key(native) != 1) {
-    ERR_clear_error();
-    throw std::runtime_error("http.tls.keyFile \"" + key_file + "\" does not match the certificate in http.tls.certFile \"" +
-                             cert_file + "\": give the private key of that certificate");
-  }
-  if (X509* certificate = SSL_CTX_get0_certificate(native);
-      certificate != nullptr && X509_cmp_current_time(X509_get0_notAfter(certificate)) < 0) {
-    spdlog::warn("the certificate in http.tls.certFile \"{}\" has expired: clients will refuse it until it is renewed",
-                 cert_file);
-  }
-  return context;
-}
 
 }  // namespace
 
@@ -499,7 +457,7 @@ void Server::listen() {
   const auto address = asio::ip::make_address(impl.options.host, error);
   if (error) throw std::runtime_error("http.host \"" + impl.options.host + "\" is not an IP address: " + error.message());
   if (!impl.options.tls_cert_file.empty() || !impl.options.tls_key_file.empty()) {
-    impl.tls = make_tls_context(impl.options);
+    impl.tls = make_server_tls_context(impl.options.tls_cert_file, impl.options.tls_key_file);
   }
   const tcp::endpoint endpoint(address, impl.options.port);
   impl.acceptor.open(endpoint.protocol(), error);
