@@ -2,7 +2,10 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <algorithm>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -32,7 +35,7 @@ Histogram::Histogram(std::vector<double> upper_bounds)
 
 void Histogram::observe(double value) {
   std::size_t bucket = 0;
-  while (bucket < bounds_.size() && value > bounds_[bucket]) ++bucket;
+  while (bucket < bounds_.size() && !(value <= bounds_[bucket])) ++bucket;  // (NaN: only +Inf)
   std::lock_guard lock(mutex_);
   ++counts_[bucket];
   sum_ += value;
@@ -53,9 +56,11 @@ Histogram::Snapshot Histogram::snapshot() const {
 using Reader = std::function<double()>;
 using Sample = std::variant<std::unique_ptr<Counter>, std::unique_ptr<Gauge>, std::unique_ptr<Histogram>, Reader>;
 
+using Samples = std::vector<std::pair<std::string, Sample>>;  // by labels, in the order declared
+
 struct Registry::Family {
   std::string name, help, type;
-  std::map<std::string, Sample, std::less<>> samples;  // by labels
+  Samples samples;
 };
 
 Registry::Registry() = default;
@@ -75,14 +80,24 @@ Registry::Family& Registry::family(std::string_view name, std::string_view help,
 
 namespace {
 
+Samples::iterator find(Samples& samples, std::string_view labels) {
+  return std::find_if(samples.begin(), samples.end(), [labels](const auto& sample) { return sample.first == labels; });
+}
+
 template <typename Metric, typename Make>
-Metric& sample(std::map<std::string, Sample, std::less<>>& samples, std::string_view name, std::string_view labels,
-               Make make) {
-  auto found = samples.find(labels);
-  if (found == samples.end()) found = samples.emplace(std::string(labels), make()).first;
+Metric& sample(Samples& samples, std::string_view name, std::string_view labels, Make make) {
+  auto found = find(samples, labels);
+  if (found == samples.end()) found = samples.emplace(samples.end(), std::string(labels), make());
   auto* held = std::get_if<std::unique_ptr<Metric>>(&found->second);
   if (held == nullptr) throw std::logic_error("metric " + std::string(name) + "{" + std::string(labels) + "} is declared twice");
   return **held;
+}
+
+void add_reader(Samples& samples, std::string_view name, std::string_view labels, Reader read) {
+  if (find(samples, labels) != samples.end()) {
+    throw std::logic_error("metric " + std::string(name) + "{" + std::string(labels) + "} is declared twice");
+  }
+  samples.emplace_back(std::string(labels), std::move(read));
 }
 
 }  // namespace
@@ -113,16 +128,12 @@ Histogram& Registry::histogram(std::string_view name, std::string_view help, std
 
 void Registry::counter_reader(std::string_view name, std::string_view help, std::string_view labels, Reader read) {
   std::lock_guard lock(mutex_);
-  if (!family(name, help, "counter").samples.emplace(std::string(labels), std::move(read)).second) {
-    throw std::logic_error("metric " + std::string(name) + "{" + std::string(labels) + "} is declared twice");
-  }
+  add_reader(family(name, help, "counter").samples, name, labels, std::move(read));
 }
 
 void Registry::gauge_reader(std::string_view name, std::string_view help, std::string_view labels, Reader read) {
   std::lock_guard lock(mutex_);
-  if (!family(name, help, "gauge").samples.emplace(std::string(labels), std::move(read)).second) {
-    throw std::logic_error("metric " + std::string(name) + "{" + std::string(labels) + "} is declared twice");
-  }
+  add_reader(family(name, help, "gauge").samples, name, labels, std::move(read));
 }
 
 std::string Registry::render() const {

@@ -62,6 +62,24 @@ TEST(Config, ReportsEveryProblemWithItsKeyPath) {
                 "log.level: must be one of trace, debug, info, warn, error, critical, off; got \"loud\""}));
 }
 
+// The keys a section knows are the ones it reads, listed in the order it reads them (config/reader.hpp).
+TEST(Config, AnUnknownKeyIsAnsweredWithTheKeysTheSectionReads) {
+  const auto issues = issues_of({{"exchange", {{"fhirPersistenceUrl", "https://target.example/fhir"}, {"foo", 1}}},
+                                 {"notifications", {{"smtp", {{"host", "x"}}}}}},
+                                kWithKey);
+  ASSERT_GE(issues.size(), 2u);
+  EXPECT_EQ(issues[0],
+            "exchange.foo: unknown key; the keys allowed here are: fhirPersistenceUrl, fhirPersistenceAuthorization, "
+            "tokenEncryptionKey, retiredTokenEncryptionKeys, developmentMode, versionedReferences, allowPlainHttp, "
+            "verifyTls, caFile, traceabilitySystemBase, exchangeTagSystem, concurrency, leaseSeconds, "
+            "pollIntervalMilliseconds, maxAttempts, initialBackoffMilliseconds, maxBackoffSeconds, requestTimeoutSeconds, "
+            "maxResponseBytes, maxPageBytes, maxPages, outageToleranceSeconds, maxClaims, resourceTypes, "
+            "mdmPatientIdentifier");
+  EXPECT_EQ(issues[1],
+            "notifications.smtp.host: unknown key; the keys allowed here are: url, startTls, user, password, verifyTls, "
+            "caFile, timeoutSeconds");
+}
+
 TEST(Config, NamesTheEnvironmentVariableAProblemCameFrom) {
   Environment env = kWithKey;
   env["P2P_HTTP_PORT"] = "eighty";

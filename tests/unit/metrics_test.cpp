@@ -54,6 +54,7 @@ TEST(Metrics, OneHelpAndTypePerNameWithASamplePerLabelSetInDeclarationOrder) {
   auto& pending = registry.gauge("p2p_pending", "Waiting now.");
   int open = 3;
   registry.gauge_reader("p2p_pool", "Connections, by state.", "state=\"open\"", [&open] { return double(open); });
+  registry.gauge_reader("p2p_pool", "Connections, by state.", "state=\"max\"", [] { return 8.0; });
   completed.inc();
   completed.inc(2);
   failed.inc();
@@ -69,7 +70,8 @@ TEST(Metrics, OneHelpAndTypePerNameWithASamplePerLabelSetInDeclarationOrder) {
             "p2p_pending 7.5\n"
             "# HELP p2p_pool Connections, by state.\n"
             "# TYPE p2p_pool gauge\n"
-            "p2p_pool{state=\"open\"} 4\n");
+            "p2p_pool{state=\"open\"} 4\n"
+            "p2p_pool{state=\"max\"} 8\n");  // as declared, not sorted
   EXPECT_EQ(&registry.counter("p2p_jobs_total", "Jobs ended, by result.", "result=\"failed\""), &failed)
       << "declared again, the same counter";
 }

@@ -72,14 +72,15 @@ class Registry {
   Gauge& gauge(std::string_view name, std::string_view help, std::string_view labels = {});
   Histogram& histogram(std::string_view name, std::string_view help, std::span<const double> upper_bounds,
                        std::string_view labels = {});
-  // A value owned elsewhere (open connections, the database pool), read when /metrics is rendered.
-  // The reader must stay callable for the registry's life.
+  // A value owned elsewhere (open connections, the database pool), read when /metrics is rendered,
+  // under the registry's lock: a reader must not call the registry, and must stay callable for as
+  // long as /metrics can be rendered.
   void counter_reader(std::string_view name, std::string_view help, std::string_view labels,
                       std::function<double()> read);
   void gauge_reader(std::string_view name, std::string_view help, std::string_view labels,
                     std::function<double()> read);
 
-  // The text exposition format: families in the order they were declared, samples by labels.
+  // The text exposition format: families, and their samples, in the order they were declared.
   std::string render() const;
 
  private:
