@@ -5,8 +5,13 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "eventually.hpp"
 #include "http_client.hpp"
@@ -39,6 +44,47 @@ inline std::string exec_scalar(const std::string& url, const std::string& sql) {
   return tx.exec1(sql)[0].as<std::string>();
 }
 
+// The base of the end-to-end fixtures that run several instances: a fresh database, instances started
+// against it (each with a config file of its own), all stopped and their files removed after the test.
+class ServiceFixture : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    services_.clear();
+    for (const auto& path : config_files_) std::filesystem::remove(path);
+  }
+
+  // The database the instances use; a derived fixture may give them a cluster of its own.
+  virtual std::string database_url() const { return database_.url(); }
+
+  // Writes `config` to a file of this test (removed after it) and returns its path.
+  std::string write_config(const nlohmann::json& config) {
+    const std::string path = "/tmp/" + database_.name() + "-" + std::to_string(config_files_.size()) + ".json";
+    std::ofstream(path) << config.dump();
+    config_files_.push_back(path);
+    return path;
+  }
+
+  // Starts an instance with the test environment (service_env, database_url()) plus `env` and the
+  // configuration `config` from a file; waits for /readyz unless `wait_ready` is false.
+  ServiceProcess& launch(const std::map<std::string, std::string>& env, const nlohmann::json& config,
+                         bool wait_ready = true) {
+    auto full = service_env(database_);
+    full["P2P_DATABASE_URL"] = database_url();
+    for (const auto& [key, value] : env) full[key] = value;
+    services_.push_back(std::make_unique<ServiceProcess>(full, std::vector<std::string>{"--config", write_config(config)}));
+    auto& service = *services_.back();
+    if (wait_ready) {
+      EXPECT_TRUE(service.wait_for("/readyz", 200)) << service.log();
+    }
+    return service;
+  }
+
+  TestDatabase database_;
+  std::vector<std::unique_ptr<ServiceProcess>> services_;
+  std::vector<std::string> config_files_;
+};
+
+// One instance, started by the test with the environment it needs.
 class ServiceTest : public ::testing::Test {
  protected:
   void start(std::map<std::string, std::string> extra = {}, std::vector<std::string> args = {}) {

@@ -37,7 +37,7 @@ inline int refreshes_seen(const std::string& issuer) {
   return stats.value("/byGrantType/refresh_token"_json_pointer, 0);
 }
 
-class ExchangeTest : public ::testing::Test {
+class ExchangeTest : public ServiceFixture {
  protected:
   void SetUp() override {
     oauth_ = std::make_unique<NodePeer>(
@@ -56,8 +56,6 @@ class ExchangeTest : public ::testing::Test {
   std::string source_path_ = "/fhir";
   std::string target_path_ = "/fhir";
 
-  // The database the service uses; a derived fixture may give the service a cluster of its own.
-  virtual std::string database_url() const { return database_.url(); }
 
   std::string issuer() const { return oauth_->ready()["issuer"]; }
   std::string source_base() const { return source_->ready()["base"]; }
@@ -69,17 +67,10 @@ class ExchangeTest : public ::testing::Test {
                     {{"pollIntervalMilliseconds", 100}, {"initialBackoffMilliseconds", 50}, {"maxBackoffSeconds", 2},
                      {"leaseSeconds", 5}}}};
     config["exchange"].update(exchange);
-    const std::string path = "/tmp/" + database_.name() + "-" + std::to_string(services_.size()) + ".json";
-    std::ofstream(path) << config.dump();
-    config_files_.push_back(path);
-    auto env = service_env(database_);
-    env["P2P_DATABASE_URL"] = database_url();
-    env["P2P_FHIR_PERSISTENCE_URL"] = target_base();
-    env["P2P_ALLOW_PLAIN_HTTP"] = "true";
+    std::map<std::string, std::string> env = {{"P2P_FHIR_PERSISTENCE_URL", target_base()},
+                                              {"P2P_ALLOW_PLAIN_HTTP", "true"}};
     for (auto& [key, value] : extra_env) env[key] = value;
-    services_.push_back(std::make_unique<ServiceProcess>(env, std::vector<std::string>{"--config", path}));
-    auto& service = *services_.back();
-    EXPECT_TRUE(service.wait_for("/readyz", 200)) << service.log();
+    auto& service = launch(env, config);
     if (!definition_added_) {
       exec_sql(database_url(),
                "INSERT INTO oidc_servers (name, issuer, client_id, client_secret, fhir_endpoint, token_endpoint,"
@@ -90,10 +81,6 @@ class ExchangeTest : public ::testing::Test {
     return service;
   }
 
-  void TearDown() override {
-    services_.clear();
-    for (const auto& path : config_files_) std::filesystem::remove(path);
-  }
 
   json issue_tokens(const std::string& member, int access_ttl = 600) {
     return parse(http_request("POST", issuer() + "/__control/issue", {kJson},
@@ -172,10 +159,7 @@ class ExchangeTest : public ::testing::Test {
     return parse(http_request("POST", origin(target_base()) + "/__control/validate?errorsOnly=1", {kFhirJson}, resource.dump()));
   }
 
-  TestDatabase database_;
   std::unique_ptr<NodePeer> oauth_, source_, target_;
-  std::vector<std::unique_ptr<ServiceProcess>> services_;
-  std::vector<std::string> config_files_;
   bool definition_added_ = false;
 };
 

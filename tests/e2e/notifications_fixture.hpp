@@ -100,7 +100,7 @@ struct Member {
   std::string patient = "example-member";
 };
 
-class NotificationTest : public ::testing::Test {
+class NotificationTest : public ServiceFixture {
  protected:
   static void SetUpTestSuite() {
     fhir_ = std::make_unique<NodePeer>("fhir-server.mjs", std::vector<std::string>{"--quiet"});
@@ -111,10 +111,6 @@ class NotificationTest : public ::testing::Test {
     ASSERT_EQ(http_request("POST", fhir_origin() + "/__control/reset").status, 200);
   }
 
-  void TearDown() override {
-    services_.clear();
-    for (const auto& path : files_) std::filesystem::remove_all(path);
-  }
 
   static std::string fhir_base() { return fhir_->ready()["base"]; }
   static std::string fhir_origin() {
@@ -137,29 +133,14 @@ class NotificationTest : public ::testing::Test {
             {"P2P_ALLOW_PLAIN_HTTP", "true"}};
   }
 
-  // A config file with fast delivery settings merged with `notifications` (for keys without env names).
-  std::string config_file(const json& notifications = json::object()) {
+  // Starts an instance with fast delivery settings merged with `notifications` (for keys without env
+  // names); waits for /readyz unless `expect_ready` is false.
+  ServiceProcess& start_service(std::map<std::string, std::string> env, const json& notifications = json::object(),
+                                bool expect_ready = true) {
     json config = {{"notifications",
                     {{"delivery", {{"initialBackoffSeconds", 1}, {"maxBackoffSeconds", 2}, {"pollIntervalMilliseconds", 200}}}}}};
     config["notifications"].merge_patch(notifications);
-    const std::string path = "/tmp/" + database_.name() + "-notify-" + std::to_string(files_.size()) + ".json";
-    std::ofstream(path) << config.dump();
-    files_.push_back(path);
-    return path;
-  }
-
-  // Starts an instance; waits for /readyz unless `expect_ready` is false.
-  ServiceProcess& start_service(std::map<std::string, std::string> env, const json& notifications = json::object(),
-                                bool expect_ready = true) {
-    auto full = service_env(database_);
-    for (auto& [key, value] : env) full[key] = value;
-    services_.push_back(
-        std::make_unique<ServiceProcess>(full, std::vector<std::string>{"--config", config_file(notifications)}));
-    auto& service = *services_.back();
-    if (expect_ready) {
-      EXPECT_TRUE(service.wait_for("/readyz", 200)) << service.log();
-    }
-    return service;
+    return launch(env, config, expect_ready);
   }
 
   ServiceProcess& start_with(const SmtpPeer& smtp, const json& notifications = json::object()) {
@@ -291,9 +272,6 @@ class NotificationTest : public ::testing::Test {
   }
 
   static inline std::unique_ptr<NodePeer> fhir_;
-  TestDatabase database_;
-  std::vector<std::unique_ptr<ServiceProcess>> services_;
-  std::vector<std::string> files_;
   int http_port_ = 0;
 };
 
