@@ -203,7 +203,7 @@ int main(int argc, char** argv) {
   }
   p2p::notify::Notifier& notifier = *notifier_holder;
   p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui, token_cipher, config.exchange,
-                                [&job_runner] { job_runner.wake(); }, notifier});
+                                [&job_runner] { job_runner.wake(); }, notifier, blocking});
 
   try {
     server.listen();

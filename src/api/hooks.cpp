@@ -5,19 +5,23 @@
 #include <algorithm>
 #include <utility>
 
+#include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "database_call.hpp"
 #include "p2p/api/routes.hpp"
+#include "p2p/http/coroutine_handler.hpp"
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/notify/add_payer_task.hpp"
 #include "p2p/notify/notifier.hpp"
 #include "p2p/notify/subscription.hpp"
+#include "p2p/runtime/run_blocking.hpp"
 
 namespace p2p::api {
 namespace {
 
+namespace asio = boost::asio;
 using nlohmann::json;
 using notify::HookOutcome;
 
@@ -30,16 +34,16 @@ constexpr std::size_t kMaxTasksPerDelivery = 100;
 // its id, at the version the body names when it names one (so quick successive changes each get their
 // e-mail; a version the server does not have falls back to the current one). An empty-body delivery
 // means the Task in the path, or the recently changed ones.
-std::vector<notify::AddPayerRequest> read_back_tasks(notify::Notifier& notifier,
-                                                     const std::vector<notify::AddPayerRequest>& delivered,
-                                                     bool empty_body, const std::optional<std::string>& path_task_id) {
+asio::awaitable<std::vector<notify::AddPayerRequest>> read_back_tasks(notify::Notifier& notifier,
+                                                                      const notify::HookPayload& payload,
+                                                                      const std::optional<std::string>& path_task_id) {
   std::vector<json> resources;
-  if (empty_body && !path_task_id) {
-    resources = notifier.search_recent_tasks();
+  if (payload.empty && !path_task_id) {
+    resources = co_await notifier.search_recent_tasks();
   } else {
     std::vector<std::pair<std::string, std::string>> wanted;  // id, version ("" = current), each once
-    if (empty_body) wanted.emplace_back(*path_task_id, "");
-    for (const auto& task : delivered) {
+    if (payload.empty) wanted.emplace_back(*path_task_id, "");
+    for (const auto& task : payload.tasks) {
       std::pair<std::string, std::string> key{task.task_id, task.version_id};
       if (std::find(wanted.begin(), wanted.end(), key) != wanted.end()) continue;
       // Refused at the first one too many: the search above stays within the cap however long the body.
@@ -50,8 +54,8 @@ std::vector<notify::AddPayerRequest> read_back_tasks(notify::Notifier& notifier,
       wanted.push_back(std::move(key));
     }
     for (const auto& [id, version] : wanted) {
-      auto task = notifier.read_task(id, version);
-      if (!task && !version.empty()) task = notifier.read_task(id);
+      auto task = co_await notifier.read_task(id, version);
+      if (!task && !version.empty()) task = co_await notifier.read_task(id);
       if (task) {
         resources.push_back(std::move(*task));
       } else {
@@ -68,11 +72,12 @@ std::vector<notify::AddPayerRequest> read_back_tasks(notify::Notifier& notifier,
       spdlog::warn("notifications: skipped an add-payer Task read from the FHIR server: {}", error.what());
     }
   }
-  return tasks;
+  co_return tasks;
 }
 
-http::Response receive_delivery(const http::Request& request, const http::PathParams& params,
-                                 notify::Notifier& notifier, store::Database& database) {
+// Checks the secret and parses the body: what can be refused before any request or query.
+notify::HookPayload accept_delivery(const http::Request& request, const http::PathParams& params,
+                                    notify::Notifier& notifier, std::optional<std::string>& path_task_id) {
   if (!notifier.enabled()) {
     throw http::ApiError(404, "notifications are off: set notifications.enabled (P2P_NOTIFICATIONS_ENABLED=true) to "
                               "receive add-payer Task deliveries");
@@ -83,7 +88,6 @@ http::Response receive_delivery(const http::Request& request, const http::PathPa
                                   " header is missing or wrong: the Subscription's channel.header carries it "
                                   "(notifications.hookSecret)");
   }
-  std::optional<std::string> path_task_id;
   if (const auto found = params.find("task_id"); found != params.end()) {
     if (!fhir::is_fhir_id(found->second)) {
       notifier.count_hook(HookOutcome::kInvalid);
@@ -91,15 +95,23 @@ http::Response receive_delivery(const http::Request& request, const http::PathPa
     }
     path_task_id = found->second;
   }
-  notify::HookPayload payload;
   try {
-    payload = notify::parse_hook_payload(request.body, path_task_id);
+    return notify::parse_hook_payload(request.body, path_task_id);
   } catch (const notify::PayloadError& error) {
     notifier.count_hook(HookOutcome::kInvalid);
     throw http::ApiError(400, std::string(error.what()));
   }
+}
+
+// A coroutine on the connection's I/O thread: the Tasks are read back from the FHIR server there (on
+// the notifier's strand), and the outbox is written on the blocking pool.
+asio::awaitable<http::Response> receive_delivery(const http::Request& request, const http::PathParams& params,
+                                                 notify::Notifier& notifier, store::Database& database,
+                                                 asio::thread_pool& blocking) {
+  std::optional<std::string> path_task_id;
+  notify::HookPayload payload = accept_delivery(request, params, notifier, path_task_id);
   try {
-    payload.tasks = read_back_tasks(notifier, payload.tasks, payload.empty, path_task_id);
+    payload.tasks = co_await read_back_tasks(notifier, payload, path_task_id);
   } catch (const notify::FhirUnavailable& error) {
     notifier.count_hook(HookOutcome::kError);
     spdlog::warn("notifications: {}", error.what());
@@ -108,11 +120,16 @@ http::Response receive_delivery(const http::Request& request, const http::PathPa
     notifier.count_hook(HookOutcome::kInvalid);  // too many Tasks named
     throw;
   }
+  const auto queue_all = [&notifier, &database, &payload] {
+    return with_database(database, [&](pqxx::connection& connection) {
+      int queued = 0;
+      for (const auto& task : payload.tasks) queued += notifier.queue(connection, task).queued;
+      return queued;
+    });
+  };
   int queued = 0;
   try {
-    with_database(database, [&](pqxx::connection& connection) {
-      for (const auto& task : payload.tasks) queued += notifier.queue(connection, task).queued;
-    });
+    queued = co_await runtime::run_blocking(blocking, queue_all);
   } catch (const http::ApiError&) {
     notifier.count_hook(HookOutcome::kError);
     throw;
@@ -120,18 +137,20 @@ http::Response receive_delivery(const http::Request& request, const http::PathPa
   if (queued > 0) notifier.wake_sender();
   notifier.count_hook(payload.tasks.empty() ? HookOutcome::kIgnored
                                             : (queued > 0 ? HookOutcome::kQueued : HookOutcome::kDuplicate));
-  return http::Response::json(200, json{{"tasks", payload.tasks.size()}, {"emailsQueued", queued}});
+  co_return http::Response::json(200, json{{"tasks", payload.tasks.size()}, {"emailsQueued", queued}});
 }
 
 }  // namespace
 
 void add_hook_routes(http::Router& router, ApiContext context) {
-  const http::RouteOptions options{.requires_auth = false, .blocking = true};
+  const http::RouteOptions options{.requires_auth = false};
   notify::Notifier& notifier = context.notifier;
   store::Database& database = context.database;
-  const auto handler = [&notifier, &database](const http::Request& request, const http::PathParams& params) {
-    return receive_delivery(request, params, notifier, database);
-  };
+  asio::thread_pool& blocking = context.blocking;
+  const auto handler = std::make_shared<const http::CoroutineHandler>(http::CoroutineHandler{
+      [&notifier, &database, &blocking](const http::Request& request, const http::PathParams& params) {
+        return receive_delivery(request, params, notifier, database, blocking);
+      }});
   const std::string base(notify::kHookPath);
   for (const char* method : {"POST", "PUT"}) {
     router.add(method, base, handler, options);

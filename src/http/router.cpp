@@ -47,7 +47,14 @@ bool matches(const Route& route, const std::vector<std::string>& segments, PathP
 
 void Router::add(std::string method, std::string pattern, Handler handler, RouteOptions options) {
   auto segments = split_pattern(pattern);
-  routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(handler), options});
+  routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(handler), nullptr, options});
+}
+
+void Router::add(std::string method, std::string pattern, std::shared_ptr<const CoroutineHandler> handler,
+                 RouteOptions options) {
+  auto segments = split_pattern(pattern);
+  options.blocking = false;
+  routes_.push_back({std::move(method), std::move(pattern), std::move(segments), nullptr, std::move(handler), options});
 }
 
 RouteMatch Router::match(std::string_view method, std::string_view encoded_path) const {

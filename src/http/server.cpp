@@ -10,6 +10,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
@@ -30,10 +31,12 @@
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
+#include "p2p/http/coroutine_handler.hpp"
 #include "p2p/http/metrics.hpp"
 #include "p2p/http/problem.hpp"
 #include "p2p/http/request_id.hpp"
 #include "p2p/log/log.hpp"
+#include "p2p/log/request_id_executor.hpp"
 #include "p2p/runtime/run_blocking.hpp"
 #include "p2p/runtime/task_group.hpp"
 #include "http/tls_context.hpp"
@@ -384,6 +387,12 @@ struct Server::Impl {
       if (route.options.try_inline) {
         log::RequestIdScope scope(request.request_id);
         if (auto answer = route.options.try_inline(request, match.params)) co_return std::move(*answer);
+      }
+      if (route.coroutine) {  // run with the request id on every step (coroutine_handler.hpp)
+        const auto connection_executor = co_await asio::this_coro::executor;  // (not in an argument: GCC 12)
+        const log::RequestIdExecutor executor(connection_executor, request.request_id);
+        auto handled = asio::co_spawn(executor, route.coroutine->call(request, match.params), asio::use_awaitable);
+        co_return co_await std::move(handled);
       }
       if (!route.options.blocking) {
         log::RequestIdScope scope(request.request_id);

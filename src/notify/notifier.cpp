@@ -13,7 +13,6 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/use_future.hpp>
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <nlohmann/json.hpp>
@@ -130,6 +129,17 @@ struct Notifier::Impl {
 
   asio::awaitable<http::ClientResponse> send(http::ClientRequest request) {
     co_return co_await client->send(std::move(request));
+  }
+
+  // A GET from a coroutine on another executor (the hook route): the client lives on the strand.
+  // A failed request becomes FhirUnavailable("<failure>: <why>").
+  asio::awaitable<http::ClientResponse> read_on_strand(std::string path, std::string failure) {
+    try {
+      auto on_strand = asio::co_spawn(strand, send(target.request("GET", path)), asio::use_awaitable);
+      co_return co_await std::move(on_strand);  // (named first: GCC 12 and temporaries in co_await)
+    } catch (const http::FetchError& error) {
+      throw FhirUnavailable(failure + ": " + error.what());
+    }
   }
 
   // Writes the Subscription when it is missing or differs, and deletes stray copies with our tag.
@@ -368,44 +378,34 @@ bool Notifier::check_hook_secret(std::optional<std::string_view> presented) cons
   return util::constant_time_equal(util::sha256(*presented), impl_->secret_digest);
 }
 
-std::optional<json> Notifier::read_task(const std::string& task_id, const std::string& version_id) {
+asio::awaitable<std::optional<json>> Notifier::read_task(std::string task_id, std::string version_id) {
   const std::string path = "Task/" + task_id + (version_id.empty() ? "" : "/_history/" + version_id);
-  http::ClientResponse response;
-  try {
-    response = asio::co_spawn(impl_->strand, impl_->send(impl_->target.request("GET", path)), asio::use_future).get();
-  } catch (const http::FetchError& error) {
-    throw FhirUnavailable("cannot read Task/" + task_id + " from the FHIR server: " + error.what());
-  }
-  if (response.status == 404 || response.status == 410) return std::nullopt;
+  const auto response = co_await impl_->read_on_strand(path, "cannot read Task/" + task_id + " from the FHIR server");
+  if (response.status == 404 || response.status == 410) co_return std::nullopt;
   if (response.status != 200) {
     throw FhirUnavailable("reading Task/" + task_id + " from the FHIR server answered HTTP " + std::to_string(response.status));
   }
   auto task = json::parse(response.body, nullptr, false);
   if (task.is_discarded()) throw FhirUnavailable("the FHIR server answered Task/" + task_id + " with a body that is not JSON");
-  return task;
+  co_return task;
 }
 
-std::vector<json> Notifier::search_recent_tasks() {
+asio::awaitable<std::vector<json>> Notifier::search_recent_tasks() {
   const auto since = std::chrono::system_clock::now() - std::chrono::minutes(impl_->config.empty_notification_lookback_minutes);
   const std::string code = std::string(kP2pCodeSystem) + "|" + std::string(kAddPayerCode);
   const std::string path = "Task?code=" + query_value(code) + "&_lastUpdated=" + query_value("ge" + util::iso8601_utc(since)) +
                            "&_count=100";
-  http::ClientResponse response;
-  try {
-    response = asio::co_spawn(impl_->strand, impl_->send(impl_->target.request("GET", path)), asio::use_future).get();
-  } catch (const http::FetchError& error) {
-    throw FhirUnavailable(std::string("cannot search the add-payer Tasks on the FHIR server: ") + error.what());
-  }
+  const auto response = co_await impl_->read_on_strand(path, "cannot search the add-payer Tasks on the FHIR server");
   if (response.status != 200) {
     throw FhirUnavailable("searching the add-payer Tasks on the FHIR server answered HTTP " + std::to_string(response.status));
   }
   const auto bundle = json::parse(response.body, nullptr, false);
   std::vector<json> tasks;
-  if (!bundle.is_object() || !bundle.contains("entry") || !bundle["entry"].is_array()) return tasks;
+  if (!bundle.is_object() || !bundle.contains("entry") || !bundle["entry"].is_array()) co_return tasks;
   for (const auto& entry : bundle["entry"]) {
     if (entry.is_object() && entry.contains("resource")) tasks.push_back(entry["resource"]);
   }
-  return tasks;
+  co_return tasks;
 }
 
 store::RecordedDelivery Notifier::queue(pqxx::connection& connection, const AddPayerRequest& request) {

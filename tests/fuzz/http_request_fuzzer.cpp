@@ -4,8 +4,9 @@
 // answered as the server's dispatch does, then serialised as the server would write it.
 //
 // Handlers that run on the I/O thread (no PostgreSQL) are called for real. Handlers that need the
-// database (RouteOptions::blocking) are not called; instead the fuzzer runs the pure validation they
-// do before their first query (path ids, query parameters, the batch_job body and its SSRF guard).
+// database (RouteOptions::blocking) or await another server (coroutine routes: the hook) are not
+// called; instead the fuzzer runs the pure validation they do before their first query or request
+// (path ids, query parameters, the batch_job body and its SSRF guard, the hook's secret and payload).
 // Anything but http::ApiError escaping is a bug: the server would answer 500.
 #include <cstddef>
 #include <cstdint>
@@ -97,7 +98,8 @@ struct Fixture {
                                             .token_cipher = cipher,
                                             .exchange = exchange,
                                             .job_created = [] { std::abort(); },
-                                            .notifier = notifier});
+                                            .notifier = notifier,
+                                            .blocking = blocking});
     tight.header_limit_bytes = 200;
     tight.body_limit_bytes = 64;
   }
@@ -166,7 +168,7 @@ http::Response dispatch(const Fixture& f, http::Request& request, std::string& r
     if (route.options.try_inline) {
       if (auto answer = route.options.try_inline(request, match.params)) return std::move(*answer);
     }
-    if (!route.options.blocking) return route.handler(request, match.params);
+    if (!route.options.blocking && !route.coroutine) return route.handler(request, match.params);
     validate_blocking(f, route, request, match.params);
     return http::Response::json(200, nlohmann::json::object());  // stands in for the database's answer
   } catch (const http::ApiError& error) {

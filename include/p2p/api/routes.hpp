@@ -8,6 +8,10 @@
 #include "p2p/metrics/registry.hpp"
 #include "p2p/http/router.hpp"
 
+namespace boost::asio {
+class thread_pool;
+}
+
 namespace p2p::store {
 class ChangeNotifiedCache;
 class Database;
@@ -32,6 +36,7 @@ struct ApiContext {
   const config::ExchangeConfig& exchange;
   std::function<void()> job_created;  // tells this instance's runner to look for work now
   notify::Notifier& notifier;         // add-payer Task notifications (the hook routes)
+  boost::asio::thread_pool& blocking;  // the API's blocking pool, for coroutine routes' database work
 };
 
 void add_routes(http::Router& router, ApiContext context);

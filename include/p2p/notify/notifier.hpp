@@ -3,7 +3,7 @@
 // (the keeper coroutine), reads Tasks for empty-body hook deliveries, turns a delivered Task into
 // outbox rows (templates, addresses), and delivers the outbox over SMTP (the sender coroutine, its
 // SMTP and SQL on the blocking pool, retries with backoff). Both run on the notifier's strand of the
-// service's I/O context. The hook route (api/hooks.cpp) calls it from the blocking pool.
+// service's I/O context. The hook route (api/hooks.cpp), a coroutine, awaits its FHIR reads.
 #include <functional>
 #include <memory>
 #include <optional>
@@ -56,12 +56,14 @@ class Notifier {
   // Constant-time check of the X-P2P-Hook-Secret header value.
   bool check_hook_secret(std::optional<std::string_view> presented) const;
 
-  // Blocking calls, for the blocking pool only.
-  // The Task with this id from the FHIR server (that version of it, when `version_id` is given: a
-  // vread), or nullopt when it does not exist (404/410).
-  std::optional<nlohmann::json> read_task(const std::string& task_id, const std::string& version_id = {});
+  // Requests to the FHIR server, made on the notifier's strand; awaited by the hook route. Both throw
+  // FhirUnavailable when the server cannot be asked or answers an error.
+  // The Task with this id (that version of it, when `version_id` is given: a vread), or nullopt when
+  // it does not exist (404/410).
+  boost::asio::awaitable<std::optional<nlohmann::json>> read_task(std::string task_id, std::string version_id = {});
   // The add-payer Tasks changed within emptyNotificationLookbackMinutes.
-  std::vector<nlohmann::json> search_recent_tasks();
+  boost::asio::awaitable<std::vector<nlohmann::json>> search_recent_tasks();
+  // Blocking (PostgreSQL): through runtime::run_blocking only.
   // Records the delivery of this Task and queues the e-mails it calls for, in one transaction.
   store::RecordedDelivery queue(pqxx::connection& connection, const AddPayerRequest& request);
   // Tells the sender to look at the outbox now.
