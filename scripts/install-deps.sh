@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libboost1.81-dev libboost-url1.81-dev
-  nlohmann-json3-dev libssl-dev zlib1g-dev libpqxx-dev libspdlog-dev libgtest-dev libcurl4-openssl-dev
+  nlohmann-json3-dev libsimdjson-dev rapidjson-dev libssl-dev zlib1g-dev libpqxx-dev libspdlog-dev libgtest-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15 openssl curl ca-certificates
   clang-14 libclang-rt-14-dev docker-compose jq
 )
