@@ -380,7 +380,8 @@ bool Notifier::check_hook_secret(std::optional<std::string_view> presented) cons
 
 asio::awaitable<std::optional<json>> Notifier::read_task(std::string task_id, std::string version_id) {
   const std::string path = "Task/" + task_id + (version_id.empty() ? "" : "/_history/" + version_id);
-  const auto response = co_await impl_->read_on_strand(path, "cannot read Task/" + task_id + " from the FHIR server");
+  const std::string failure = "cannot read Task/" + task_id + " from the FHIR server";  // (named: GCC 12)
+  const auto response = co_await impl_->read_on_strand(path, failure);
   if (response.status == 404 || response.status == 410) co_return std::nullopt;
   if (response.status != 200) {
     throw FhirUnavailable("reading Task/" + task_id + " from the FHIR server answered HTTP " + std::to_string(response.status));
@@ -395,7 +396,8 @@ asio::awaitable<std::vector<json>> Notifier::search_recent_tasks() {
   const std::string code = std::string(kP2pCodeSystem) + "|" + std::string(kAddPayerCode);
   const std::string path = "Task?code=" + query_value(code) + "&_lastUpdated=" + query_value("ge" + util::iso8601_utc(since)) +
                            "&_count=100";
-  const auto response = co_await impl_->read_on_strand(path, "cannot search the add-payer Tasks on the FHIR server");
+  const std::string failure = "cannot search the add-payer Tasks on the FHIR server";  // (named: GCC 12)
+  const auto response = co_await impl_->read_on_strand(path, failure);
   if (response.status != 200) {
     throw FhirUnavailable("searching the add-payer Tasks on the FHIR server answered HTTP " + std::to_string(response.status));
   }

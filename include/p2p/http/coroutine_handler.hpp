@@ -1,7 +1,9 @@
 #pragma once
 // A route handler that is a coroutine (router.hpp, Router::add with a CoroutineHandler): it runs on
 // the connection's I/O thread, awaits requests to other servers there, and reaches blocking work
-// (PostgreSQL) only through runtime::run_blocking. It must not block between its awaits. The server
+// (PostgreSQL) only through runtime::run_blocking. It must not block between its awaits; bounded CPU
+// work stays on the I/O thread (the hook parses its body, at most http.bodyLimitBytes, and the FHIR
+// server's answers, at most 16 MiB, there: milliseconds for the Tasks it reads). The server
 // spawns it on a log::RequestIdExecutor, so every step of it logs with the request's id.
 #include <functional>
 
