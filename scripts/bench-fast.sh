@@ -16,8 +16,8 @@
 #   P2P_BENCH_RESOURCES        resources of the member for a-c (default 20000; rounded up to whole pages)
 #   P2P_BENCH_PAGE             resources a page for a-c (default 100)
 #   P2P_BENCH_JOBS             concurrent jobs for c and d (default 4)
-#   P2P_BENCH_MAX_PAGE_BYTES   page size for d (default 16252928 = 15.5 MiB: the service refuses pages
-#                              over exchange.maxPageBytes = 16 MiB, when it has that setting)
+#   P2P_BENCH_MAX_PAGE_BYTES   page size for d (default 1048576 = 1 MiB, issue #11's line; 16252928 =
+#                              15.5 MiB is the largest under exchange.maxPageBytes = 16 MiB)
 #   P2P_BENCH_MAX_PAGES        pages of that size a job in d (default 6)
 #   P2P_BENCH_TIMEOUT          seconds a part may take before the run fails (default 1800)
 #   P2P_BENCH_SKIP_SETUP       set: do not run scripts/setup.sh, use the build/p2p-exchange there
@@ -34,7 +34,7 @@ source scripts/pg.sh
 resources=${P2P_BENCH_RESOURCES:-20000}
 page=${P2P_BENCH_PAGE:-100}
 jobs=${P2P_BENCH_JOBS:-4}
-max_page_bytes=${P2P_BENCH_MAX_PAGE_BYTES:-16252928}
+max_page_bytes=${P2P_BENCH_MAX_PAGE_BYTES:-1048576}
 max_pages=${P2P_BENCH_MAX_PAGES:-6}
 timeout=${P2P_BENCH_TIMEOUT:-1800}
 for v in resources page jobs max_page_bytes max_pages timeout; do

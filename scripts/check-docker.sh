@@ -52,7 +52,6 @@ declare -A not_for_the_build=(
   [curl]="the curl command line, for scripts (the runtime stage installs it for HEALTHCHECK)"
   [ca-certificates]="the build downloads nothing over TLS (the runtime stage installs it)"
   [clang-14]="the fuzzers (scripts/fuzz.sh)"
-  [libsimdjson-dev]="so far only bench-json-libraries (scripts/bench-json.sh, built on demand) uses it"
   [rapidjson-dev]="so far only bench-json-libraries (scripts/bench-json.sh, built on demand) uses it"
   [libclang-rt-14-dev]="the fuzzers' libFuzzer and sanitizer runtimes"
   [docker-compose]="this check (docker-compose config)"

@@ -1,5 +1,8 @@
 #include "p2p/fhir/target_response.hpp"
 
+#include <memory>
+
+#include "json_reading.hpp"
 #include "p2p/fhir/operation_outcome.hpp"
 
 namespace p2p::fhir {
@@ -34,7 +37,85 @@ std::string outcome_of(const json& response) {
   return text.size() > 300 ? text.substr(0, 300) + "..." : text;
 }
 
+namespace ondemand = simdjson::ondemand;
+
+// Deeper answers are read by nlohmann::json (transaction_response_problem).
+constexpr std::size_t kMaxDepth = 64;
+constexpr std::size_t kKeptCapacity = 4 * 1024 * 1024;
+
+// One entry of a transaction-response: an object whose `response` is an object whose `status` is a
+// string starting with 2 (each of those members once).
+bool entry_stored(ondemand::value entry) {
+  if (entry.type() != ondemand::json_type::object) return false;
+  int responses = 0;
+  bool stored = false;
+  for (auto field : entry.get_object()) {
+    if (detail::read_key(field).text != "response") {
+      detail::check_value(field.value(), 4, kMaxDepth);
+      continue;
+    }
+    if (++responses > 1) return false;
+    ondemand::value response = field.value();
+    if (response.type() != ondemand::json_type::object) return false;
+    int statuses = 0;
+    for (auto member : response.get_object()) {
+      if (detail::read_key(member).text != "status") {
+        detail::check_value(member.value(), 5, kMaxDepth);
+        continue;
+      }
+      if (++statuses > 1) return false;
+      ondemand::value status = member.value();
+      if (status.type() != ondemand::json_type::string) return false;
+      const std::string_view text = status.get_string().value();
+      stored = !text.empty() && text[0] == '2';
+    }
+    if (statuses != 1) return false;
+  }
+  return responses == 1 && stored;
+}
+
 }  // namespace
+
+bool transaction_response_is_whole(std::string_view body, std::size_t entries) {
+  try {
+    // One per thread; its buffers (about 6× the largest answer read) are let go after an answer over 4 MiB.
+    thread_local std::unique_ptr<ondemand::parser> parser;
+    if (!parser || parser->capacity() > kKeptCapacity) parser = std::make_unique<ondemand::parser>();
+    const simdjson::padded_string padded(body);
+    ondemand::document document = parser->iterate(padded);
+    ondemand::object root = document.get_object();
+    int resource_types = 0;
+    int types = 0;
+    int entry_lists = 0;
+    std::size_t answered = 0;
+    bool all_stored = true;
+    for (auto field : root) {
+      const std::string_view key = detail::read_key(field).text;
+      if (key == "resourceType") {
+        ++resource_types;
+        if (field.value().get_string().value() != "Bundle") return false;
+      } else if (key == "type") {
+        ++types;
+        if (field.value().get_string().value() != "transaction-response") return false;
+      } else if (key == "entry") {
+        ++entry_lists;
+        for (auto entry : field.value().get_array()) {
+          ++answered;
+          all_stored = all_stored && entry_stored(entry.value());
+        }
+      } else {
+        detail::check_value(field.value(), 2, kMaxDepth);
+      }
+    }
+    if (document.current_location().error() == simdjson::SUCCESS) return false;  // something follows the Bundle
+    const bool listed = entry_lists == 1 || (entry_lists == 0 && entries == 0);
+    return resource_types == 1 && types == 1 && listed && answered == entries && all_stored;
+  } catch (const simdjson::simdjson_error&) {
+    return false;  // not JSON, or not of that shape: transaction_response_problem() says what it is
+  } catch (const detail::NotPlain&) {
+    return false;
+  }
+}
 
 std::optional<std::string> transaction_response_problem(int status, std::string_view content_type, const json& body,
                                                         std::size_t entries) {

@@ -192,10 +192,11 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
     }
     pages_seen_.insert(*url);
 
-    // 1. Fetch: the page prefetched while the previous one was being written, or fetched now. Its body
-    // goes as soon as it is parsed, and the parsed page as soon as it is transformed (memory: one
-    // page's DOM at a time, see docs/exchange.md "Memory").
-    json page;
+    // 1. Fetch: the page prefetched while the previous one was being written, or fetched now.
+    // 2. Transform: the page's bytes read and the transaction written in one go, without a DOM of the
+    // page (fhir/page_stream.hpp); the body goes as soon as it is read (memory: docs/exchange.md
+    // "Memory").
+    fhir::WrittenPage written;
     {
       http::ClientResponse response;
       if (prefetch_) {
@@ -206,13 +207,23 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
       } else {
         response = co_await source_.fetch(*url);
       }
-      page = json::parse(response.body, nullptr, false);
-    }
-    if (page.is_discarded()) throw JobFailure("the source payer answered with invalid JSON for " + origin_and_path(*url));
-    std::optional<std::string> next;
-    if (auto link = fhir::next_link(page)) {
+      transform.source_page_url = *url;
+      transform.recorded = utc_now();
       try {
-        next = fhir::require_under_endpoint(*endpoint, *link);
+        written = fhir::write_page(response.body, transform);
+      } catch (const fhir::PageNotJson&) {
+        throw JobFailure("the source payer answered with invalid JSON for " + origin_and_path(*url));
+      } catch (const std::invalid_argument& error) {
+        throw JobFailure(error.what());
+      } catch (const json::exception& error) {
+        throw JobFailure("the source's page " + std::to_string(pages_ + 1) + " is not FHIR this service can read (" +
+                         error.what() + ")");
+      }
+    }
+    std::optional<std::string> next;
+    if (written.next) {
+      try {
+        next = fhir::require_under_endpoint(*endpoint, *written.next);
       } catch (const fhir::SourceUrlError& error) {
         throw JobFailure(std::string("stopped following the source's paging: ") + error.what());
       }
@@ -222,19 +233,7 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
                          "); the source's paging loops");
       }
     }
-
-    // 2. Transform.
-    transform.source_page_url = *url;
-    transform.recorded = utc_now();
-    fhir::TransformedPage transformed;
-    try {
-      transformed = fhir::transform_page(std::move(page), transform);
-    } catch (const std::invalid_argument& error) {
-      throw JobFailure(error.what());
-    } catch (const json::exception& error) {
-      throw JobFailure("the source's page " + std::to_string(pages_ + 1) + " is not FHIR this service can read (" +
-                       error.what() + ")");
-    }
+    const fhir::TransformedPage& transformed = written.summary;
     log_page(transformed);
     if (next) {
       // Overlap: fetch the next page from the source while this one is written, on this job's
@@ -253,7 +252,7 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
     }
 
     // 3. Write, 4. record.
-    co_await write(transformed);
+    co_await write(written);
     status = co_await record(transformed, next);
     url = next;
   }
@@ -289,24 +288,22 @@ void ExchangeJob::log_page(const fhir::TransformedPage& transformed) const {
   }
 }
 
-asio::awaitable<void> ExchangeJob::write(fhir::TransformedPage& transformed) {
-  if (transformed.target_references.empty()) co_return;  // nothing of this page is exchanged
+asio::awaitable<void> ExchangeJob::write(fhir::WrittenPage& page) {
+  if (page.summary.target_references.empty()) co_return;  // nothing of this page is exchanged
   const std::string what = "page " + std::to_string(pages_ + 1);
-  const Verify all_stored = transaction_stored(transformed.transaction["entry"].size());
+  const Verify all_stored = transaction_stored(page.entries);
   const std::string post = "POST";
   const std::string base_path;
-  // Serialised, then the transaction's DOM goes (but for the page's Provenance, when it is pointed at
-  // the written versions afterwards).
-  std::string transaction = transformed.transaction.dump();
-  json provenance;
+  std::string transaction = std::move(page.transaction);
+  // The page's Provenance, when it is pointed at the written versions afterwards.
   const bool versioned = context_.config.versioned_references;
-  if (versioned) provenance = std::move(transformed.transaction["entry"].back()["resource"]);
-  transformed.transaction = json();
-  const json result = co_await target_.send(post, base_path, std::move(transaction), what, all_stored);
+  json provenance;
+  if (versioned) provenance = std::move(page.provenance);
+  const std::string result = co_await target_.send(post, base_path, std::move(transaction), what, all_stored);
   if (versioned) {
-    const std::string& provenance_id = transformed.provenance_id;
+    const std::string& provenance_id = page.summary.provenance_id;
     const Verify stored = updated("Provenance", provenance_id);
-    std::string body = fhir::versioned_provenance(provenance, result).dump();
+    std::string body = fhir::versioned_provenance(provenance, json::parse(result, nullptr, false)).dump();
     const std::string path = "Provenance/" + provenance_id;
     const std::string provenance_what = "the page's Provenance";
     const std::string put = "PUT";

@@ -26,10 +26,7 @@
 #include "source_session.hpp"
 #include "target_writer.hpp"
 
-namespace p2p::fhir {
-struct TransformContext;
-struct TransformedPage;
-}
+#include "p2p/fhir/page_stream.hpp"
 
 namespace p2p::jobs {
 
@@ -53,7 +50,7 @@ class ExchangeJob {
   // JobPause or JobLeft for the other outcomes.
   boost::asio::awaitable<Outcome> run_pages();
   fhir::TransformContext transform_context() const;
-  boost::asio::awaitable<void> write(fhir::TransformedPage& transformed);
+  boost::asio::awaitable<void> write(fhir::WrittenPage& page);
   boost::asio::awaitable<store::JobStatus> record(const fhir::TransformedPage& transformed,
                                                   const std::optional<std::string>& next);
   void log_page(const fhir::TransformedPage& transformed) const;

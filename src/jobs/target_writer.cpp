@@ -1,5 +1,6 @@
 #include "target_writer.hpp"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "p2p/fhir/target_response.hpp"
@@ -9,19 +10,29 @@ namespace p2p::jobs {
 
 using nlohmann::json;
 
+namespace {
+
+// The answer as transaction_response_problem() and update_response_problem() take it: null when empty,
+// discarded when not JSON.
+json parsed(std::string_view body) { return body.empty() ? json() : json::parse(body, nullptr, false); }
+
+}  // namespace
+
 Verify updated(std::string type, std::string id) {
-  return [type = std::move(type), id = std::move(id)](int status, std::string_view content_type, const json& body) {
-    return fhir::update_response_problem(status, content_type, body, type, id);
+  return [type = std::move(type), id = std::move(id)](int status, std::string_view content_type, std::string_view body) {
+    return fhir::update_response_problem(status, content_type, parsed(body), type, id);
   };
 }
 
 Verify transaction_stored(std::size_t entries) {
-  return [entries](int status, std::string_view content_type, const json& body) {
-    return fhir::transaction_response_problem(status, content_type, body, entries);
+  return [entries](int status, std::string_view content_type, std::string_view body) -> std::optional<std::string> {
+    // Every page's answer: read without a DOM when it is the whole transaction-response it should be.
+    if (status == 200 && fhir::transaction_response_is_whole(body, entries)) return std::nullopt;
+    return fhir::transaction_response_problem(status, content_type, parsed(body), entries);
   };
 }
 
-boost::asio::awaitable<json> TargetWriter::send(const std::string& method, const std::string& path, std::string body,
+boost::asio::awaitable<std::string> TargetWriter::send(const std::string& method, const std::string& path, std::string body,
                                                 const std::string& what, const Verify& verify) {
   const auto& config = context_.config;
   http::ClientRequest request = context_.target.request(method, path, std::move(body));
@@ -44,9 +55,8 @@ boost::asio::awaitable<json> TargetWriter::send(const std::string& method, const
       continue;
     }
     if (response.status >= 200 && response.status < 300) {
-      auto parsed = response.body.empty() ? json() : json::parse(response.body, nullptr, false);
-      const auto problem = verify(response.status, response.header("Content-Type").value_or(""), parsed);
-      if (!problem) co_return parsed;
+      const auto problem = verify(response.status, response.header("Content-Type").value_or(""), response.body);
+      if (!problem) co_return std::move(response.body);
       if (attempt >= config.max_attempts) {
         throw JobFailure("the target FHIR server did not store " + what + ": " + *problem);
       }

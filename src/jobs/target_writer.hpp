@@ -11,15 +11,14 @@
 #include <string_view>
 
 #include <boost/asio/awaitable.hpp>
-#include <nlohmann/json.hpp>
 
 namespace p2p::jobs {
 
 struct RunnerContext;
 
-// Whether the target's answer shows the write stored: nothing when it does, else what is wrong.
-using Verify = std::function<std::optional<std::string>(int status, std::string_view content_type,
-                                                        const nlohmann::json& body)>;
+// Whether the target's answer (its status, Content-Type and body as sent) shows the write stored:
+// nothing when it does, else what is wrong.
+using Verify = std::function<std::optional<std::string>(int status, std::string_view content_type, std::string_view body)>;
 
 // An update of `type`/`id` counts when the target answers with that resource (or minimally).
 Verify updated(std::string type, std::string id);
@@ -33,9 +32,9 @@ class TargetWriter {
   explicit TargetWriter(RunnerContext& context) : context_(context) {}
 
   // Sends `body` (serialised FHIR JSON) with `method` to `path` under the target's base ("" = the base
-  // itself, for a transaction) and returns the parsed answer once `verify` accepts it. `what` names the
+  // itself, for a transaction) and returns the answer's body once `verify` accepts it. `what` names the
   // write in errors ("page 3", "the tracking Task"). Throws JobPause or JobFailure.
-  boost::asio::awaitable<nlohmann::json> send(const std::string& method, const std::string& path, std::string body,
+  boost::asio::awaitable<std::string> send(const std::string& method, const std::string& path, std::string body,
                                               const std::string& what, const Verify& verify);
 
  private:

@@ -27,8 +27,11 @@
 #include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <cstdlib>
+
 #include <simdjson.h>
 
+#include "p2p/fhir/page_stream.hpp"
 #include "p2p/fhir/page_transform.hpp"
 
 namespace {
@@ -143,8 +146,17 @@ int main(int argc, char** argv) {
   out.reserve(page.size() * 2);
   std::vector<unsigned char> arena(page.size() * 8);
 
+  std::string body;
+  body.reserve(page.size() + 64);
   std::vector<Candidate> candidates = {
-      {"nlohmann::json: parse, transform_page, dump (today's page path)",
+      {"the service's page path since #11: write_page (streaming, simdjson On-Demand)",
+       [&] {
+         body.assign(page);
+         const auto written = p2p::fhir::write_page(body, context);
+         if (!written.streamed) throw std::runtime_error("the page took the DOM path");
+         return written.transaction.size();
+       }},
+      {"nlohmann::json: parse, transform_page, dump (the page path before #11)",
        [&] {
          auto transformed = p2p::fhir::transform_page(nlohmann::json::parse(page), context);
          return transformed.transaction.dump().size();
@@ -194,6 +206,10 @@ int main(int argc, char** argv) {
   std::printf("page: %zu bytes, %zu entries; %d pages per timed run, %d runs interleaved across candidates (best "
               "run shown); simdjson On-Demand kernel: %s\n",
               page.size(), resources, iterations, kRounds, P2P_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION));
+  // P2P_BENCH_ONLY=text: only the candidates whose name contains it (e.g. to profile one with perf).
+  if (const char* only = std::getenv("P2P_BENCH_ONLY"); only && *only) {
+    std::erase_if(candidates, [only](const Candidate& candidate) { return candidate.name.find(only) == std::string::npos; });
+  }
   std::size_t sink = 0;
   for (auto& candidate : candidates) {
     for (int i = 0; i < 10; ++i) sink += candidate.run();  // warm-up

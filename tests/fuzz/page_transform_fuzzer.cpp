@@ -1,8 +1,11 @@
-// The Bundle page transform (fhir/page_transform.hpp): bytes as the page a source payer answers, parsed
-// as the job runner parses it, transformed with fixed contexts (MDM off and on), then the transaction
-// serialised as it is sent to the target, the next link read and the Provenance versioned against
-// the page taken as a transaction-response. Expected failures: std::invalid_argument (not a Bundle)
-// and nlohmann::json::exception (a member of the wrong JSON type). Anything else escaping, or a
+// The Bundle page transform (fhir/page_transform.hpp) and the job runner's page path
+// (fhir/page_stream.hpp). First the bytes as a source payer answers them go through both page paths,
+// streaming and DOM, with fixed contexts (MDM off and on): they must agree (the same error, or the same
+// transaction after canonicalising, the same counts, warnings and next link). Then the bytes are
+// parsed as JSON and transformed as a DOM, the transaction serialised as it is sent to the target, the
+// next link read and the Provenance versioned against the page taken as a transaction-response.
+// Expected failures: PageNotJson, std::invalid_argument (not a Bundle) and nlohmann::json::exception
+// (a member of the wrong JSON type). Anything else escaping, a disagreement of the two paths, or a
 // transaction that breaks the transform's promises, is a bug.
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_check.hpp"
+#include "p2p/fhir/page_stream.hpp"
 #include "p2p/fhir/page_transform.hpp"
 
 namespace {
@@ -89,12 +93,55 @@ void run(const json& page, const fhir::TransformContext& context) {
   }
 }
 
+// What a page path made of the bytes: the error's kind and text, or the page.
+struct PathOutcome {
+  std::string error;
+  fhir::WrittenPage page;
+};
+
+template <typename Run>
+PathOutcome outcome_of(Run run) {
+  PathOutcome outcome;
+  try {
+    outcome.page = run();
+  } catch (const fhir::PageNotJson& error) {
+    outcome.error = std::string("not JSON: ") + error.what();
+  } catch (const std::invalid_argument& error) {
+    outcome.error = std::string("refused: ") + error.what();
+  } catch (const json::exception& error) {
+    outcome.error = std::string("json: ") + error.what();
+  }
+  return outcome;
+}
+
+// The streaming path means what the DOM path means, on any bytes.
+void run_both_paths(std::string_view text, const fhir::TransformContext& context) {
+  std::string body(text);
+  const PathOutcome streamed = outcome_of([&] { return fhir::write_page(body, context); });
+  const PathOutcome dom = outcome_of([&] { return fhir::write_page_with_dom(std::string(text), context); });
+  fuzz::check(streamed.error == dom.error, "the page paths fail differently", streamed.error + " | " + dom.error);
+  if (!dom.error.empty()) return;
+  const auto& a = streamed.page;
+  const auto& b = dom.page;
+  const json transaction = json::parse(a.transaction, nullptr, false);
+  fuzz::check(!transaction.is_discarded(), "the streamed transaction is not JSON", a.transaction.substr(0, 300));
+  fuzz::check(transaction == json::parse(b.transaction), "the page paths write different transactions", a.transaction.substr(0, 300));
+  fuzz::check(a.entries == b.entries && a.provenance == b.provenance && a.next == b.next, "entries, Provenance or next differ");
+  fuzz::check(a.summary.target_references == b.summary.target_references && a.summary.skipped == b.summary.skipped &&
+                  a.summary.skipped_types == b.summary.skipped_types &&
+                  a.summary.references_replaced == b.summary.references_replaced && a.summary.warnings == b.summary.warnings &&
+                  a.summary.source_error == b.summary.source_error && a.summary.provenance_id == b.summary.provenance_id,
+              "the page paths count differently");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const auto without_mdm = make_context(false);
   static const auto with_mdm = make_context(true);
   const std::string_view text(reinterpret_cast<const char*>(data), size);
+  run_both_paths(text, without_mdm);
+  run_both_paths(text, with_mdm);
   const json page = json::parse(text, nullptr, false);  // as jobs/job_runner.cpp parses a page
   if (page.is_discarded()) return 0;
   try {

@@ -18,6 +18,12 @@ namespace p2p::fhir {
 std::optional<std::string> transaction_response_problem(int status, std::string_view content_type,
                                                         const nlohmann::json& body, std::size_t entries);
 
+// The quick answer for the common case, without a DOM of the answer (issue #11): true only when `body`
+// is a transaction-response with `entries` entries, each with a response whose status starts with 2,
+// and no member of those read twice; transaction_response_problem() then says nullopt too. False
+// means "look closer" (call transaction_response_problem()), not "refused".
+bool transaction_response_is_whole(std::string_view body, std::size_t entries);
+
 // The same for a PUT of `type`/`id` (the tracking Task, the page's versioned Provenance): 200 or 201
 // with the resource itself in the body, or with an empty body (a server that answers minimally).
 std::optional<std::string> update_response_problem(int status, std::string_view content_type, const nlohmann::json& body,
