@@ -8,8 +8,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/url/encode.hpp>
-#include <boost/url/rfc/unreserved_chars.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -35,10 +33,6 @@ namespace {
 
 namespace asio = boost::asio;
 using nlohmann::json;
-
-std::string query_value(std::string_view value) {
-  return boost::urls::encode(value, boost::urls::unreserved_chars);
-}
 
 }  // namespace
 
@@ -199,7 +193,7 @@ asio::awaitable<std::optional<json>> Notifier::read_task(std::string task_id, st
 asio::awaitable<std::vector<json>> Notifier::search_recent_tasks() {
   const auto since = std::chrono::system_clock::now() - std::chrono::minutes(impl_->config.empty_notification_lookback_minutes);
   const std::string code = std::string(kP2pCodeSystem) + "|" + std::string(kAddPayerCode);
-  const std::string path = "Task?code=" + query_value(code) + "&_lastUpdated=" + query_value("ge" + util::iso8601_utc(since)) +
+  const std::string path = "Task?code=" + util::query_value(code) + "&_lastUpdated=" + util::query_value("ge" + util::iso8601_utc(since)) +
                            "&_count=100";
   const std::string failure = "cannot search the add-payer Tasks on the FHIR server";  // (named: GCC 12)
   const auto response = co_await impl_->read_on_strand(path, failure);

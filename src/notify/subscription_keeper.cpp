@@ -5,8 +5,6 @@
 #include <chrono>
 #include <string>
 
-#include <boost/url/encode.hpp>
-#include <boost/url/rfc/unreserved_chars.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -15,6 +13,7 @@
 #include "p2p/notify/subscription.hpp"
 #include "p2p/util/backoff.hpp"
 #include "p2p/util/text.hpp"
+#include "p2p/util/url_rules.hpp"
 
 namespace p2p::notify {
 namespace {
@@ -25,10 +24,6 @@ using nlohmann::json;
 // The keeper's retry policy while the FHIR server is away (no jitter: one keeper per instance).
 constexpr util::Backoff kKeeperBackoff{.initial = std::chrono::seconds(4), .cap = std::chrono::seconds(60),
                                        .jitter_low = 1.0, .jitter_high = 1.0};
-
-std::string query_value(std::string_view value) {
-  return boost::urls::encode(value, boost::urls::unreserved_chars);
-}
 
 bool fhir_id_is_safe(const std::string& id) {
   return std::all_of(id.begin(), id.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.'; });
@@ -75,7 +70,7 @@ asio::awaitable<void> SubscriptionKeeper::ensure_subscription() {
   }
   if (stop_.requested()) co_return;
   const std::string tag = std::string(kSubscriptionTagSystem) + "|" + std::string(kSubscriptionTagCode);
-  auto found = co_await client_.send(target_.request("GET", "Subscription?_tag=" + query_value(tag) + "&_count=100"));
+  auto found = co_await client_.send(target_.request("GET", "Subscription?_tag=" + util::query_value(tag) + "&_count=100"));
   if (found.status != 200) co_return;  // the stray check is best effort
   const auto bundle = json::parse(found.body, nullptr, false);
   if (!bundle.is_object() || !bundle.contains("entry") || !bundle["entry"].is_array()) co_return;

@@ -2,7 +2,9 @@
 
 #include <cctype>
 
+#include <boost/url/encode.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
 #include <boost/url/url.hpp>
 
 namespace p2p::util {
@@ -53,5 +55,7 @@ std::string redact_url_password(std::string_view url) {
   }
   return std::string(copy.buffer());
 }
+
+std::string query_value(std::string_view value) { return boost::urls::encode(value, boost::urls::unreserved_chars); }
 
 }  // namespace p2p::util

@@ -49,3 +49,10 @@ TEST(UrlRules, PlainHttpIsRecognisedWhateverTheCaseOfTheScheme) {
     EXPECT_FALSE(p2p::util::is_plain_http(url)) << url;
   }
 }
+
+TEST(UrlRules, QueryValuesKeepOnlyUnreservedCharactersAsThemselves) {
+  EXPECT_EQ(p2p::util::query_value("http://p2p.example/CodeSystem|add-payer"), "http%3A%2F%2Fp2p.example%2FCodeSystem%7Cadd-payer");
+  EXPECT_EQ(p2p::util::query_value("ge2026-12-02T01:02:03Z"), "ge2026-12-02T01%3A02%3A03Z");
+  EXPECT_EQ(p2p::util::query_value("a b&c=d+e~_."), "a%20b%26c%3Dd%2Be~_.");
+  EXPECT_EQ(p2p::util::query_value(""), "");
+}

@@ -1,6 +1,6 @@
 #pragma once
-// URL rules shared by config validation and the store: what counts as an acceptable endpoint URL,
-// issuer normalisation, and redaction of credentials before a URL is logged. Parsing uses Boost.URL.
+// URL rules shared by config validation, the store and the notifier: what counts as an acceptable
+// endpoint URL, issuer normalisation, redaction of credentials before a URL is logged, query values. Parsing uses Boost.URL.
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,5 +18,9 @@ std::string normalize_issuer(std::string_view issuer);
 
 // The URL with any password replaced by "***" (for logging database and SMTP URLs).
 std::string redact_url_password(std::string_view url);
+
+// A value for a URL's query (a FHIR search parameter's, say `system|code`), percent-encoded: every
+// character but the unreserved ones.
+std::string query_value(std::string_view value);
 
 }  // namespace p2p::util
