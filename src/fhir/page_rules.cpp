@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "p2p/fhir/operation_outcome.hpp"
 #include "p2p/util/crypto.hpp"
@@ -73,6 +74,18 @@ void add_traceability(json& resource, std::string_view type, std::string_view so
 }
 
 }  // namespace
+
+bool deeper_than(const json& node, std::size_t limit, std::size_t level) {
+  std::vector<std::pair<const json*, std::size_t>> pending{{&node, level}};
+  while (!pending.empty()) {
+    const auto [current, depth] = pending.back();
+    pending.pop_back();
+    if (!current->is_structured()) continue;
+    if (depth > limit) return true;
+    for (const auto& child : *current) pending.emplace_back(&child, depth + 1);
+  }
+  return false;
+}
 
 bool is_resource_type(std::string_view type) {
   if (type.empty() || type.size() > 64 || type[0] < 'A' || type[0] > 'Z') return false;

@@ -23,6 +23,10 @@ namespace p2p::fhir::detail {
 // root is level 1; a page with an array or object at a level deeper than this is refused.
 constexpr std::size_t kMaxPageDepth = 256;
 
+// Whether `node`, at level `level` of a page (the page itself is 1), holds an array or object at a level
+// deeper than `limit`. Iterative: the check must not recurse on what it checks.
+bool deeper_than(const nlohmann::json& node, std::size_t limit, std::size_t level = 1);
+
 // A FHIR resource type name (e.g. ExplanationOfBenefit). Anything else is refused: the type becomes a
 // path segment of the PUT to the target, so "Patient/x/_history" must never get that far.
 bool is_resource_type(std::string_view type);

@@ -43,14 +43,7 @@ json parse_resource(ondemand::object object) {
   json resource = json::parse(object.raw_json().value(), nullptr, false);
   if (resource.is_discarded()) throw detail::NotPlain{};
   // Nested as deep as the DOM path refuses (the resource is at level 4 of the page).
-  std::vector<std::pair<const json*, std::size_t>> pending{{&resource, kResourceDepth}};
-  while (!pending.empty()) {
-    const auto [node, depth] = pending.back();
-    pending.pop_back();
-    if (!node->is_structured()) continue;
-    if (depth > kMaxPageDepth) throw detail::NotPlain{};
-    for (const auto& child : *node) pending.emplace_back(&child, depth + 1);
-  }
+  if (detail::deeper_than(resource, kMaxPageDepth, kResourceDepth)) throw detail::NotPlain{};
   return resource;
 }
 

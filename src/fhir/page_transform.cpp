@@ -2,7 +2,6 @@
 
 #include <stdexcept>
 #include <utility>
-#include <vector>
 
 #include "page_rules.hpp"
 #include "p2p/util/crypto.hpp"
@@ -12,18 +11,6 @@ namespace {
 
 using nlohmann::json;
 using detail::kMaxPageDepth;
-
-bool deeper_than(const json& root, std::size_t limit) {
-  std::vector<std::pair<const json*, std::size_t>> pending{{&root, 1}};  // iterative: no recursion here
-  while (!pending.empty()) {
-    const auto [node, depth] = pending.back();
-    pending.pop_back();
-    if (!node->is_structured()) continue;
-    if (depth > limit) return true;
-    for (const auto& child : *node) pending.emplace_back(&child, depth + 1);
-  }
-  return false;
-}
 
 // A resource's type or id as a string, or "" when it is missing or not a string (pages are untrusted).
 std::string string_member(const json& resource, const char* key) {
@@ -118,7 +105,7 @@ void require_bundle(const json& page) {
   if (!page.is_object() || page.value("resourceType", json()) != "Bundle") {
     throw std::invalid_argument("the source answered with something that is not a FHIR Bundle");
   }
-  if (deeper_than(page, kMaxPageDepth)) {
+  if (detail::deeper_than(page, kMaxPageDepth)) {
     throw std::invalid_argument("the source's page is nested more than " + std::to_string(kMaxPageDepth) +
                                 " levels deep; it is not a FHIR Bundle this service can take");
   }
