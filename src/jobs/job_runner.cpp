@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <memory>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
@@ -42,6 +43,14 @@ struct JobRunner::Impl {
   std::atomic<int> running_count{0};
   std::function<bool()> database_ready;
   asio::steady_timer* claim_timer = nullptr;  // the claim loop's wait; cancelled by wake() and stop()
+  bool woken = false;  // a wake-up that came while the loop was not waiting: it claims again at once
+
+  // On the strand: a new job, or a runner slot freed. Kept when the loop is busy claiming (a timer's
+  // cancel reaches only a wait in progress), so the job does not wait for the next poll.
+  void wake() {
+    woken = true;
+    if (claim_timer != nullptr) claim_timer->cancel();
+  }
 
   asio::awaitable<void> claim_loop() {
     const auto& config = context.config;
@@ -81,8 +90,10 @@ struct JobRunner::Impl {
         spdlog::warn("job runner: {}", error.what());
       }
       if (context.stop.requested()) break;  // (checked on the strand, as stop() cancels: no lost wake-up)
+      if (std::exchange(woken, false)) continue;  // woken while claiming: claim again now
       timer.expires_after(std::chrono::milliseconds(config.poll_interval_milliseconds));
       co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));  // woken early by wake() and stop()
+      woken = false;  // (this wait's wake-up is served by the claim that follows)
     }
     claim_timer = nullptr;
   }
@@ -97,6 +108,7 @@ struct JobRunner::Impl {
                      running.erase(id);
                      context.lost.erase(id);
                      running_count = static_cast<int>(running.size());
+                     if (!context.stop.requested()) wake();  // a slot is free: a queued job can start now
                    }));
   }
 
@@ -133,9 +145,7 @@ void JobRunner::start(std::function<bool()> database_ready) {
 }
 
 void JobRunner::wake() {
-  asio::post(impl_->context.strand, [impl = impl_.get()] {
-    if (impl->claim_timer != nullptr) impl->claim_timer->cancel();
-  });
+  asio::post(impl_->context.strand, [impl = impl_.get()] { impl->wake(); });
 }
 
 asio::awaitable<void> JobRunner::stop() {

@@ -168,3 +168,19 @@ TEST_F(ExchangeTest, AnInstanceThatLostItsLeaseLeavesTheTaskAndTheJobToTheNewOwn
   EXPECT_TRUE(row[2].as<bool>()) << "no error written over the new owner's job";
   EXPECT_TRUE(row[3].as<bool>()) << "the tokens stay for the new owner";
 }
+
+// A job waits for a runner no longer than it must. The claim loop polls every pollIntervalMilliseconds
+// (here a minute, longer than the test waits), and is woken early by a new job and by a job that ends:
+// a wake-up that arrives while the loop is busy claiming is kept for its next turn, not lost, and a
+// job queued behind exchange.concurrency starts when a slot frees, not at the next poll.
+TEST_F(ExchangeTest, AQueuedJobStartsWhenARunnerIsFreeNotAtTheNextPoll) {
+  for (const char* member : {"w1", "w2", "w3", "w4", "w5"}) seed_source(member, 3);
+  auto& service = start_service({{"P2P_EXCHANGE_CONCURRENCY", "2"}},
+                                {{"pollIntervalMilliseconds", 60000}, {"leaseSeconds", 600}});
+  std::vector<long long> ids;
+  for (const char* member : {"w1", "w2", "w3", "w4", "w5"}) ids.push_back(start_job(service, issue_tokens(member), member));
+  for (const auto id : ids) {
+    EXPECT_EQ(wait_for_end(service, id, 30s)["batchStatus"], "COMPLETED")
+        << "job " << id << " waited for the next poll of the claim loop\n" << service.log();
+  }
+}
