@@ -11,11 +11,14 @@
 #   c. P2P_BENCH_JOBS jobs at once (one target patient each): aggregate resources/s, ratio to (a);
 #   d. peak RSS: a fresh service process, idle, then P2P_BENCH_JOBS jobs at once of P2P_BENCH_MAX_PAGES
 #      pages of about P2P_BENCH_MAX_PAGE_BYTES each (VmHWM of /proc/PID/status).
+# A warm-up job runs before a, and is not measured.
 # Every job must end COMPLETED with every resource the source served written (the member's own
 # Patient is not: MDM is off), and the target must have received exactly that.
 #   P2P_BENCH_RESOURCES        resources of the member for a-c (default 20000; rounded up to whole pages)
 #   P2P_BENCH_PAGE             resources a page for a-c (default 100)
 #   P2P_BENCH_JOBS             concurrent jobs for c and d (default 4)
+#   P2P_BENCH_ROUNDS           a and b are run this many times, taking turns (default 3); the summary
+#                              shows the round whose ratio a/b is the median, and every round's ratio
 #   P2P_BENCH_MAX_PAGE_BYTES   page size for d (default 1048576 = 1 MiB, issue #11's line; 16252928 =
 #                              15.5 MiB is the largest under exchange.maxPageBytes = 16 MiB)
 #   P2P_BENCH_MAX_PAGES        pages of that size a job in d (default 6)
@@ -37,7 +40,8 @@ jobs=${P2P_BENCH_JOBS:-4}
 max_page_bytes=${P2P_BENCH_MAX_PAGE_BYTES:-1048576}
 max_pages=${P2P_BENCH_MAX_PAGES:-6}
 timeout=${P2P_BENCH_TIMEOUT:-1800}
-for v in resources page jobs max_page_bytes max_pages timeout; do
+rounds=${P2P_BENCH_ROUNDS:-3}
+for v in resources page jobs max_page_bytes max_pages timeout rounds; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "bench-fast: $v must be a positive integer, got '${!v}'" >&2; exit 2; }
 done
 pages=$(( (resources + page - 1) / page ))
@@ -288,19 +292,28 @@ EOF
 )"
 }
 
-echo "==> a. one job: $resources resources in pages of $page"
-drive a "$source_server" "$source_base" "$source_peer" "Patient/m1/\$everything?_count=$page" t-single
+# A warm-up job first, not measured: the first job of a fresh process also opens its connections to
+# PostgreSQL and the peers and faults in its heap (it was 10-20% slower than the next ones).
+echo "==> warm-up: one job, not measured"
+drive warmup "$source_server" "$source_base" "$source_peer" "Patient/m1/\$everything?_count=$page" t-warmup >/dev/null
 
-echo "==> b. raw copy baseline: GET, parse, transaction of PUTs, POST, one page at a time"
-curl -fsS -X POST "$(control "$target_base")/__control/reset" >/dev/null
-node tests/bench/raw-copy.mjs "$source_base/Patient/m1/\$everything?_count=$page" "$target_base" >"$work/b.json"
-curl -fsS "$(control "$target_base")/__control/stats" >"$work/b-target.json"
-# shellcheck disable=SC2016  # JavaScript, not shell
-node -e '
-  const [b, t] = process.argv.slice(1).map((f) => JSON.parse(require("fs").readFileSync(f, "utf8")));
-  if (t.transactions !== b.pages || t.resources !== b.resources) { console.error("raw copy: the target got", t, "for", b); process.exit(1); }
-  console.log(`    ${b.resources} resources in ${b.pages} pages in ${b.seconds.toFixed(2)} s (node CPU ${b.cpuSeconds.toFixed(2)} s)`);
-' "$work/b.json" "$work/b-target.json"
+# a and b take turns, P2P_BENCH_ROUNDS times: on a shared machine the load changes from one second to
+# the next, and each ratio compares a job with the raw copy run right after it.
+for round in $(seq 1 "$rounds"); do
+  echo "==> a. one job: $resources resources in pages of $page (round $round of $rounds)"
+  drive "a$round" "$source_server" "$source_base" "$source_peer" "Patient/m1/\$everything?_count=$page" "t-single-$round"
+
+  echo "==> b. raw copy baseline: GET, parse, transaction of PUTs, POST, one page at a time (round $round of $rounds)"
+  curl -fsS -X POST "$(control "$target_base")/__control/reset" >/dev/null
+  node tests/bench/raw-copy.mjs "$source_base/Patient/m1/\$everything?_count=$page" "$target_base" >"$work/b$round.json"
+  curl -fsS "$(control "$target_base")/__control/stats" >"$work/b$round-target.json"
+  # shellcheck disable=SC2016  # JavaScript, not shell
+  node -e '
+    const [b, t] = process.argv.slice(1).map((f) => JSON.parse(require("fs").readFileSync(f, "utf8")));
+    if (t.transactions !== b.pages || t.resources !== b.resources) { console.error("raw copy: the target got", t, "for", b); process.exit(1); }
+    console.log(`    ${b.resources} resources in ${b.pages} pages in ${b.seconds.toFixed(2)} s (node CPU ${b.cpuSeconds.toFixed(2)} s)`);
+  ' "$work/b$round.json" "$work/b$round-target.json"
+done
 
 targets=(); for n in $(seq 1 "$jobs"); do targets+=("t-concurrent-$n"); done
 echo "==> c. $jobs jobs at once, same source member, one target patient each"
@@ -319,11 +332,19 @@ rss_big_kib=$(vmhwm_kib)
 # Anything the service logged at warning level or above.
 grep -E '^[0-9TZ:.-]+ (warning|error|critical) ' "$work/service.log" >"$work/service-warnings.txt" || true
 
-node - "$work" "$rss_idle_kib" "$rss_big_kib" "$rss_abc_kib" "$max_page_setting" <<'JS'
+node - "$work" "$rss_idle_kib" "$rss_big_kib" "$rss_abc_kib" "$max_page_setting" "$rounds" <<'JS'
 const fs = require('fs');
-const [dir, idle, big, abc, setting] = process.argv.slice(2);
+const [dir, idle, big, abc, setting, roundsText] = process.argv.slice(2);
 const r = (name) => JSON.parse(fs.readFileSync(`${dir}/${name}.json`, 'utf8'));
-const [a, b, c, d] = ['a', 'b', 'c', 'd'].map(r);
+const [c, d] = ['c', 'd'].map(r);
+// a and b: the round whose ratio is the median (the middle one of an odd number of rounds, the lower
+// middle of an even number), so that every line of a and b comes from one pair of runs.
+const rounds = [];
+for (let i = 1; i <= Number(roundsText); i++) rounds.push({ a: r(`a${i}`), b: r(`b${i}`) });
+for (const x of rounds) x.ratio = x.a.wallSeconds / x.b.seconds;
+const byRatio = [...rounds].sort((x, y) => x.ratio - y.ratio);
+const { a, b } = byRatio[Math.floor((byRatio.length - 1) / 2)];
+const perRound = (f) => rounds.map(f).join(', ');
 const mib = (kib) => (Number(kib) / 1024).toFixed(1) + ' MiB';
 const rate = (x) => x.resourcesWritten / x.wallSeconds;
 const list = (xs) => xs.map((s) => s.toFixed(2)).join(', ');
@@ -335,7 +356,9 @@ const rows = [
   ['a. one job, service CPU', `${a.cpuSeconds.toFixed(2)} s`, `${us(a)} µs/resource (${(100 * a.cpuSeconds / a.wallSeconds).toFixed(0)}% of one core)`],
   ['   CPU elsewhere during a', `${(a.cpuOthers.source + a.cpuOthers.target).toFixed(2)} s`, others(a)],
   ['b. raw copy baseline, wall', `${b.seconds.toFixed(2)} s`, `${b.resources} resources, ${b.pages} pages; node CPU ${(b.cpuSeconds * 1e6 / b.resources).toFixed(1)} µs/resource`],
-  ['   ratio job wall / raw copy wall', (a.wallSeconds / b.seconds).toFixed(2), ''],
+  ['   ratio job wall / raw copy wall', (a.wallSeconds / b.seconds).toFixed(2),
+   rounds.length > 1 ? `median of ${rounds.length} rounds (a then b each): ${perRound((x) => x.ratio.toFixed(2))}; ` +
+     `service CPU ${perRound((x) => us(x.a))} µs/resource` : ''],
   [`c. ${c.jobs} jobs at once, aggregate`, `${Math.round(rate(c))} res/s`, `${c.resourcesWritten} resources in ${c.wallSeconds.toFixed(2)} s; service CPU ${us(c)} µs/resource`],
   ['   ratio to one job', (rate(c) / rate(a)).toFixed(2), `jobs took ${list(c.jobSeconds)} s, waited for a runner ${list(c.queuedSeconds)} s`],
   ['   CPU elsewhere during c', `${(c.cpuOthers.source + c.cpuOthers.target).toFixed(2)} s`, others(c)],
