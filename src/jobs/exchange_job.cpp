@@ -23,14 +23,30 @@ namespace asio = boost::asio;
 using nlohmann::json;
 using store::JobStatus;
 
-// The next page, fetched while the current one is written. Completed by its own coroutine; the job
-// waits on `signal` (cancelled on completion). Everything runs on the runner's strand.
+// The next page, fetched and transformed while the current one is written (the runner's thread is
+// free while the target answers). Completed by its own coroutine; the job waits on `signal`
+// (cancelled on completion). Everything runs on the runner's strand. A failure is kept, and acted on
+// only when the job comes to this page: after the current one is written and recorded, as if the
+// page had been read then.
 struct ExchangeJob::Prefetch {
-  explicit Prefetch(const asio::any_io_executor& strand) : signal(strand, asio::steady_timer::time_point::max()) {}
+  Prefetch(const asio::any_io_executor& strand, std::string next, const fhir::TransformContext& context)
+      : url(std::move(next)), transform(context), signal(strand, asio::steady_timer::time_point::max()) {}
   std::string url;
+  fhir::TransformContext transform;
+  bool done = false;
+  std::exception_ptr error;       // the fetch's
+  std::exception_ptr unreadable;  // the transform's (see read_page)
+  fhir::WrittenPage written;
+  asio::steady_timer signal;
+};
+
+// A written page's record, made while the next page is written. Completed by its own coroutine
+// (start_record); awaited by recorded(), or by run() when the job ends otherwise.
+struct ExchangeJob::Recording {
+  explicit Recording(const asio::any_io_executor& strand) : signal(strand, asio::steady_timer::time_point::max()) {}
   bool done = false;
   std::exception_ptr error;
-  http::ClientResponse response;
+  JobStatus status = JobStatus::kStarted;
   asio::steady_timer signal;
 };
 
@@ -40,6 +56,33 @@ namespace {
 template <typename Pending>
 asio::awaitable<void> settle(const std::shared_ptr<Pending>& pending) {
   while (!pending->done) co_await pending->signal.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+// The page path on a fetched page: the transaction written from its body (fhir/page_stream.hpp). What
+// it throws is returned, for the job to word when it comes to this page (ExchangeJob::run_pages).
+std::exception_ptr read_page(std::string& body, fhir::TransformContext& transform, const std::string& url,
+                             fhir::WrittenPage& written) noexcept {
+  try {
+    transform.source_page_url = url;
+    transform.recorded = utc_now();  // (after the fetch: when the page was read)
+    written = fhir::write_page(body, transform);
+    return nullptr;
+  } catch (...) {
+    return std::current_exception();
+  }
+}
+
+// The prefetch's coroutine: fetch, then transform; the body is let go once the transaction is written.
+template <typename Pending>
+asio::awaitable<void> fetch_and_read(SourceSession& source, std::shared_ptr<Pending> pending) {
+  http::ClientResponse response;
+  try {
+    response = co_await source.fetch(pending->url);
+  } catch (...) {
+    pending->error = std::current_exception();
+    co_return;
+  }
+  pending->unreadable = read_page(response.body, pending->transform, pending->url, pending->written);
 }
 
 }  // namespace
@@ -55,7 +98,9 @@ ExchangeJob::ExchangeJob(RunnerContext& context, store::ClaimedJob claimed)
       skipped_(job_.resources_skipped),
       warnings_(job_.warnings),
       source_error_(job_.source_error),
-      progress_at_(Clock::now() - std::chrono::seconds(job_.seconds_since_progress)) {}
+      progress_at_(Clock::now() - std::chrono::seconds(job_.seconds_since_progress)) {
+  for (const auto& [type, count] : skipped_) skipped_logged_.insert(type);
+}
 
 ExchangeJob::~ExchangeJob() = default;
 
@@ -83,6 +128,23 @@ asio::awaitable<void> ExchangeJob::run() {
     reason = std::string("unexpected error: ") + error.what();
   }
   if (prefetch_) co_await settle(prefetch_);  // its coroutine refers to this job's source session
+  if (recording_) {  // the previous page's record, in flight when the page after it failed
+    co_await settle(recording_);
+    const auto last = std::move(recording_);
+    if (last->error && outcome != Outcome::kLeft) {
+      try {
+        std::rethrow_exception(last->error);
+      } catch (const JobLeft&) {
+        outcome = Outcome::kLeft;  // the lease is someone else's: so is what happens to the job
+      } catch (const store::DatabaseUnavailable& error) {
+        outcome = Outcome::kLeft;
+        database_down = true;
+        spdlog::warn("job {}: database unavailable ({}); the job resumes when its lease expires", id, error.what());
+      } catch (const std::exception& error) {
+        spdlog::warn("job {}: recording the page before the one that failed failed too: {}", id, error.what());
+      }
+    }
+  }
   if (outcome == Outcome::kPaused) {
     const auto idle = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - progress_at_);
     if (idle.count() >= context_.config.outage_tolerance_seconds) {
@@ -175,17 +237,19 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
 
   fhir::TransformContext transform = transform_context();
   std::optional<std::string> url = job_.next_url;
-  // The status comes with each recorded page, so a cancel is seen at the next page boundary without a
-  // query of its own.
+  // The status comes with each recorded page, so a cancel is seen without a query of its own, with the
+  // next record that lands: the job then writes no further page. Records land while the next page is
+  // written, so up to two pages can be written after a cancel arrives.
   JobStatus status = job_.status;
+  int number = pages_;  // the page being read (1-based); pages_ counts those recorded
   while (url) {
+    ++number;
     context_.check_still_ours(id);
     if (status == JobStatus::kStopping) {
-      if (prefetch_) co_await settle(prefetch_);
-      co_await finish(JobStatus::kStopped, std::nullopt);
-      co_return Outcome::kStopped;
+      const Outcome stopped = co_await stop_here();
+      co_return stopped;
     }
-    if (pages_ >= config.max_pages) {
+    if (number > config.max_pages) {
       throw JobFailure("the source sent more than " + std::to_string(config.max_pages) +
                        " pages (exchange.maxPages); a member's records should not need that many: check the "
                        "source's paging, or raise exchange.maxPages");
@@ -198,25 +262,32 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
     // "Memory").
     fhir::WrittenPage written;
     {
-      http::ClientResponse response;
+      std::exception_ptr unreadable;
       if (prefetch_) {
         co_await settle(prefetch_);
         const auto fetched = std::move(prefetch_);
         if (fetched->error) std::rethrow_exception(fetched->error);
-        response = std::move(fetched->response);
+        unreadable = fetched->unreadable;
+        written = std::move(fetched->written);
       } else {
-        response = co_await source_.fetch(*url);
+        http::ClientResponse response = co_await source_.fetch(*url);
+        unreadable = read_page(response.body, transform, *url, written);
       }
-      transform.source_page_url = *url;
-      transform.recorded = utc_now();
+      // A record that landed while this page was fetched: a cancel it brings stops the job before
+      // the page is written.
+      if (recording_ && recording_->done) status = co_await recorded(status);
+      if (status == JobStatus::kStopping) {
+        const Outcome stopped = co_await stop_here();
+        co_return stopped;
+      }
       try {
-        written = fhir::write_page(response.body, transform);
+        if (unreadable) std::rethrow_exception(unreadable);
       } catch (const fhir::PageNotJson&) {
         throw JobFailure("the source payer answered with invalid JSON for " + origin_and_path(*url));
       } catch (const std::invalid_argument& error) {
         throw JobFailure(error.what());
       } catch (const json::exception& error) {
-        throw JobFailure("the source's page " + std::to_string(pages_ + 1) + " is not FHIR this service can read (" +
+        throw JobFailure("the source's page " + std::to_string(number) + " is not FHIR this service can read (" +
                          error.what() + ")");
       }
     }
@@ -228,34 +299,33 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
         throw JobFailure(std::string("stopped following the source's paging: ") + error.what());
       }
       if (pages_seen_.contains(*next)) {
-        throw JobFailure("stopped following the source's paging: the next link of page " + std::to_string(pages_ + 1) +
+        throw JobFailure("stopped following the source's paging: the next link of page " + std::to_string(number) +
                          " points back to a page already read (" + origin_and_path(*next) +
                          "); the source's paging loops");
       }
     }
     const fhir::TransformedPage& transformed = written.summary;
-    log_page(transformed);
+    log_page(transformed, number);
     if (next) {
-      // Overlap: fetch the next page from the source while this one is written, on this job's
-      // executor (so its log lines carry the job's id). Named first: GCC 12 and temporaries in a
-      // co_await expression (see RunnerContext::run_sql).
-      prefetch_ = std::make_shared<Prefetch>(context_.strand);
-      prefetch_->url = *next;
+      // Overlap: fetch and transform the next page while this one is written, on this job's executor
+      // (so its log lines carry the job's id). Named first: GCC 12 and temporaries in a co_await
+      // expression (see RunnerContext::run_sql).
+      prefetch_ = std::make_shared<Prefetch>(context_.strand, *next, transform);
       const auto executor = co_await asio::this_coro::executor;
-      asio::co_spawn(executor, source_.fetch(prefetch_->url),
-                     [pending = prefetch_](std::exception_ptr error, http::ClientResponse fetched) {
-                       pending->error = error;
-                       pending->response = std::move(fetched);
-                       pending->done = true;
-                       pending->signal.cancel();
-                     });
+      asio::co_spawn(executor, fetch_and_read(source_, prefetch_), [pending = prefetch_](std::exception_ptr error) {
+        if (error) pending->error = error;  // (fetch_and_read keeps its own; nothing else is expected)
+        pending->done = true;
+        pending->signal.cancel();
+      });
     }
 
-    // 3. Write, 4. record.
-    co_await write(written);
-    status = co_await record(transformed, next);
+    // 3. Write (while the previous page's record is made), 4. record (while the next page is written).
+    co_await write(written, number);
+    status = co_await recorded(status);
+    co_await start_record(std::move(written.summary), next);
     url = next;
   }
+  status = co_await recorded(status);
   if (prefetch_) co_await settle(prefetch_);
   if (source_error_) {
     // Every page was written, but the source said its results are not whole: not COMPLETED.
@@ -269,28 +339,35 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
 #pragma GCC diagnostic pop
 #endif
 
-void ExchangeJob::log_page(const fhir::TransformedPage& transformed) const {
+asio::awaitable<ExchangeJob::Outcome> ExchangeJob::stop_here() {
+  if (prefetch_) co_await settle(prefetch_);
+  co_await recorded(JobStatus::kStopping);  // (the counts in the Task are those recorded)
+  co_await finish(JobStatus::kStopped, std::nullopt);
+  co_return Outcome::kStopped;
+}
+
+void ExchangeJob::log_page(const fhir::TransformedPage& transformed, int number) {
   const long long id = job_.id;
   for (const auto& [type, count] : transformed.skipped_types) {
-    if (!skipped_.contains(type)) {  // the job's first of that type (earlier pages are in skipped_)
+    if (skipped_logged_.insert(type).second) {  // the job's first of that type
       spdlog::warn("job {}: the source sent {} resource(s) of type {}, which is not exchanged "
                    "(exchange.resourceTypes); skipped, and counted in resourcesSkipped",
                    id, count, type);
     }
   }
   for (std::size_t i = 0; i < transformed.warnings.size() && i < 5; ++i) {  // the log is not the store
-    spdlog::warn("job {}: page {}: the source says: {}", id, pages_ + 1, transformed.warnings[i]);
+    spdlog::warn("job {}: page {}: the source says: {}", id, number, transformed.warnings[i]);
   }
   if (transformed.references_replaced > 0) {
     spdlog::info("job {}: page {}: {} reference(s) that would have resolved against the target's own data "
                  "were kept as identifier or display only",
-                 id, pages_ + 1, transformed.references_replaced);
+                 id, number, transformed.references_replaced);
   }
 }
 
-asio::awaitable<void> ExchangeJob::write(fhir::WrittenPage& page) {
+asio::awaitable<void> ExchangeJob::write(fhir::WrittenPage& page, int number) {
   if (page.summary.target_references.empty()) co_return;  // nothing of this page is exchanged
-  const std::string what = "page " + std::to_string(pages_ + 1);
+  const std::string what = "page " + std::to_string(number);
   const Verify all_stored = transaction_stored(page.entries);
   const std::string post = "POST";
   const std::string base_path;
@@ -319,9 +396,10 @@ asio::awaitable<JobStatus> ExchangeJob::record(const fhir::TransformedPage& tran
   const std::map<std::string, long long> skipped(transformed.skipped_types.begin(), transformed.skipped_types.end());
   const auto& page_warnings = transformed.warnings;
   const auto& page_error = transformed.source_error;
+  const int before = pages_;  // (records are made one at a time: recorded() is awaited before the next)
   const auto recorded = co_await context_.on_jobs(
-      [id, &owner, &next, written, &skipped, &page_warnings, &page_error](store::BatchJobRepository& jobs) {
-        return jobs.record_page(id, owner, next, written, skipped, page_warnings, page_error);
+      [id, &owner, before, &next, written, &skipped, &page_warnings, &page_error](store::BatchJobRepository& jobs) {
+        return jobs.record_page(id, owner, before, next, written, skipped, page_warnings, page_error);
       });
   if (!recorded) throw JobLeft();
   progress_at_ = Clock::now();
@@ -335,6 +413,32 @@ asio::awaitable<JobStatus> ExchangeJob::record(const fhir::TransformedPage& tran
   context_.metrics.pages.inc();
   context_.metrics.resources.inc(static_cast<std::uint64_t>(written));
   co_return *recorded;
+}
+
+asio::awaitable<void> ExchangeJob::start_record(fhir::TransformedPage transformed, std::optional<std::string> next) {
+  auto pending = std::make_shared<Recording>(context_.strand);
+  recording_ = pending;
+  const auto executor = co_await asio::this_coro::executor;  // the job's: its log lines carry the job's id
+  // The page's summary and next link move into the coroutine's frame (parameters, not a lambda's
+  // captures, which would not outlive this call).
+  asio::co_spawn(executor, record_into(pending, std::move(transformed), std::move(next)), [pending](std::exception_ptr error) {
+    pending->error = error;
+    pending->done = true;
+    pending->signal.cancel();
+  });
+}
+
+asio::awaitable<void> ExchangeJob::record_into(std::shared_ptr<Recording> pending, fhir::TransformedPage transformed,
+                                               std::optional<std::string> next) {
+  pending->status = co_await record(transformed, next);
+}
+
+asio::awaitable<JobStatus> ExchangeJob::recorded(JobStatus status) {
+  if (!recording_) co_return status;
+  co_await settle(recording_);
+  const auto last = std::move(recording_);
+  if (last->error) std::rethrow_exception(last->error);
+  co_return last->status;
 }
 
 asio::awaitable<void> ExchangeJob::release() {

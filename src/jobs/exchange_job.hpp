@@ -2,10 +2,14 @@
 // One batch job's run on this instance, from its claim to how it ends here. The page loop is four
 // steps, each its own function:
 //
-//   fetch (the source session; the next page is prefetched while this one is written)
-//   → transform (fhir::transform_page: allow-list, reference rules, Provenance)
+//   fetch (the source session)
+//   → transform (fhir::write_page: allow-list, reference rules, Provenance)
 //   → write (the target writer: only what the target shows stored counts)
 //   → record (fenced by the lease: progress, skipped types, the source's warnings)
+//
+// pipelined one page deep: while page N is written, page N+1 is fetched and transformed and page N-1's
+// record is made. Records are made in order, each after its page is written; a page written but not
+// recorded (a crash, a lost lease) is written again by whoever resumes the job, to the same ids.
 //
 // and a run ends in one of five explicit outcomes: COMPLETED or STOPPED (the job ends), FAILED (it
 // ends with a reason), paused (an outage: the lease is given up, the tokens kept, any instance resumes
@@ -45,15 +49,25 @@ class ExchangeJob {
  private:
   enum class Outcome { kCompleted, kStopped, kFailed, kPaused, kLeft };
   struct Prefetch;
+  struct Recording;
 
   // Runs the page loop; returns kCompleted or kStopped once the job has ended, throws JobFailure,
   // JobPause or JobLeft for the other outcomes.
   boost::asio::awaitable<Outcome> run_pages();
+  // Ends the job STOPPED (a cancel): the page fetched ahead dropped, the last record awaited.
+  boost::asio::awaitable<Outcome> stop_here();
   fhir::TransformContext transform_context() const;
-  boost::asio::awaitable<void> write(fhir::WrittenPage& page);
+  boost::asio::awaitable<void> write(fhir::WrittenPage& page, int number);
   boost::asio::awaitable<store::JobStatus> record(const fhir::TransformedPage& transformed,
                                                   const std::optional<std::string>& next);
-  void log_page(const fhir::TransformedPage& transformed) const;
+  // Starts the record of a written page (recording_), to be awaited by recorded() before the next
+  // record, the job's end or run()'s return.
+  boost::asio::awaitable<void> start_record(fhir::TransformedPage transformed, std::optional<std::string> next);
+  boost::asio::awaitable<void> record_into(std::shared_ptr<Recording> pending, fhir::TransformedPage transformed,
+                                           std::optional<std::string> next);
+  // The status the last record returned (or `status` when none is in flight); rethrows what it threw.
+  boost::asio::awaitable<store::JobStatus> recorded(store::JobStatus status);
+  void log_page(const fhir::TransformedPage& transformed, int number);
 
   boost::asio::awaitable<void> pause(const std::string& reason);
   boost::asio::awaitable<void> release();
@@ -70,11 +84,13 @@ class ExchangeJob {
   int pages_ = 0;
   int resources_ = 0;
   std::map<std::string, long long> skipped_;  // resources not exchanged, per type, as recorded
+  std::set<std::string> skipped_logged_;      // the types log_page has warned about (pages are logged before they are recorded)
   std::vector<std::string> warnings_;         // what the source said about its results, as recorded
   std::optional<std::string> source_error_;   // the first of them of severity error or fatal
   std::set<std::string> pages_seen_;          // page URLs read by this run (a next link back to one is a loop)
   std::chrono::steady_clock::time_point progress_at_;  // the last page recorded (or the start): outage tolerance
   std::shared_ptr<Prefetch> prefetch_;        // in flight or done; it refers to source_, so it is awaited before run() ends
+  std::shared_ptr<Recording> recording_;      // in flight or done; it refers to this job, so it is awaited before run() ends
 };
 
 }  // namespace p2p::jobs

@@ -362,3 +362,31 @@ TEST_F(ExchangeTest, TheSourcesOperationOutcomesBecomeWarningsAndAnErrorKeepsThe
   EXPECT_EQ(failed["resourcesWritten"], 7) << "what the source did send is on the target";
   EXPECT_EQ(failed["warnings"], json::array({"error: Claim history unavailable"}));
 }
+
+// The next page is fetched and transformed while the current one is written. A next page the service
+// cannot take (here nested deeper than any FHIR Bundle is) fails the job only when the job comes to
+// it: the page before it is written and recorded first, and the failure names the page it is about.
+TEST_F(ExchangeTest, AnUnreadableNextPageFailsTheJobAfterThePageBeforeItIsWrittenAndRecorded) {
+  seed_source("n1", 60);  // 63 resources: 2 pages of 40
+  json nested = {{"url", "http://example.org/deep"}, {"valueString", "bottom"}};
+  for (int level = 0; level < 150; ++level) {  // two JSON levels each: deeper than 256
+    nested = {{"url", "http://example.org/deep"}, {"extension", json::array({nested})}};
+  }
+  control(origin(source_base()), "plant",
+          {{"match", "/$everything"}, {"page", 2},
+           {"resources", json::array({{{"resourceType", "Basic"}, {"id", "deep"}, {"code", {{"text", "deep"}}},
+                                       {"extension", json::array({nested})}}})}});
+  auto& service = start_service();
+  const auto done = wait_for_end(service, start_job(service, issue_tokens("n1"), "n1"));
+  EXPECT_EQ(done["batchStatus"], "FAILED") << done.dump();
+  EXPECT_EQ(done["pagesCompleted"], 1) << done.dump();
+  EXPECT_EQ(done["lastError"], "the source's page is nested more than 256 levels deep; it is not a FHIR Bundle this "
+                               "service can take") << done.dump();
+  // Page 1 is on the target, and counted; nothing of page 2 is.
+  const auto written = target_resources("Patient").size() + target_resources("Encounter").size() +
+                       target_resources("Observation").size();
+  EXPECT_GE(written, 38u);
+  EXPECT_LT(written, 63u);
+  EXPECT_EQ(done["resourcesWritten"], written) << done.dump();
+  EXPECT_TRUE(target_resources("Basic").empty());
+}

@@ -109,8 +109,8 @@ TEST_F(BatchJobStore, InstancesClaimEachJobOnceAndTakeOverExpiredLeases) {
   ASSERT_EQ(retaken.size(), 1u);
   EXPECT_EQ(retaken[0].job.id, taken);
   EXPECT_EQ(retaken[0].job.attempts, 2);
-  EXPECT_EQ(jobs.record_page(taken, old_owner, "https://src.example.com/fhir?page=2", 10), std::nullopt);
-  EXPECT_EQ(jobs.record_page(taken, "successor", "https://src.example.com/fhir?page=2", 10), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_page(taken, old_owner, 0, "https://src.example.com/fhir?page=2", 10), std::nullopt);
+  EXPECT_EQ(jobs.record_page(taken, "successor", 0, "https://src.example.com/fhir?page=2", 10), JobStatus::kStarted);
   EXPECT_EQ(jobs.renew_leases("successor", 60s, {taken}), std::vector<long long>{taken});
 }
 
@@ -118,8 +118,8 @@ TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
   BatchJobRepository jobs(*connection_, kCipher);
   const auto job = jobs.create(new_job(1, "m1")).job;
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
-  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 50), JobStatus::kStarted);
-  EXPECT_EQ(jobs.record_page(job.id, "me", std::nullopt, 7), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_page(job.id, "me", 0, "https://src.example.com/fhir?page=2", 50), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_page(job.id, "me", 1, std::nullopt, 7), JobStatus::kStarted);
   EXPECT_TRUE(jobs.store_tokens(job.id, "me", "access-2", std::nullopt));
   EXPECT_TRUE(jobs.set_task_id(job.id, "me", "task-1"));
   auto now = *jobs.find(1, job.id);
@@ -168,7 +168,7 @@ TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageB
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
   EXPECT_EQ(jobs.request_cancel(1, running.id), CancelOutcome::kStopping);
   EXPECT_EQ(jobs.find(1, running.id)->status, JobStatus::kStopping);
-  EXPECT_EQ(jobs.record_page(running.id, "me", std::nullopt, 0), JobStatus::kStopping) << "the runner learns of the cancel";
+  EXPECT_EQ(jobs.record_page(running.id, "me", 0, std::nullopt, 0), JobStatus::kStopping) << "the runner learns of the cancel";
   EXPECT_TRUE(jobs.finish(running.id, "me", JobStatus::kStopped, std::nullopt));
   EXPECT_EQ(jobs.find(1, running.id)->status, JobStatus::kStopped);
 
@@ -196,14 +196,14 @@ TEST_F(BatchJobStore, SkippedResourcesAddUpPerTypeAcrossPages) {
   const auto job = jobs.create(new_job(1, "m1")).job;
   EXPECT_TRUE(jobs.find(1, job.id)->resources_skipped.empty());
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
-  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 5, {{"Subscription", 1}}), JobStatus::kStarted);
-  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=3", 5, {{"Subscription", 2}, {"Task", 1}}),
+  EXPECT_EQ(jobs.record_page(job.id, "me", 0, "https://src.example.com/fhir?page=2", 5, {{"Subscription", 1}}), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_page(job.id, "me", 1, "https://src.example.com/fhir?page=3", 5, {{"Subscription", 2}, {"Task", 1}}),
             JobStatus::kStarted);
-  EXPECT_EQ(jobs.record_page(job.id, "me", std::nullopt, 5, {}), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_page(job.id, "me", 2, std::nullopt, 5, {}), JobStatus::kStarted);
   const auto now = *jobs.find(1, job.id);
   EXPECT_EQ(now.resources_skipped, (std::map<std::string, long long>{{"Subscription", 3}, {"Task", 1}}));
   EXPECT_EQ(now.resources_written, 15);
-  EXPECT_THROW(jobs.record_page(job.id, "me", std::nullopt, 0, {{"Bad\",\"x", 1}}), std::invalid_argument);
+  EXPECT_THROW(jobs.record_page(job.id, "me", 3, std::nullopt, 0, {{"Bad\",\"x", 1}}), std::invalid_argument);
 }
 
 // Issue #9 (6): a job this instance left (a database error mid-job) must not be renewed with the
@@ -258,7 +258,7 @@ TEST_F(BatchJobStore, TheTimeSinceTheLastRecordedPageBoundsPausing) {
   exec("UPDATE batch_jobs SET start_time = now() - interval '1 hour'");
   EXPECT_GE(jobs.find(1, job.id)->seconds_since_progress, 3599);
   EXPECT_LT(jobs.find(1, job.id)->seconds_since_progress, 7000);
-  EXPECT_EQ(jobs.record_page(job.id, "me", "https://src.example.com/fhir?page=2", 1), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_page(job.id, "me", 0, "https://src.example.com/fhir?page=2", 1), JobStatus::kStarted);
   EXPECT_LE(jobs.find(1, job.id)->seconds_since_progress, 5);
 }
 
@@ -328,7 +328,7 @@ TEST_F(BatchJobStore, AJobTakenOverTooOftenWithoutProgressFailsInsteadOfRunningA
     expire();
     ASSERT_EQ(jobs.claim(owner, 60s, 1, 3).size(), 1u) << owner;
   }
-  EXPECT_EQ(jobs.record_page(job.id, "f", "https://src.example.com/fhir?page=2", 1), JobStatus::kStarted) << "progress resets";
+  EXPECT_EQ(jobs.record_page(job.id, "f", 0, "https://src.example.com/fhir?page=2", 1), JobStatus::kStarted) << "progress resets";
   for (const char* owner : {"g", "h", "i"}) {
     expire();
     ASSERT_EQ(jobs.claim(owner, 60s, 1, 3).size(), 1u) << owner;
@@ -342,4 +342,27 @@ TEST_F(BatchJobStore, AJobTakenOverTooOftenWithoutProgressFailsInsteadOfRunningA
             "(a page that crashes or exhausts the service?); it is not run again (exchange.maxClaims is 3): look for the "
             "cause in the logs of those instances, then start a new job");
   EXPECT_EQ(scalar("SELECT count(*) FROM batch_jobs WHERE access_token_sealed IS NOT NULL"), "0");
+}
+
+// A page's record is fenced by the count of pages recorded before it, as the runner knows it. Records
+// commit without waiting for the log flush; if PostgreSQL crashes and loses one, the runner's next
+// record must not land on top of it (the lost page's counts would be missing for good): it finds
+// another count, is refused, and the job resumes from what the database holds.
+TEST_F(BatchJobStore, ARecordThatDoesNotFollowTheLastOneRecordedIsRefused) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto job = jobs.create(new_job(1, "m1")).job;
+  ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
+  EXPECT_EQ(jobs.record_page(job.id, "me", 0, "https://src.example.com/fhir?page=2", 10), JobStatus::kStarted);
+  // The runner recorded page 2 too, but PostgreSQL lost that commit: page 3's record is refused.
+  EXPECT_EQ(jobs.record_page(job.id, "me", 2, "https://src.example.com/fhir?page=4", 10), std::nullopt);
+  auto now = *jobs.find(1, job.id);
+  EXPECT_EQ(now.pages_completed, 1);
+  EXPECT_EQ(now.resources_written, 10);
+  EXPECT_EQ(now.next_url, "https://src.example.com/fhir?page=2");
+  EXPECT_EQ(jobs.record_page(job.id, "me", 1, "https://src.example.com/fhir?page=3", 10, {{"Task", 1}}, {"w"}),
+            JobStatus::kStarted) << "the full statement is fenced too";
+  EXPECT_EQ(jobs.record_page(job.id, "me", 1, std::nullopt, 10, {{"Task", 1}}, {"w"}), std::nullopt);
+  now = *jobs.find(1, job.id);
+  EXPECT_EQ(now.pages_completed, 2);
+  EXPECT_EQ(now.resources_written, 20);
 }

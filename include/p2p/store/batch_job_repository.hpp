@@ -99,9 +99,11 @@ class BatchJobRepository {
                                       const std::vector<long long>& running);
 
   // Records a written page: the next URL (nullopt when it was the last), counts (`skipped`: resources
-  // not exchanged, per type, added to the job's), the source's warnings (appended, up to 50). Returns the job's status as it is now (STOPPING
-  // once cancelled), or nullopt when the owner no longer holds the job.
-  std::optional<JobStatus> record_page(long long id, const std::string& owner,
+  // not exchanged, per type, added to the job's), the source's warnings (appended, up to 50). Returns
+  // the job's status as it is now (STOPPING once cancelled), or nullopt when the owner no longer holds
+  // the job or the job does not have `recorded_pages` pages recorded (a record lost in a crash of
+  // PostgreSQL: the commit does not wait for the log flush; the job must resume from what is stored).
+  std::optional<JobStatus> record_page(long long id, const std::string& owner, int recorded_pages,
                                          const std::optional<std::string>& next_url, int resources_written,
                                          const std::map<std::string, long long>& skipped = {},
                                          const std::vector<std::string>& warnings = {},
