@@ -263,10 +263,11 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
     fhir::WrittenPage written;
     {
       std::exception_ptr unreadable;
+      std::exception_ptr unfetched;
       if (prefetch_) {
         co_await settle(prefetch_);
         const auto fetched = std::move(prefetch_);
-        if (fetched->error) std::rethrow_exception(fetched->error);
+        unfetched = fetched->error;
         unreadable = fetched->unreadable;
         written = std::move(fetched->written);
       } else {
@@ -274,12 +275,13 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
         unreadable = read_page(response.body, transform, *url, written);
       }
       // A record that landed while this page was fetched: a cancel it brings stops the job before
-      // the page is written.
+      // the page is written (and before a failure to fetch it counts).
       if (recording_ && recording_->done) status = co_await recorded(status);
       if (status == JobStatus::kStopping) {
         const Outcome stopped = co_await stop_here();
         co_return stopped;
       }
+      if (unfetched) std::rethrow_exception(unfetched);
       try {
         if (unreadable) std::rethrow_exception(unreadable);
       } catch (const fhir::PageNotJson&) {
@@ -523,10 +525,14 @@ asio::awaitable<void> ExchangeJob::finish(JobStatus status, const std::optional<
       co_await context_.on_jobs([id, &owner, &task_id](store::BatchJobRepository& jobs) { return jobs.set_task_id(id, owner, task_id); });
     }
   }
-  const bool ended = co_await context_.on_jobs(
-      [id, &owner, status, &reason](store::BatchJobRepository& jobs) { return jobs.finish(id, owner, status, reason); });
+  const int recorded = pages_;
+  const bool ended = co_await context_.on_jobs([id, &owner, recorded, status, &reason](store::BatchJobRepository& jobs) {
+    return jobs.finish(id, owner, recorded, status, reason);
+  });
   if (!ended) {
-    spdlog::warn("job {}: lost its lease while ending as {}; whoever holds it now decides", id, store::to_string(status));
+    spdlog::warn("job {}: could not end as {}: the lease was lost, or the database lost a page record in a crash; "
+                 "whoever holds the job next goes on from what is stored",
+                 id, store::to_string(status));
     co_return;
   }
   if (status == JobStatus::kCompleted) context_.metrics.completed.inc();

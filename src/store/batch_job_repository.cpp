@@ -208,7 +208,7 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
     ClaimedJob job{read_job(row), {}, std::nullopt};
     if (const int lost = row["lost_leases"].as<int>(); lost > max_lost_leases && job.job.status != JobStatus::kStopping) {
       // A job that takes every instance down with it is not run again: fail it alone, and say why.
-      finish(job.job.id, owner, JobStatus::kFailed,
+      finish(job.job.id, owner, job.job.pages_completed, JobStatus::kFailed,
              "the job was taken over " + std::to_string(lost) + " times in a row from an instance that stopped "
              "answering before it finished a page (a page that crashes or exhausts the service?); it is not run again "
              "(exchange.maxClaims is " + std::to_string(max_lost_leases) + "): look for the cause in the logs of those "
@@ -221,7 +221,7 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
       if (!refresh.is_null()) job.refresh_token = cipher_.open(refresh.as<std::string>(), owner_of(job.job.id));
     } catch (const crypto::CipherError& error) {
       // Retrying cannot help (the key is gone): fail this job alone, and say why.
-      finish(job.job.id, owner, JobStatus::kFailed,
+      finish(job.job.id, owner, job.job.pages_completed, JobStatus::kFailed,
              std::string("the member's tokens cannot be decrypted with the configured keys (") + error.what() +
                  "); keep a replaced key in exchange.retiredTokenEncryptionKeys, then start a new job");
       continue;
@@ -311,14 +311,14 @@ bool BatchJobRepository::set_task_id(long long id, const std::string& owner, con
                          owner, task_id);
 }
 
-bool BatchJobRepository::finish(long long id, const std::string& owner, JobStatus status,
+bool BatchJobRepository::finish(long long id, const std::string& owner, int recorded_pages, JobStatus status,
                                 const std::optional<std::string>& error) {
   return update_if_owner(connection_,
                          "UPDATE batch_jobs SET status = $3,"
                          " last_error = CASE WHEN $3 = 'FAILED' THEN coalesce($4, last_error) ELSE $4 END, end_time = now(),"
                          " access_token_sealed = NULL, refresh_token_sealed = NULL, lease_owner = NULL,"
-                         " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2",
-                         id, owner, std::string(to_string(status)), nullable(error));
+                         " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND pages_completed = $5",
+                         id, owner, std::string(to_string(status)), nullable(error), recorded_pages);
 }
 
 bool BatchJobRepository::pause(long long id, const std::string& owner, const std::string& reason,

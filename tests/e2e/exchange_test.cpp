@@ -233,6 +233,30 @@ TEST_F(ExchangeTest, MalformedBodiesAreBadRequestsNeverServerErrors) {
   EXPECT_EQ(http_get(service.url("/api/oidc_servers/1/batch_job?limit=500"), {kAuthHeader}).status, 400);
 }
 
+// A page's record is made while the next page is written; the cancel it brings back must still stop
+// the job before that next page is written when the record lands first. Page 1's write is slow and
+// the cancel comes during it; page 2's fetch is slower, so page 1's record (which sees the cancel) has
+// landed by the time page 2 could be written: it is not.
+TEST_F(ExchangeTest, ACancelBroughtByARecordThatLandedStopsTheJobBeforeTheNextPageIsWritten) {
+  seed_source("m9", 200);  // 6 pages of 40
+  auto& service = start_service();
+  control(origin(target_base()), "delay", {{"milliseconds", 4000}, {"count", 1}, {"method", "POST"}});
+  control(origin(source_base()), "delay", {{"milliseconds", 7000}, {"count", 1}, {"match", "_offset=40"}});
+  const auto id = start_job(service, issue_tokens("m9"), "m9");
+  ASSERT_TRUE(eventually([&] { return job(service, id)["batchStatus"] == "STARTED"; }, 10s));
+  std::this_thread::sleep_for(2s);  // page 1 is being written (its POST is held 4 s)
+  const auto cancel = http_request("POST", service.url("/api/oidc_servers/1/batch_job/" + std::to_string(id) + "/cancel"), {kAuthHeader});
+  ASSERT_EQ(cancel.status, 202) << cancel.body;
+  ASSERT_EQ(parse(cancel)["pagesCompleted"], 0) << "the cancel must come before page 1 is recorded: " << cancel.body;
+  const auto done = wait_for_end(service, id);
+  EXPECT_EQ(done["batchStatus"], "STOPPED") << done.dump();
+  EXPECT_EQ(done["pagesCompleted"], 1) << done.dump() << service.log();
+  EXPECT_EQ(target_resources("Observation").size() + target_resources("Encounter").size() +
+                target_resources("Patient").size(),
+            done["resourcesWritten"].get<std::size_t>())
+      << "page 2 was not written";
+}
+
 TEST_F(ExchangeTest, JobsAreListedNewestFirstAndCancelledAtAPageBoundary) {
   seed_source("m8", 200);  // 6 pages of 40
   auto& service = start_service();

@@ -365,7 +365,7 @@ TEST_F(ExchangeTest, TheSourcesOperationOutcomesBecomeWarningsAndAnErrorKeepsThe
 
 // The next page is fetched and transformed while the current one is written. A next page the service
 // cannot take (here nested deeper than any FHIR Bundle is) fails the job only when the job comes to
-// it: the page before it is written and recorded first, and the failure names the page it is about.
+// it: the page before it is written and recorded first, and nothing of the unreadable page is.
 TEST_F(ExchangeTest, AnUnreadableNextPageFailsTheJobAfterThePageBeforeItIsWrittenAndRecorded) {
   seed_source("n1", 60);  // 63 resources: 2 pages of 40
   json nested = {{"url", "http://example.org/deep"}, {"valueString", "bottom"}};

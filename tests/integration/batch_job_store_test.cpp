@@ -131,7 +131,7 @@ TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
   EXPECT_EQ(kCipher.open(scalar("SELECT refresh_token_sealed FROM batch_jobs"), "batch_job:" + std::to_string(job.id)),
             "refresh-m1") << "a refresh that returns no new refresh token keeps the old one";
 
-  EXPECT_TRUE(jobs.finish(job.id, "me", JobStatus::kCompleted, std::nullopt));
+  EXPECT_TRUE(jobs.finish(job.id, "me", 2, JobStatus::kCompleted, std::nullopt));
   now = *jobs.find(1, job.id);
   EXPECT_EQ(now.status, JobStatus::kCompleted);
   EXPECT_NE(now.end_time, std::nullopt);
@@ -169,7 +169,7 @@ TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageB
   EXPECT_EQ(jobs.request_cancel(1, running.id), CancelOutcome::kStopping);
   EXPECT_EQ(jobs.find(1, running.id)->status, JobStatus::kStopping);
   EXPECT_EQ(jobs.record_page(running.id, "me", 0, std::nullopt, 0), JobStatus::kStopping) << "the runner learns of the cancel";
-  EXPECT_TRUE(jobs.finish(running.id, "me", JobStatus::kStopped, std::nullopt));
+  EXPECT_TRUE(jobs.finish(running.id, "me", 1, JobStatus::kStopped, std::nullopt));
   EXPECT_EQ(jobs.find(1, running.id)->status, JobStatus::kStopped);
 
   // The database refuses an ended job that still holds tokens.
@@ -365,4 +365,13 @@ TEST_F(BatchJobStore, ARecordThatDoesNotFollowTheLastOneRecordedIsRefused) {
   now = *jobs.find(1, job.id);
   EXPECT_EQ(now.pages_completed, 2);
   EXPECT_EQ(now.resources_written, 20);
+  // The commit that does not wait for the flush is this statement's alone: the connection's next
+  // statements wait as before (the job's end, its tokens).
+  pqxx::nontransaction(*connection_).exec0("SET synchronous_commit = on");  // (whatever the test server's default)
+  EXPECT_EQ(jobs.record_page(job.id, "me", 2, std::nullopt, 0), JobStatus::kStarted);
+  EXPECT_EQ(pqxx::nontransaction(*connection_).exec1("SHOW synchronous_commit")[0].as<std::string>(), "on");
+  // Nor does the job end with a page's counts missing.
+  EXPECT_FALSE(jobs.finish(job.id, "me", 4, JobStatus::kCompleted, std::nullopt));
+  EXPECT_EQ(jobs.find(1, job.id)->status, JobStatus::kStarted);
+  EXPECT_TRUE(jobs.finish(job.id, "me", 3, JobStatus::kCompleted, std::nullopt));
 }

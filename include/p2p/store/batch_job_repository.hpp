@@ -111,8 +111,10 @@ class BatchJobRepository {
   bool store_tokens(long long id, const std::string& owner, const std::string& access_token,
                     const std::optional<std::string>& refresh_token);
   bool set_task_id(long long id, const std::string& owner, const std::string& task_id);
-  // Ends the job (COMPLETED, FAILED or STOPPED), deletes its tokens and releases the lease.
-  bool finish(long long id, const std::string& owner, JobStatus status,
+  // Ends the job (COMPLETED, FAILED or STOPPED), deletes its tokens and releases the lease. False
+  // when the owner no longer holds the job, or the job does not have `recorded_pages` pages recorded
+  // (see record_page: it must not end with a page's counts missing).
+  bool finish(long long id, const std::string& owner, int recorded_pages, JobStatus status,
               const std::optional<std::string>& error);
   // Pauses a running job through an outage: gives the lease up, keeps the tokens and the status, and
   // keeps every instance from claiming it for `delay` (a cancel still may). `reason` is shown as lastError.
