@@ -28,26 +28,39 @@ using store::JobStatus;
 // (cancelled on completion). Everything runs on the runner's strand. A failure is kept, and acted on
 // only when the job comes to this page: after the current one is written and recorded, as if the
 // page had been read then.
-struct ExchangeJob::Prefetch {
+namespace {
+
+// Work a job started in a coroutine of its own: complete() from that coroutine's completion handler;
+// settle() waits for it. Everything runs on the runner's strand.
+struct InFlight {
+  explicit InFlight(const asio::any_io_executor& strand) : signal(strand, asio::steady_timer::time_point::max()) {}
+  void complete(std::exception_ptr failure) {
+    if (failure) error = failure;
+    done = true;
+    signal.cancel();
+  }
+  bool done = false;
+  std::exception_ptr error;
+  asio::steady_timer signal;
+};
+
+}  // namespace
+
+struct ExchangeJob::Prefetch : InFlight {
   Prefetch(const asio::any_io_executor& strand, std::string next, const fhir::TransformContext& context)
-      : url(std::move(next)), transform(context), signal(strand, asio::steady_timer::time_point::max()) {}
+      : InFlight(strand), url(std::move(next)), transform(context) {}
   std::string url;
   fhir::TransformContext transform;
-  bool done = false;
-  std::exception_ptr error;       // the fetch's
+  // (InFlight::error is the fetch's)
   std::exception_ptr unreadable;  // the transform's (see read_page)
   fhir::WrittenPage written;
-  asio::steady_timer signal;
 };
 
 // A written page's record, made while the next page is written. Completed by its own coroutine
 // (start_record); awaited by recorded(), or by run() when the job ends otherwise.
-struct ExchangeJob::Recording {
-  explicit Recording(const asio::any_io_executor& strand) : signal(strand, asio::steady_timer::time_point::max()) {}
-  bool done = false;
-  std::exception_ptr error;
+struct ExchangeJob::Recording : InFlight {
+  using InFlight::InFlight;
   JobStatus status = JobStatus::kStarted;
-  asio::steady_timer signal;
 };
 
 namespace {
@@ -314,11 +327,8 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
       // expression (see RunnerContext::run_sql).
       prefetch_ = std::make_shared<Prefetch>(context_.strand, *next, transform);
       const auto executor = co_await asio::this_coro::executor;
-      asio::co_spawn(executor, fetch_and_read(source_, prefetch_), [pending = prefetch_](std::exception_ptr error) {
-        if (error) pending->error = error;  // (fetch_and_read keeps its own; nothing else is expected)
-        pending->done = true;
-        pending->signal.cancel();
-      });
+      asio::co_spawn(executor, fetch_and_read(source_, prefetch_),
+                     [pending = prefetch_](std::exception_ptr error) { pending->complete(error); });
     }
 
     // 3. Write (while the previous page's record is made), 4. record (while the next page is written).
@@ -327,7 +337,7 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
     co_await start_record(std::move(written.summary), next);
     url = next;
   }
-  status = co_await recorded(status);
+  co_await recorded(status);
   if (prefetch_) co_await settle(prefetch_);
   if (source_error_) {
     // Every page was written, but the source said its results are not whole: not COMPLETED.
@@ -423,11 +433,8 @@ asio::awaitable<void> ExchangeJob::start_record(fhir::TransformedPage transforme
   const auto executor = co_await asio::this_coro::executor;  // the job's: its log lines carry the job's id
   // The page's summary and next link move into the coroutine's frame (parameters, not a lambda's
   // captures, which would not outlive this call).
-  asio::co_spawn(executor, record_into(pending, std::move(transformed), std::move(next)), [pending](std::exception_ptr error) {
-    pending->error = error;
-    pending->done = true;
-    pending->signal.cancel();
-  });
+  asio::co_spawn(executor, record_into(pending, std::move(transformed), std::move(next)),
+                 [pending](std::exception_ptr error) { pending->complete(error); });
 }
 
 asio::awaitable<void> ExchangeJob::record_into(std::shared_ptr<Recording> pending, fhir::TransformedPage transformed,
