@@ -26,6 +26,9 @@
 #   P2P_BENCH_SKIP_SETUP       set: do not run scripts/setup.sh, use the build/p2p-exchange there
 #   P2P_BENCH_KEEP             set: keep the work folder (logs, results) instead of deleting it
 #   P2P_BENCH_LOG_LEVEL        the service's log level (default warn; info logs every request)
+#   P2P_BENCH_BINARY           the service binary to measure (default build/p2p-exchange), e.g. a
+#                              build of another commit, to compare two builds run after run
+#   P2P_BENCH_NODE_ARGS        extra node arguments for the peers, e.g. "--cpu-prof --cpu-prof-dir=DIR"
 # The binary is copied from build/ at the start and the copy is run, so a rebuild during the run does
 # not change what is measured.
 set -euo pipefail
@@ -64,17 +67,18 @@ cleanup() {
 trap cleanup EXIT
 
 # The build folder may be rebuilt by someone else during the run: measure a copy taken now.
-built=$(date -r build/p2p-exchange '+%F %T')
-cp build/p2p-exchange "$work/p2p-exchange"
+binary=${P2P_BENCH_BINARY:-build/p2p-exchange}
+built=$(date -r "$binary" '+%F %T')
+cp "$binary" "$work/p2p-exchange"
 [ ! -d build/swagger-ui ] || cp -r build/swagger-ui "$work/swagger-ui"
 service_bin=$work/p2p-exchange
 version=$("$service_bin" --version 2>&1) || { echo "bench-fast: the copied build/p2p-exchange does not run (being rebuilt?): $version" >&2; exit 1; }
-echo "==> service: $version, build/p2p-exchange of $built, run from a copy"
+echo "==> service: $version, $binary of $built, run from a copy"
 clk_tck=$(getconf CLK_TCK)
 
 start_peer() {  # name, args... ; sets peer_base to the ready line's base (no subshell: pids must stick)
   local name=$1 waited=0 pid; shift
-  node tests/bench/fast-peers.mjs "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  node ${P2P_BENCH_NODE_ARGS:-} tests/bench/fast-peers.mjs "$@" >"$work/$name.out" 2>"$work/$name.err" &
   pid=$!
   pids+=("$pid")
   until [ -s "$work/$name.out" ]; do

@@ -78,9 +78,18 @@ bool never_written(std::string_view type) {
 }
 
 std::string target_id(std::string_view source_organization_id, std::string_view type, std::string_view source_id) {
-  std::string key(source_organization_id);
-  key.append("|").append(type).append("|").append(source_id);
-  return "p2p-" + util::sha256_hex(key).substr(0, 32);
+  thread_local std::string key;
+  key.assign(source_organization_id).append("|").append(type).append("|").append(source_id);
+  const auto digest = util::sha256(key);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  id.reserve(36);
+  id = "p2p-";
+  for (std::size_t i = 0; i < 16; ++i) {  // the first 32 hex digits of the digest
+    id.push_back(kHex[digest[i] >> 4]);
+    id.push_back(kHex[digest[i] & 0xF]);
+  }
+  return id;
 }
 
 std::optional<std::string> next_link(const json& page) {

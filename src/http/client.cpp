@@ -43,7 +43,9 @@ using boost::system::error_code;
 using Kind = FetchError::Kind;
 using Clock = std::chrono::steady_clock;
 using Strand = asio::strand<asio::any_io_executor>;
-using WireRequest = bhttp::request<bhttp::string_body>;
+// The body is a view of ClientRequest::body, which send() keeps in its frame until the response is
+// read: a transaction of ~150 KB is not copied again for the wire.
+using WireRequest = bhttp::request<bhttp::span_body<const char>>;
 using Parser = bhttp::response_parser<bhttp::string_body>;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t kHeaderLimitBytes = 64 * 1024;
@@ -143,7 +145,7 @@ WireRequest make_wire_request(const ClientRequest& request, const Target& target
       wire.insert(name, value);
     }
   }
-  wire.body() = request.body;
+  wire.body() = {request.body.data(), request.body.size()};
   try {
     wire.prepare_payload();
   } catch (const std::exception& error) {  // e.g. TRACE with a body

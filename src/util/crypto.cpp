@@ -4,14 +4,41 @@
 #include <vector>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 
 namespace p2p::util {
 
+namespace {
+
+// OpenSSL 3's one-shot SHA256() looks the algorithm up (under a lock) and allocates a context on every
+// call; the transform hashes once per resource (target ids), so the algorithm is fetched once and each
+// thread keeps its context.
+struct Sha256Context {
+  Sha256Context() : md(EVP_MD_fetch(nullptr, "SHA256", nullptr)), ctx(EVP_MD_CTX_new()) {
+    if (md == nullptr || ctx == nullptr) throw std::runtime_error("OpenSSL has no SHA-256");
+  }
+  ~Sha256Context() {
+    EVP_MD_CTX_free(ctx);
+    EVP_MD_free(md);
+  }
+  Sha256Context(const Sha256Context&) = delete;
+  Sha256Context& operator=(const Sha256Context&) = delete;
+  EVP_MD* md;
+  EVP_MD_CTX* ctx;
+};
+
+}  // namespace
+
 Sha256Digest sha256(std::string_view data) {
+  thread_local Sha256Context context;
   Sha256Digest digest{};
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest.data());
+  unsigned int size = 0;
+  if (EVP_DigestInit_ex2(context.ctx, context.md, nullptr) != 1 ||
+      EVP_DigestUpdate(context.ctx, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(context.ctx, digest.data(), &size) != 1 || size != digest.size()) {
+    throw std::runtime_error("OpenSSL SHA-256 failed");
+  }
   return digest;
 }
 

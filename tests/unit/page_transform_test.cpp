@@ -73,6 +73,14 @@ TEST(PageTransform, TargetIdsAreDeterministicValidFhirIds) {
   EXPECT_EQ(id.find_first_not_of("p2-0123456789abcdef"), std::string::npos);
 }
 
+TEST(PageTransform, TargetIdsDoNotChangeBetweenVersions) {
+  // What earlier versions wrote must be found again (a resumed or repeated exchange updates the same
+  // resources): "p2p-" and the first 32 hex digits of SHA-256("ABCD|Observation|o1").
+  EXPECT_EQ(target_id("ABCD", "Observation", "o1"), "p2p-c3f070c85ee89bf192c90fab28897cdd");
+  // Several on one thread (the digest's context is reused).
+  EXPECT_EQ(target_id("ABCD", "Observation", "o1"), "p2p-c3f070c85ee89bf192c90fab28897cdd");
+}
+
 TEST(PageTransform, RewritesReferencesAndMakesIdempotentPuts) {
   const auto page = transform_page(kPage, context());
   const auto& tx = page.transaction;

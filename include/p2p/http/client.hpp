@@ -92,7 +92,8 @@ class HttpClient {
   // connection to the same origin when there is one; a reused connection that turns out closed by the
   // server is retried once on a fresh connection (only for requests that were not partly answered).
   // Any HTTP status is a response; transport failures throw FetchError. Callable concurrently from
-  // coroutines on any thread of a multi-threaded io_context.
+  // coroutines on any thread of a multi-threaded io_context. The body is sent from the request itself
+  // (move a large one in).
   boost::asio::awaitable<ClientResponse> send(ClientRequest request);
 
   struct Stats {
