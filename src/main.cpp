@@ -30,6 +30,7 @@
 #include "p2p/api/swagger_ui.hpp"
 #include "p2p/config/config.hpp"
 #include "p2p/http/api_key_auth.hpp"
+#include "p2p/crypto/signing_keys.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/server.hpp"
 #include "p2p/jobs/job_runner.hpp"
@@ -188,6 +189,19 @@ int main(int argc, char** argv) {
   }
   const p2p::crypto::TokenCipher token_cipher(token_key, config.exchange.retired_token_encryption_keys);
   spdlog::info("members' tokens are encrypted with key {}", token_cipher.primary_key_id());
+  p2p::crypto::SigningKeys signing_keys;
+  try {
+    signing_keys = p2p::crypto::SigningKeys::load(config.exchange.client_signing_keys);
+  } catch (const p2p::crypto::SigningKeyError& error) {  // checked with the configuration: changed since?
+    spdlog::critical("exchange.clientSigningKeys: {}", error.what());
+    p2p::log::shutdown();
+    return 1;
+  }
+  if (!signing_keys.empty()) {
+    spdlog::info("private_key_jwt client assertions are signed {} with key {} ({} key(s) published at "
+                 "/.well-known/jwks.json)",
+                 signing_keys.signing_algorithm(), signing_keys.signing_kid(), signing_keys.size());
+  }
   if (config.exchange.fhir_persistence_url.empty()) {
     spdlog::warn("exchange.fhirPersistenceUrl (P2P_FHIR_PERSISTENCE_URL) is not set: batch jobs are refused until it is");
   }
@@ -195,7 +209,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<p2p::jobs::JobRunner> runner_holder;
   try {
     runner_holder =
-        std::make_unique<p2p::jobs::JobRunner>(config.exchange, database, token_cipher, instance_id, runtime, metrics);
+        std::make_unique<p2p::jobs::JobRunner>(config.exchange, database, token_cipher, signing_keys, instance_id,
+                                                   runtime, metrics);
   } catch (const std::exception& error) {
     spdlog::critical("cannot start the job runner: {}", error.what());
     p2p::log::shutdown();
@@ -212,7 +227,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   p2p::notify::Notifier& notifier = *notifier_holder;
-  p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui, token_cipher, config.exchange,
+  p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui, token_cipher, signing_keys, config.exchange,
                                 [&job_runner] { job_runner.wake(); }, notifier, blocking});
 
   try {

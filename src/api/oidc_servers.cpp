@@ -24,7 +24,10 @@ ordered_json oidc_server_json(const store::OidcServerPublic& server) {
                       {"fhirEndpoint", nullable(server.fhir_endpoint)},
                       {"responseType", server.response_type},
                       {"organizationId", nullable(server.organization_id)},
-                      {"notes", nullable(server.notes)}};
+                      {"notes", nullable(server.notes)},
+                      // After the seed's fields (issue #12): how the service authenticates to the token endpoint.
+                      {"tokenEndpointAuthMethod", server.token_endpoint_auth_method},
+                      {"systemScopes", nullable(server.system_scopes)}};
 }
 
 void add_oidc_server_routes(http::Router& router, ApiContext context) {

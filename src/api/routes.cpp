@@ -10,6 +10,7 @@ void add_routes(http::Router& router, ApiContext context) {
   add_oidc_server_routes(router, context);
   add_batch_job_routes(router, context);
   add_hook_routes(router, context);
+  add_jwks_routes(router, context);
 }
 
 }  // namespace p2p::api

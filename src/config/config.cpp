@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <nlohmann/json.hpp>
 
+#include "p2p/crypto/signing_keys.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/fhir/page_transform.hpp"
 #include "p2p/mail/address.hpp"
@@ -167,6 +168,7 @@ void read_exchange(Reader& reader, Section& root, ExchangeConfig& exchange) {
     section.boolean("allowPlainHttp", exchange.allow_plain_http);
     section.boolean("verifyTls", exchange.verify_tls);
     section.string("caFile", exchange.ca_file);
+    section.string_list("clientSigningKeys", exchange.client_signing_keys);
     section.string("traceabilitySystemBase", exchange.traceability_system_base, Presence::kNotEmptyWhenSet);
     section.string("exchangeTagSystem", exchange.exchange_tag_system, Presence::kNotEmptyWhenSet);
     section.integer("concurrency", exchange.concurrency, 1, 256);
@@ -199,6 +201,20 @@ void read_exchange(Reader& reader, Section& root, ExchangeConfig& exchange) {
   }
   if (!exchange.ca_file.empty() && !std::ifstream(exchange.ca_file)) {
     reader.fail("exchange.caFile", "cannot be read: \"" + exchange.ca_file + "\" must be a PEM file of trusted CA certificates");
+  }
+  for (std::size_t i = 0; i < exchange.client_signing_keys.size(); ++i) {
+    try {  // loaded here to say what is wrong before anything starts; main loads them again to use them
+      (void)crypto::SigningKeys::load({exchange.client_signing_keys[i]});
+    } catch (const crypto::SigningKeyError& error) {
+      reader.fail("exchange.clientSigningKeys[" + std::to_string(i) + "]", error.what());
+    }
+  }
+  if (exchange.client_signing_keys.size() > 1) {
+    try {
+      (void)crypto::SigningKeys::load(exchange.client_signing_keys);
+    } catch (const crypto::SigningKeyError& error) {
+      reader.fail("exchange.clientSigningKeys", error.what());
+    }
   }
   if (exchange.poll_interval_milliseconds * 3 >= exchange.lease_seconds * 1000) {
     reader.fail("exchange.pollIntervalMilliseconds",
@@ -264,6 +280,8 @@ void read_oidc_servers(Reader& reader, Section& root, std::vector<OidcServerDefi
     definition.optional_string("fhirEndpoint", server.fhir_endpoint);
     definition.optional_string("tokenEndpoint", server.token_endpoint);
     definition.optional_string("customTokenParams", server.custom_token_params);
+    definition.string("tokenEndpointAuthMethod", server.token_endpoint_auth_method);
+    definition.optional_string("systemScopes", server.system_scopes);
     definition.string("responseType", server.response_type);
     definition.optional_string("organizationId", server.organization_id);
     definition.optional_string("notes", server.notes);
@@ -284,6 +302,12 @@ void read_oidc_servers(Reader& reader, Section& root, std::vector<OidcServerDefi
       reader.fail(path + ".responseType",
                   "must be one of: code, token, id_token, \"id_token token\", \"code id_token\", \"code token\", "
                   "\"code id_token token\", none; got \"" + server.response_type + "\"");
+    }
+    if (!is_token_endpoint_auth_method(server.token_endpoint_auth_method)) {
+      reader.fail(path + ".tokenEndpointAuthMethod", "must be client_secret_basic, client_secret_post or private_key_jwt; got \"" +
+                                                         server.token_endpoint_auth_method + "\"");
+    } else if (server.token_endpoint_auth_method == "private_key_jwt" && !server.client_id) {
+      reader.fail(path + ".clientId", "is required with tokenEndpointAuthMethod private_key_jwt (the JWT's iss and sub)");
     }
     if (server.jwk_text && server.jwk_file) {
       reader.fail(path, "set jwkText or jwkFile, not both");
@@ -425,6 +449,13 @@ void read_document(const json& document, const std::map<std::string, std::string
   read_exchange(reader, root, config.exchange);
   read_notifications(reader, root, config.exchange, config.notifications);
   read_oidc_servers(reader, root, config.oidc_servers);
+  for (std::size_t i = 0; i < config.oidc_servers.size(); ++i) {
+    if (config.oidc_servers[i].token_endpoint_auth_method == "private_key_jwt" && config.exchange.client_signing_keys.empty()) {
+      reader.fail("oidcServers[" + std::to_string(i) + "].tokenEndpointAuthMethod",
+                  "is private_key_jwt but exchange.clientSigningKeys (P2P_CLIENT_SIGNING_KEYS) is empty: give the service "
+                  "a PEM private key to sign with (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out key.pem)");
+    }
+  }
 }
 
 }  // namespace

@@ -35,6 +35,7 @@ const std::vector<EnvOverride>& override_specs() {
       {"P2P_FHIR_PERSISTENCE_AUTHORIZATION", "exchange.fhirPersistenceAuthorization"},
       {"P2P_TOKEN_ENCRYPTION_KEY", "exchange.tokenEncryptionKey"},
       {"P2P_RETIRED_TOKEN_ENCRYPTION_KEYS", "exchange.retiredTokenEncryptionKeys"},
+      {"P2P_CLIENT_SIGNING_KEYS", "exchange.clientSigningKeys"},
       {"P2P_DEVELOPMENT_MODE", "exchange.developmentMode"},
       {"P2P_VERSIONED_REFERENCES", "exchange.versionedReferences"},
       {"P2P_ALLOW_PLAIN_HTTP", "exchange.allowPlainHttp"},

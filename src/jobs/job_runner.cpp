@@ -34,8 +34,9 @@ asio::awaitable<void> run_owned(std::unique_ptr<ExchangeJob> job) { co_await job
 
 struct JobRunner::Impl {
   Impl(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
-       std::string owner, const runtime::Runtime& runtime, metrics::Registry& registry)
-      : context(config, database, cipher, std::move(owner), runtime, registry), tasks(context.strand) {}
+       const crypto::SigningKeys& signing_keys, std::string owner, const runtime::Runtime& runtime,
+       metrics::Registry& registry)
+      : context(config, database, cipher, signing_keys, std::move(owner), runtime, registry), tasks(context.strand) {}
 
   RunnerContext context;
   runtime::TaskGroup tasks;     // the claim loop and every running job
@@ -129,8 +130,9 @@ struct JobRunner::Impl {
 };
 
 JobRunner::JobRunner(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
-                     std::string instance_id, const runtime::Runtime& runtime, metrics::Registry& registry)
-    : impl_(std::make_unique<Impl>(config, database, cipher, std::move(instance_id), runtime, registry)) {
+                     const crypto::SigningKeys& signing_keys, std::string instance_id, const runtime::Runtime& runtime,
+                     metrics::Registry& registry)
+    : impl_(std::make_unique<Impl>(config, database, cipher, signing_keys, std::move(instance_id), runtime, registry)) {
   registry.gauge_reader("p2p_exchange_jobs_running", "Jobs running in this instance now.", "",
                         [impl = impl_.get()] { return static_cast<double>(impl->running_count.load()); });
 }

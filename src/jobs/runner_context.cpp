@@ -20,10 +20,11 @@ constexpr std::string_view kJobsHelp = "Jobs ended by this instance, by result."
 }  // namespace
 
 RunnerContext::RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci,
-                             std::string o, const runtime::Runtime& r, metrics::Registry& registry)
+                             const crypto::SigningKeys& keys, std::string o, const runtime::Runtime& r, metrics::Registry& registry)
     : config(c),
       database(d),
       cipher(ci),
+      signing_keys(keys),
       owner(std::move(o)),
       strand(asio::make_strand(r.exchange)),
       blocking(r.background),

@@ -21,6 +21,7 @@
 #include <pqxx/pqxx>
 
 #include "p2p/config/config.hpp"
+#include "p2p/crypto/signing_keys.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/client.hpp"
 #include "p2p/http/fhir_endpoint.hpp"
@@ -68,12 +69,14 @@ struct RunnerMetrics {
 };
 
 struct RunnerContext {
-  RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci, std::string o,
+  RunnerContext(const config::ExchangeConfig& c, store::Database& d, const crypto::TokenCipher& ci,
+                const crypto::SigningKeys& keys, std::string o,
                 const runtime::Runtime& r, metrics::Registry& registry);
 
   const config::ExchangeConfig& config;
   store::Database& database;
   const crypto::TokenCipher& cipher;
+  const crypto::SigningKeys& signing_keys;  // private_key_jwt client assertions to source payers
   const std::string owner;  // this instance's name in batch_jobs.lease_owner
   // Every job, the claim loop and the HTTP client's completions run here, one step at a time: what
   // the runner shares between jobs needs no lock.

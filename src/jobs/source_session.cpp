@@ -109,8 +109,10 @@ asio::awaitable<void> SourceSession::refresh() {
   oauth::RefreshRequest request;
   request.token_endpoint = *token_endpoint_;
   request.refresh_token = refresh_token_.value_or("");
-  request.client_id = definition.client_id;
-  request.client_secret = server_.client_secret;
+  request.client = {.method = definition.token_endpoint_auth_method,
+                    .client_id = definition.client_id,
+                    .client_secret = server_.client_secret,
+                    .signing_keys = &context_.signing_keys};
   request.extra_parameters =
       oauth::parse_custom_token_params(definition.custom_token_params.value_or(""), source_patient_id_);
   const std::string what = "refresh the member's tokens";  // named: see RunnerContext::run_sql

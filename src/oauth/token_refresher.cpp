@@ -1,10 +1,14 @@
 #include "p2p/oauth/token_refresher.hpp"
 
+#include <chrono>
+
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 #include <nlohmann/json.hpp>
 
+#include "p2p/crypto/signing_keys.hpp"
 #include "p2p/crypto/token_cipher.hpp"
+#include "p2p/util/crypto.hpp"
 
 namespace p2p::oauth {
 namespace {
@@ -21,7 +25,70 @@ std::string oauth_error_of(const std::string& body) {
   return error;
 }
 
+// The access token (and refresh token, expires_in) of a 200 answer.
+Tokens read_tokens(const std::string& response_body) {
+  const auto body = nlohmann::json::parse(response_body, nullptr, false);
+  if (!body.is_object() || !body.contains("access_token") || !body["access_token"].is_string()) {
+    throw TokenRefreshError("the token endpoint's answer has no access_token", true);
+  }
+  Tokens tokens{body["access_token"].get<std::string>(), std::nullopt, std::nullopt};
+  if (body.contains("refresh_token") && body["refresh_token"].is_string()) {
+    tokens.refresh_token = body["refresh_token"].get<std::string>();
+  }
+  if (body.contains("expires_in") && body["expires_in"].is_number_integer()) {
+    tokens.expires_in = body["expires_in"].get<long long>();
+  }
+  return tokens;
+}
+
+http::ClientRequest token_post(const std::string& token_endpoint) {
+  http::ClientRequest post;
+  post.method = "POST";
+  post.url = token_endpoint;
+  post.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
+  return post;
+}
+
+// RFC 7523 section 3 with SMART Backend Services' limits: iss = sub = client_id, aud = the token URL,
+// exp at most 5 minutes ahead, a jti never used before.
+constexpr long long kAssertionSeconds = 300;
+
 }  // namespace
+
+void authenticate_client(const ClientAuthentication& client, const std::string& token_endpoint,
+                         http::ClientRequest& request, std::vector<std::pair<std::string, std::string>>& fields) {
+  if (client.method == "private_key_jwt") {
+    if (!client.client_id) {
+      throw TokenRefreshError("the OIDC server definition uses private_key_jwt but has no clientId", true);
+    }
+    if (client.signing_keys == nullptr || client.signing_keys->empty()) {
+      throw TokenRefreshError("the OIDC server definition uses private_key_jwt but this service has no signing key: set "
+                              "exchange.clientSigningKeys (P2P_CLIENT_SIGNING_KEYS)", true);
+    }
+    const long long now = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch()).count();
+    const nlohmann::json claims = {{"iss", *client.client_id}, {"sub", *client.client_id}, {"aud", token_endpoint},
+                                   {"iat", now},  {"exp", now + kAssertionSeconds},   {"jti", util::random_hex(16)}};
+    fields.emplace_back("client_id", *client.client_id);
+    fields.emplace_back("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    fields.emplace_back("client_assertion", client.signing_keys->sign_jwt(claims));
+  } else if (client.method == "client_secret_post") {
+    if (client.client_id) fields.emplace_back("client_id", *client.client_id);
+    if (client.client_secret) fields.emplace_back("client_secret", *client.client_secret);
+  } else if (client.method == "client_secret_basic") {
+    if (client.client_id && client.client_secret) {
+      // RFC 6749 2.3.1: id and secret are form-encoded before they are joined and base64-encoded.
+      request.headers.emplace_back("Authorization", "Basic " + crypto::base64_encode(encode_component(*client.client_id) +
+                                                                                     ":" + encode_component(*client.client_secret)));
+    } else if (client.client_id) {
+      fields.emplace_back("client_id", *client.client_id);
+    }
+  } else {
+    throw TokenRefreshError("unknown tokenEndpointAuthMethod \"" + client.method +
+                                "\" (client_secret_basic, client_secret_post or private_key_jwt)",
+                            true);
+  }
+}
 
 std::vector<std::pair<std::string, std::string>> parse_custom_token_params(std::string_view params,
                                                                            std::string_view member_id) {
@@ -79,19 +146,18 @@ boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshR
   std::vector<std::pair<std::string, std::string>> fields = {{"grant_type", "refresh_token"},
                                                              {"refresh_token", request.refresh_token}};
   for (auto& field : request.extra_parameters) fields.push_back(std::move(field));
-  http::ClientRequest post{"POST", request.token_endpoint,
-                           {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}}, {}};
-  if (request.client_id && request.client_secret) {
-    // RFC 6749 2.3.1: id and secret are form-encoded before they are joined and base64-encoded.
-    post.headers.emplace_back("Authorization",
-                              "Basic " + crypto::base64_encode(encode_component(*request.client_id) + ":" +
-                                                               encode_component(*request.client_secret)));
-  } else if (request.client_id) {
-    fields.emplace_back("client_id", *request.client_id);
-  }
+  http::ClientRequest post = token_post(request.token_endpoint);
+  authenticate_client(request.client, request.token_endpoint, post, fields);
   post.body = form_encode(fields);
   post.idempotent = false;  // the source may rotate the refresh token: a second send would present a spent one
   const auto response = co_await client.send(std::move(post));
+  if ((response.status == 400 || response.status == 401) && oauth_error_of(response.body).starts_with("invalid_client")) {
+    throw TokenRefreshError("the source payer did not accept this service as its client (" + std::to_string(response.status) +
+                                " " + oauth_error_of(response.body) + "): check the OIDC server definition's clientId and "
+                                "tokenEndpointAuthMethod, its secret or, for private_key_jwt, that the source payer "
+                                "registered this service's keys (GET /.well-known/jwks.json)",
+                            true);
+  }
   if (response.status == 400 || response.status == 401) {
     throw TokenRefreshError("the source payer refused to refresh the member's tokens (" +
                                 std::to_string(response.status) + " " + oauth_error_of(response.body) +
@@ -110,15 +176,31 @@ boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshR
                                 "it is not sent again: the member must sign in at the source payer again",
                             true);
   }
-  const auto body = nlohmann::json::parse(response.body, nullptr, false);
-  if (!body.is_object() || !body.contains("access_token") || !body["access_token"].is_string()) {
-    throw TokenRefreshError("the token endpoint's answer has no access_token", true);
+  co_return read_tokens(response.body);
+}
+
+boost::asio::awaitable<Tokens> client_credentials_token(http::HttpClient& client, ClientCredentialsRequest request) {
+  std::vector<std::pair<std::string, std::string>> fields = {{"grant_type", "client_credentials"}};
+  if (!request.scope.empty()) fields.emplace_back("scope", request.scope);
+  http::ClientRequest post = token_post(request.token_endpoint);
+  authenticate_client(request.client, request.token_endpoint, post, fields);
+  post.body = form_encode(fields);
+  post.idempotent = false;  // a client assertion's jti is single-use: a replay would be refused anyway
+  const auto response = co_await client.send(std::move(post));
+  if (response.status == 400 || response.status == 401) {
+    throw TokenRefreshError("the source payer refused the service's client_credentials token request (" +
+                                std::to_string(response.status) + " " + oauth_error_of(response.body) +
+                                "): check the OIDC server definition's clientId, tokenEndpointAuthMethod and systemScopes, "
+                                "and that the source payer registered this service's keys (GET /.well-known/jwks.json)",
+                            true);
   }
-  Tokens tokens{body["access_token"].get<std::string>(), std::nullopt};
-  if (body.contains("refresh_token") && body["refresh_token"].is_string()) {
-    tokens.refresh_token = body["refresh_token"].get<std::string>();
+  if (response.status != 200) {
+    // Nothing is spent by asking again (a new assertion, a new jti).
+    throw TokenRefreshError("the token endpoint answered " + std::to_string(response.status) +
+                                " to the service's client_credentials token request",
+                            response.status != 429 && response.status < 500);
   }
-  co_return tokens;
+  co_return read_tokens(response.body);
 }
 
 }  // namespace p2p::oauth

@@ -25,7 +25,8 @@ std::vector<OidcServerSummary> OidcServerRepository::list_summaries() {
 std::optional<OidcServerPublic> OidcServerRepository::find_public(int pid) {
   pqxx::read_transaction tx(connection_);
   auto rows = tx.exec_params(
-      "SELECT pid, name, issuer, client_id, scopes, custom_token_params, auth_well_known, token_endpoint,"
+      "SELECT pid, name, issuer, client_id, scopes, custom_token_params, token_endpoint_auth_method, system_scopes,"
+      " auth_well_known, token_endpoint,"
       " fhir_endpoint, response_type, organization_id, notes FROM oidc_servers WHERE pid = $1",
       pid);
   if (rows.empty()) return std::nullopt;
@@ -37,6 +38,8 @@ std::optional<OidcServerPublic> OidcServerRepository::find_public(int pid) {
   server.client_id = optional_text(row["client_id"]);
   server.scopes = optional_text(row["scopes"]);
   server.custom_token_params = optional_text(row["custom_token_params"]);
+  server.token_endpoint_auth_method = row["token_endpoint_auth_method"].as<std::string>();
+  server.system_scopes = optional_text(row["system_scopes"]);
   server.auth_well_known = optional_text(row["auth_well_known"]);
   server.token_endpoint = optional_text(row["token_endpoint"]);
   server.fhir_endpoint = optional_text(row["fhir_endpoint"]);
@@ -58,8 +61,9 @@ int OidcServerRepository::upsert_by_issuer(const config::OidcServerDefinition& d
   pqxx::work tx(connection_);
   auto row = tx.exec_params1(
       "INSERT INTO oidc_servers (name, issuer, client_id, client_secret, jwk_text, jwk_file, auth_well_known,"
-      " scopes, fhir_endpoint, token_endpoint, custom_token_params, response_type, organization_id, notes)"
-      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+      " scopes, fhir_endpoint, token_endpoint, custom_token_params, response_type, organization_id, notes,"
+      " token_endpoint_auth_method, system_scopes)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
       " ON CONFLICT ((rtrim(issuer, '/'))) DO UPDATE SET"
       " name = EXCLUDED.name, issuer = EXCLUDED.issuer, client_id = EXCLUDED.client_id,"
       // Secrets the configuration leaves out are kept: an admin may have set them with SQL.
@@ -71,12 +75,13 @@ int OidcServerRepository::upsert_by_issuer(const config::OidcServerDefinition& d
       " auth_well_known = EXCLUDED.auth_well_known, scopes = EXCLUDED.scopes,"
       " fhir_endpoint = EXCLUDED.fhir_endpoint, token_endpoint = EXCLUDED.token_endpoint,"
       " custom_token_params = EXCLUDED.custom_token_params, response_type = EXCLUDED.response_type,"
-      " organization_id = EXCLUDED.organization_id, notes = EXCLUDED.notes"
+      " organization_id = EXCLUDED.organization_id, notes = EXCLUDED.notes,"
+      " token_endpoint_auth_method = EXCLUDED.token_endpoint_auth_method, system_scopes = EXCLUDED.system_scopes"
       " RETURNING pid",
       d.name, d.issuer, nullable(d.client_id), nullable(d.client_secret), nullable(d.jwk_text),
       nullable(d.jwk_file), nullable(d.auth_well_known), nullable(d.scopes), nullable(d.fhir_endpoint),
       nullable(d.token_endpoint), nullable(d.custom_token_params), d.response_type, nullable(d.organization_id),
-      nullable(d.notes));
+      nullable(d.notes), d.token_endpoint_auth_method, nullable(d.system_scopes));
   tx.commit();
   return row["pid"].as<int>();
 }

@@ -83,6 +83,7 @@ struct Fixture {
   api::SwaggerUi swagger_ui{"/nonexistent/swagger-ui"};
   // 32 zero bytes: a valid key, never used to seal anything here.
   crypto::TokenCipher cipher{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="};
+  crypto::SigningKeys signing_keys;  // none: /.well-known/jwks.json is an empty set
   http::ApiKeyAuth auth{true, {kApiKey}};
   http::Router router;
   http::ServerOptions defaults;  // the server's limits
@@ -96,6 +97,7 @@ struct Fixture {
                                             .metrics = registry,
                                             .swagger_ui = swagger_ui,
                                             .token_cipher = cipher,
+                                            .signing_keys = signing_keys,
                                             .exchange = exchange,
                                             .job_created = [] { std::abort(); },
                                             .notifier = notifier,

@@ -7,6 +7,10 @@
 //        [--introspection-client-id ID2 --introspection-client-secret SECRET2]
 //        [--redirect-uri http://127.0.0.1/callback] [--extra-token-param memberId ...]
 //        [--scope "extra/scope another/scope"]
+//        [--jwt-client-id ID3 --jwt-client-jwks FILE]   a second client that authenticates with
+//            private_key_jwt (RFC 7523; SMART Backend Services), its public keys registered inline
+//            (FILE: a JWK Set, e.g. the service's /.well-known/jwks.json), for the client_credentials,
+//            refresh_token and authorization_code grants; the --scope scopes are its allowed scopes
 //
 // When listening it prints exactly one JSON line to stdout:
 //   {"ready":true,"port":N,"issuer":"http://127.0.0.1:N","token_endpoint":...,
@@ -14,13 +18,15 @@
 // and then logs to stderr only (oidc-provider's own notices included). Secrets and token values
 // are never logged.
 //
-// What is real (oidc-provider): discovery, JWKS, token endpoint (refresh_token and
-// authorization_code grants; client_secret_basic and client_secret_post both accepted for every
-// client), RFC 7662 introspection, RFC 7009 revocation, userinfo. Opaque access tokens, kept in
+// What is real (oidc-provider): discovery, JWKS, token endpoint (refresh_token, authorization_code and
+// client_credentials grants; client_secret_basic and client_secret_post accepted for the secret
+// clients, private_key_jwt with RS384/ES384 for the JWK Set ones), RFC 7591 dynamic client
+// registration at /reg, RFC 7662 introspection, RFC 7009 revocation, userinfo. Opaque access tokens, kept in
 // oidc-provider's in-memory adapter. Refresh-token rotation is on.
 //
 // Test controls (no auth, JSON in/out), served by this script next to the provider:
-//   POST   /__control/issue            {"sub","scope"?,"accessTtl"?} -> mint Grant+AccessToken(+RefreshToken)
+//   POST   /__control/issue            {"sub","scope"?,"accessTtl"?,"clientId"?} -> mint Grant+AccessToken(+RefreshToken)
+//                                       for --client-id's client, or the one named
 //   POST   /__control/expire-access    {"access_token"}  -> the access token is destroyed (introspects inactive)
 //   POST   /__control/revoke-refresh   {"refresh_token"} -> the refresh token is destroyed (refresh gets invalid_grant)
 //   GET    /__control/token-requests   -> every request seen at the token endpoint since start (or last clear)
@@ -87,6 +93,8 @@ try {
       'redirect-uri': { type: 'string', default: 'http://127.0.0.1/callback' },
       'extra-token-param': { type: 'string', multiple: true, default: ['memberId'] },
       scope: { type: 'string', multiple: true, default: [] },
+      'jwt-client-id': { type: 'string' },
+      'jwt-client-jwks': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -121,6 +129,18 @@ const introspectionClientId = args['introspection-client-id'];
 const introspectionClientSecret = args['introspection-client-secret'];
 if (Boolean(introspectionClientId) !== Boolean(introspectionClientSecret)) {
   fail('--introspection-client-id and --introspection-client-secret go together');
+}
+
+const jwtClientId = args['jwt-client-id'];
+let jwtClientJwks = null;
+if (Boolean(jwtClientId) !== Boolean(args['jwt-client-jwks'])) fail('--jwt-client-id and --jwt-client-jwks go together');
+if (jwtClientId) {
+  try {
+    jwtClientJwks = JSON.parse(fs.readFileSync(args['jwt-client-jwks'], 'utf8'));
+  } catch (err) {
+    fail(`--jwt-client-jwks: ${err.message}`);
+  }
+  if (!Array.isArray(jwtClientJwks?.keys) || jwtClientJwks.keys.length === 0) fail('--jwt-client-jwks has no keys');
 }
 
 const host = args.host;
@@ -180,6 +200,20 @@ function clientsConfig() {
     redirect_uris: [args['redirect-uri']],
     token_endpoint_auth_method: 'client_secret_basic',
   }];
+  if (jwtClientId) {
+    // As a payer registers a SMART Backend Services client (client-confidential-asymmetric): the
+    // client's JWK Set inline, private_key_jwt at the token endpoint, RS384 or ES384 assertions.
+    clients.push({
+      client_id: jwtClientId,
+      client_name: 'p2p-exchange (test, private_key_jwt)',
+      grant_types: ['client_credentials', 'authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [args['redirect-uri']],
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks: jwtClientJwks,
+      scope: SCOPES.join(' '),
+    });
+  }
   if (introspectionClientId && introspectionClientId !== clientId) {
     clients.push({
       client_id: introspectionClientId,
@@ -205,12 +239,18 @@ const configuration = {
   responseTypes: ['code'],
   // Only affects the authorization endpoint / PAR in oidc-provider 9 (see extra-token-param below).
   extraParams: extraTokenParams,
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+  // SMART Backend Services: clients SHALL support RS384 and ES384.
+  enabledJWA: { clientAuthSigningAlgValues: ['RS256', 'RS384', 'ES256', 'ES384', 'PS256'] },
   async findAccount(ctx, sub) {
     return { accountId: sub, async claims() { return { sub }; } };
   },
   features: {
     devInteractions: { enabled: true },
+    clientCredentials: { enabled: true },
+    // Dynamic client registration (RFC 7591) at /reg, open as on a test bench: PDex encourages payers to
+    // let requesting payers register their JWK Set this way.
+    registration: { enabled: true },
     introspection: {
       enabled: true,
       // The default lets any confidential client introspect any token. Here: the token's own
@@ -269,6 +309,7 @@ function recordTokenRequest(ctx) {
   let authMethod = 'none';
   if (ctx.headers.authorization !== undefined) authMethod = 'basic';
   else if (body.client_secret !== undefined) authMethod = 'post';
+  else if (body.client_assertion !== undefined) authMethod = 'private_key_jwt';
   const rec = {
     time: new Date().toISOString(),
     grant_type: typeof body.grant_type === 'string' ? body.grant_type : null,
@@ -405,10 +446,13 @@ function controlRoutes(provider) {
         }
         ttl = body.accessTtl;
       }
-      const client = await provider.Client.find(clientId);
+      // The tokens of the --client-id client, or of another one (--jwt-client-id, or registered at /reg).
+      const forClient = body.clientId === undefined ? clientId : requireString(body, 'clientId');
+      const client = await provider.Client.find(forClient);
+      if (!client) throw new HttpError(400, 'invalid_request', `unknown clientId "${forClient}"`);
       const normalized = scopes.join(' ');
 
-      const grant = new provider.Grant({ accountId: sub, clientId });
+      const grant = new provider.Grant({ accountId: sub, clientId: forClient });
       grant.addOIDCScope(normalized);
       const grantId = await grant.save();
 

@@ -71,7 +71,7 @@ TEST(Config, AnUnknownKeyIsAnsweredWithTheKeysTheSectionReads) {
   EXPECT_EQ(issues[0],
             "exchange.foo: unknown key; the keys allowed here are: fhirPersistenceUrl, fhirPersistenceAuthorization, "
             "tokenEncryptionKey, retiredTokenEncryptionKeys, developmentMode, versionedReferences, allowPlainHttp, "
-            "verifyTls, caFile, traceabilitySystemBase, exchangeTagSystem, concurrency, leaseSeconds, "
+            "verifyTls, caFile, clientSigningKeys, traceabilitySystemBase, exchangeTagSystem, concurrency, leaseSeconds, "
             "pollIntervalMilliseconds, maxAttempts, initialBackoffMilliseconds, maxBackoffSeconds, requestTimeoutSeconds, "
             "maxResponseBytes, maxPageBytes, maxPages, outageToleranceSeconds, maxClaims, resourceTypes, "
             "mdmPatientIdentifier");

@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "p2p/config/config.hpp"
+#include "p2p/crypto/signing_keys.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/metrics/registry.hpp"
 #include "p2p/http/router.hpp"
@@ -33,6 +34,7 @@ struct ApiContext {
   metrics::Registry& metrics;
   const SwaggerUi& swagger_ui;
   const crypto::TokenCipher& token_cipher;
+  const crypto::SigningKeys& signing_keys;  // published at /.well-known/jwks.json
   const config::ExchangeConfig& exchange;
   std::function<void()> job_created;  // tells this instance's runner to look for work now
   notify::Notifier& notifier;         // add-payer Task notifications (the hook routes)
@@ -46,5 +48,6 @@ void add_operations_routes(http::Router& router, ApiContext context);
 void add_oidc_server_routes(http::Router& router, ApiContext context);
 void add_batch_job_routes(http::Router& router, ApiContext context);
 void add_hook_routes(http::Router& router, ApiContext context);
+void add_jwks_routes(http::Router& router, ApiContext context);
 
 }  // namespace p2p::api

@@ -9,6 +9,7 @@
 #include <utility>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -69,10 +70,19 @@ struct OidcServerDefinition {
   std::optional<std::string> fhir_endpoint;
   std::optional<std::string> token_endpoint;
   std::optional<std::string> custom_token_params;
+  // How the service authenticates to the token endpoint: client_secret_basic (default),
+  // client_secret_post, or private_key_jwt (a JWT signed with exchange.clientSigningKeys).
+  std::string token_endpoint_auth_method = "client_secret_basic";
+  std::optional<std::string> system_scopes;  // client_credentials (SMART Backend Services) scopes
   std::string response_type = "code";
   std::optional<std::string> organization_id;
   std::optional<std::string> notes;
 };
+
+// client_secret_basic, client_secret_post or private_key_jwt.
+inline bool is_token_endpoint_auth_method(std::string_view method) {
+  return method == "client_secret_basic" || method == "client_secret_post" || method == "private_key_jwt";
+}
 
 // The CARIN BB patient identifier type added to the member's source Patient for MDM matching.
 struct MdmIdentifierConfig {
@@ -110,6 +120,9 @@ struct ExchangeConfig {
   std::optional<std::vector<std::string>> resource_types;
   bool verify_tls = true;
   std::string ca_file;
+  // PEM private keys (RSA >= 2048 bits or EC P-384) this service signs private_key_jwt client
+  // assertions with; the first signs, all are published at /.well-known/jwks.json.
+  std::vector<std::string> client_signing_keys;
 };
 
 using mail::EmailTemplate;  // one e-mail's templates (p2p/mail/templates.hpp)

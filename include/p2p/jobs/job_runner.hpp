@@ -11,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "p2p/config/config.hpp"
+#include "p2p/crypto/signing_keys.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/metrics/registry.hpp"
 #include "p2p/runtime/runtime.hpp"
@@ -23,8 +24,9 @@ namespace p2p::jobs {
 
 class JobRunner {
  public:
+  // `signing_keys` sign private_key_jwt client assertions (exchange.clientSigningKeys); may be empty.
   JobRunner(const config::ExchangeConfig& config, store::Database& database, const crypto::TokenCipher& cipher,
-            std::string instance_id, const runtime::Runtime& runtime, metrics::Registry& registry);
+            const crypto::SigningKeys& signing_keys, std::string instance_id, const runtime::Runtime& runtime, metrics::Registry& registry);
   // Once started, stop() must have completed before the runner is destroyed.
   ~JobRunner();
   JobRunner(const JobRunner&) = delete;

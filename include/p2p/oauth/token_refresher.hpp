@@ -1,7 +1,9 @@
 #pragma once
 // OAuth 2.0 for the source payer: finds the token endpoint (from the definition, or its well-known
-// document) and exchanges the member's refresh token for new tokens (RFC 6749 section 6) with the
-// definition's client credentials and custom token parameters.
+// document), exchanges the member's refresh token for new tokens (RFC 6749 section 6) with the
+// definition's custom token parameters, and gets the service's own access tokens with the
+// client_credentials grant (SMART Backend Services). The client authenticates as the definition's
+// tokenEndpointAuthMethod says: HTTP Basic, form fields, or a signed JWT (RFC 7523, private_key_jwt).
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -12,6 +14,10 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "p2p/http/client.hpp"
+
+namespace p2p::crypto {
+class SigningKeys;
+}
 
 namespace p2p::oauth {
 
@@ -25,17 +31,39 @@ class TokenRefreshError : public std::runtime_error {
   bool final_;
 };
 
+// How the service proves who it is to a token endpoint.
+struct ClientAuthentication {
+  std::string method = "client_secret_basic";  // client_secret_basic, client_secret_post or private_key_jwt
+  std::optional<std::string> client_id;
+  std::optional<std::string> client_secret;     // the basic and post methods
+  const crypto::SigningKeys* signing_keys = nullptr;  // private_key_jwt: signs the client assertion
+};
+
+// Adds the client authentication to a token request for `token_endpoint` (the assertion's audience):
+// an Authorization header (client_secret_basic; without a secret, client_id as a form field, as for a
+// public client), or form fields (client_secret_post: client_id and client_secret; private_key_jwt:
+// client_id, client_assertion_type and a client_assertion valid for 5 minutes with a unique jti).
+// Throws TokenRefreshError (final) when the method cannot be used as configured.
+void authenticate_client(const ClientAuthentication& client, const std::string& token_endpoint,
+                         http::ClientRequest& request, std::vector<std::pair<std::string, std::string>>& fields);
+
 struct RefreshRequest {
   std::string token_endpoint;
   std::string refresh_token;
-  std::optional<std::string> client_id;
-  std::optional<std::string> client_secret;
+  ClientAuthentication client;
   std::vector<std::pair<std::string, std::string>> extra_parameters;
 };
 
 struct Tokens {
   std::string access_token;
   std::optional<std::string> refresh_token;  // absent when the server keeps the old one valid
+  std::optional<long long> expires_in;       // seconds, when the server said
+};
+
+struct ClientCredentialsRequest {
+  std::string token_endpoint;
+  std::string scope;  // e.g. "system/*.read"; empty: the server's default
+  ClientAuthentication client;
 };
 
 // "name=value&name2=value2" from the definition's customTokenParams. A bare name ("memberId", as in
@@ -49,5 +77,10 @@ std::string form_encode(const std::vector<std::pair<std::string, std::string>>& 
 boost::asio::awaitable<std::string> discover_token_endpoint(http::HttpClient& client, std::string well_known_url);
 
 boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshRequest request);
+
+// The service's own access token (grant_type=client_credentials; no refresh token: ask again when it
+// expires or is refused). Throws TokenRefreshError: final when the server refused the client or the
+// scope (400/401), not final for 429/5xx and transport-level answers worth retrying.
+boost::asio::awaitable<Tokens> client_credentials_token(http::HttpClient& client, ClientCredentialsRequest request);
 
 }  // namespace p2p::oauth

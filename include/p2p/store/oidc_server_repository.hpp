@@ -24,6 +24,8 @@ struct OidcServerPublic {
   std::optional<std::string> client_id;
   std::optional<std::string> scopes;
   std::optional<std::string> custom_token_params;
+  std::string token_endpoint_auth_method = "client_secret_basic";
+  std::optional<std::string> system_scopes;
   std::optional<std::string> auth_well_known;
   std::optional<std::string> token_endpoint;
   std::optional<std::string> fhir_endpoint;
