@@ -56,11 +56,13 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
   const http::RouteOptions options{.requires_auth = true, .blocking = true};
   store::Database& database = context.database;
   const crypto::TokenCipher& cipher = context.token_cipher;
+  const crypto::SigningKeys& signing_keys = context.signing_keys;
   const config::ExchangeConfig& exchange = context.exchange;
   const auto job_created = context.job_created;
 
   router.add("POST", "/api/oidc_servers/{server_id}/batch_job",
-             [&database, &cipher, &exchange, job_created](const http::Request& request, const http::PathParams& params) {
+             [&database, &cipher, &signing_keys, &exchange, job_created](const http::Request& request,
+                                                                        const http::PathParams& params) {
                const int pid = parse_positive_id(params, "server_id");
                const BatchJobBody body = parse_batch_job_body(request.body);
                store::NewBatchJob job;
@@ -90,6 +92,12 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                  case fhir::SourceEndpointProblem::kPlainHttp:
                    throw http::ApiError(409, named + "'s fhirEndpoint uses plain http://, which is refused "
                                                      "(P2P_ALLOW_PLAIN_HTTP=true allows it for local tests only)");
+               }
+               if (server.token_endpoint_auth_method == "private_key_jwt" && signing_keys.empty()) {
+                 // The job could not refresh the member's tokens: refused before the tokens are stored.
+                 throw http::ApiError(409, named + " authenticates with private_key_jwt, but this service has no "
+                                                   "signing key: an admin must set exchange.clientSigningKeys "
+                                                   "(P2P_CLIENT_SIGNING_KEYS)");
                }
                try {
                  job.first_url = fhir::resolve_bundle_request(*server.fhir_endpoint, bundle_request.value_or(""),

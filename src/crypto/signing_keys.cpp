@@ -43,7 +43,8 @@ using Bn = std::unique_ptr<BIGNUM, BnFree>;
 constexpr int kMinRsaBits = 2048;
 constexpr std::size_t kP384Bytes = 48;  // one coordinate, one ECDSA r or s
 
-// The newest OpenSSL error's reason, for messages (never key material).
+// The reason of the oldest OpenSSL error queued (the first thing that failed), for messages; never key
+// material. Clears the queue.
 std::string openssl_reason() {
   const unsigned long code = ERR_get_error();
   ERR_clear_error();
@@ -59,7 +60,7 @@ std::string big_endian(const BIGNUM* number, std::size_t width = 0) {
   std::string bytes(width > 0 ? width : static_cast<std::size_t>(BN_num_bytes(number)), '\0');
   const int written = width > 0 ? BN_bn2binpad(number, reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(width))
                                 : BN_bn2bin(number, reinterpret_cast<unsigned char*>(bytes.data()));
-  if (written < 0) throw SigningKeyError("a key's public number does not fit its size");
+  if (written < 0) throw SigningKeyError("a key or signature number does not fit its size");
   return bytes;
 }
 
@@ -186,6 +187,13 @@ SigningKeys SigningKeys::from_pem(const std::vector<std::string>& pems, const st
     } else {
       throw SigningKeyError("the signing key " + name + " is neither RSA nor EC; use RSA (2048 bits or more, RS384) "
                             "or EC P-384 (ES384)");
+    }
+    // A corrupt key would publish a JWK that verifies nothing this service signs.
+    std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr),
+                                                                     &EVP_PKEY_CTX_free);
+    if (!check || EVP_PKEY_pairwise_check(check.get()) != 1) {
+      throw SigningKeyError("the signing key " + name + " is inconsistent (its public and private halves do not match: " +
+                            openssl_reason() + "); make a new one");
     }
     key->kid = jwk_thumbprint(jwk);
     if (!kids.insert(key->kid).second) {

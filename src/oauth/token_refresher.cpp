@@ -50,20 +50,34 @@ http::ClientRequest token_post(const std::string& token_endpoint) {
 }
 
 // RFC 7523 section 3 with SMART Backend Services' limits: iss = sub = client_id, aud = the token URL,
-// exp at most 5 minutes ahead, a jti never used before.
-constexpr long long kAssertionSeconds = 300;
+// exp at most 5 minutes ahead (4 here: a payer whose clock is behind ours still sees less than 5), a
+// jti never used before.
+constexpr long long kAssertionSeconds = 240;
+
+// RFC 6749 section 5.2: the token endpoint did not accept the client itself. The grant was not
+// processed (a refresh token is still good): a configuration for an admin to fix, not the member.
+bool client_refused(int status, const std::string& oauth_error) {
+  return (status == 400 || status == 401) &&
+         (oauth_error.starts_with("invalid_client") || oauth_error.starts_with("unauthorized_client"));
+}
+
+constexpr const char* kClientFix =
+    ": check the OIDC server definition's clientId and tokenEndpointAuthMethod, its secret or, for "
+    "private_key_jwt, that the source payer registered this service's keys (GET /.well-known/jwks.json) "
+    "for that client id";
 
 }  // namespace
 
 void authenticate_client(const ClientAuthentication& client, const std::string& token_endpoint,
                          http::ClientRequest& request, std::vector<std::pair<std::string, std::string>>& fields) {
   if (client.method == "private_key_jwt") {
+    // Not final: an admin's to fix; a job keeps the member's tokens and pauses meanwhile.
     if (!client.client_id) {
-      throw TokenRefreshError("the OIDC server definition uses private_key_jwt but has no clientId", true);
+      throw TokenRefreshError("the OIDC server definition uses private_key_jwt but has no clientId", false);
     }
     if (client.signing_keys == nullptr || client.signing_keys->empty()) {
       throw TokenRefreshError("the OIDC server definition uses private_key_jwt but this service has no signing key: set "
-                              "exchange.clientSigningKeys (P2P_CLIENT_SIGNING_KEYS)", true);
+                              "exchange.clientSigningKeys (P2P_CLIENT_SIGNING_KEYS)", false);
     }
     const long long now = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch()).count();
@@ -86,7 +100,7 @@ void authenticate_client(const ClientAuthentication& client, const std::string& 
   } else {
     throw TokenRefreshError("unknown tokenEndpointAuthMethod \"" + client.method +
                                 "\" (client_secret_basic, client_secret_post or private_key_jwt)",
-                            true);
+                            false);
   }
 }
 
@@ -151,12 +165,11 @@ boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshR
   post.body = form_encode(fields);
   post.idempotent = false;  // the source may rotate the refresh token: a second send would present a spent one
   const auto response = co_await client.send(std::move(post));
-  if ((response.status == 400 || response.status == 401) && oauth_error_of(response.body).starts_with("invalid_client")) {
+  if (client_refused(response.status, oauth_error_of(response.body))) {
+    // Not final: the refresh token was not used, and the job keeps it while an admin fixes this.
     throw TokenRefreshError("the source payer did not accept this service as its client (" + std::to_string(response.status) +
-                                " " + oauth_error_of(response.body) + "): check the OIDC server definition's clientId and "
-                                "tokenEndpointAuthMethod, its secret or, for private_key_jwt, that the source payer "
-                                "registered this service's keys (GET /.well-known/jwks.json)",
-                            true);
+                                " " + oauth_error_of(response.body) + ")" + kClientFix,
+                            false);
   }
   if (response.status == 400 || response.status == 401) {
     throw TokenRefreshError("the source payer refused to refresh the member's tokens (" +
@@ -187,11 +200,15 @@ boost::asio::awaitable<Tokens> client_credentials_token(http::HttpClient& client
   post.body = form_encode(fields);
   post.idempotent = false;  // a client assertion's jti is single-use: a replay would be refused anyway
   const auto response = co_await client.send(std::move(post));
-  if (response.status == 400 || response.status == 401) {
+  if (client_refused(response.status, oauth_error_of(response.body))) {
+    throw TokenRefreshError("the source payer did not accept this service as its client (" + std::to_string(response.status) +
+                                " " + oauth_error_of(response.body) + ")" + kClientFix,
+                            false);
+  }
+  if (response.status == 400 || response.status == 401) {  // e.g. invalid_scope: asking again changes nothing
     throw TokenRefreshError("the source payer refused the service's client_credentials token request (" +
                                 std::to_string(response.status) + " " + oauth_error_of(response.body) +
-                                "): check the OIDC server definition's clientId, tokenEndpointAuthMethod and systemScopes, "
-                                "and that the source payer registered this service's keys (GET /.well-known/jwks.json)",
+                                "): check the OIDC server definition's systemScopes",
                             true);
   }
   if (response.status != 200) {

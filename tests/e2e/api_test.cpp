@@ -63,7 +63,9 @@ TEST_F(ApiTest, ReturnsOneServerWithExactlyTheSeedFieldsAndNoSecrets) {
             R"("clientId":"p2pexchangeclientId","scopes":"openid profile offline_access","customTokenParams":"memberId",)"
             R"("authWellKnown":"https://sourcepayerA.com/.well-known/openid-configuration",)"
             R"("tokenEndpoint":"https://sourcepayerA.com/token-endpoint","fhirEndpoint":"https://sourcepayerA.com/fhir-endpoint",)"
-            R"("responseType":"code","organizationId":"ABCD","notes":null})");
+            R"("responseType":"code","organizationId":"ABCD","notes":null,)"
+            // After the seed's fields (issue #12): how the service authenticates at the token endpoint.
+            R"("tokenEndpointAuthMethod":"client_secret_basic","systemScopes":null})");
   const auto b = json::parse(get("/api/oidc_servers/2").body);
   EXPECT_EQ(b["clientId"], nullptr);
   EXPECT_EQ(b["fhirEndpoint"], nullptr);

@@ -318,3 +318,23 @@ TEST(Config, ResourceTypesDefaultToTheMemberDataSetAndNeverIncludeTypesThatActOn
             (std::vector<std::string>{"exchange.resourceTypes: must name at least one resource type (leave it out for "
                                       "the default member data set)"}));
 }
+
+TEST(Config, ClientAuthenticationNeedsAKnownMethodAClientIdAndSigningKeys) {
+  const json servers = {{"oidcServers",
+                         {{{"name", "A"}, {"issuer", "https://a.example"}, {"tokenEndpointAuthMethod", "client_secret_jwt"}},
+                          {{"name", "B"}, {"issuer", "https://b.example"}, {"tokenEndpointAuthMethod", "private_key_jwt"}}}}};
+  EXPECT_EQ(issues_of(servers, kWithKey),
+            (std::vector<std::string>{
+                "oidcServers[0].tokenEndpointAuthMethod: must be client_secret_basic, client_secret_post or "
+                "private_key_jwt; got \"client_secret_jwt\"",
+                "oidcServers[1].clientId: is required with tokenEndpointAuthMethod private_key_jwt (the JWT's iss and sub)",
+                "oidcServers[1].tokenEndpointAuthMethod: is private_key_jwt but exchange.clientSigningKeys "
+                "(P2P_CLIENT_SIGNING_KEYS) is empty: give the service a PEM private key to sign with (openssl genpkey "
+                "-algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out key.pem)"}));
+  auto env = kWithKey;
+  env["P2P_CLIENT_SIGNING_KEYS"] = "/nonexistent/key.pem";
+  EXPECT_EQ(issues_of(json::object(), env),
+            (std::vector<std::string>{"exchange.clientSigningKeys[0] (from P2P_CLIENT_SIGNING_KEYS): cannot read the "
+                                      "signing key file "
+                                      "/nonexistent/key.pem: check the path and its permissions"}));
+}

@@ -1,8 +1,11 @@
 // The service's private_key_jwt signing keys (crypto::SigningKeys): loading, kid (RFC 7638), the
-// published JWKS, and JWTs whose signatures verify with the published public key alone.
+// published JWKS, and JWTs whose signatures verify with the published public key alone; the client
+// authentication of a token request (oauth::authenticate_client), the assertion's claims included.
 #include "p2p/crypto/signing_keys.hpp"
 
+#include <chrono>
 #include <memory>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -15,6 +18,8 @@
 #include <openssl/pem.h>
 
 #include "p2p/crypto/token_cipher.hpp"
+#include "p2p/http/client.hpp"
+#include "p2p/oauth/token_refresher.hpp"
 
 namespace {
 
@@ -200,6 +205,83 @@ TEST(SigningKeys, RefusesKeysThatCannotSignRs384OrEs384SayingWhatToDo) {
   EXPECT_THROW(SigningKeys::load({"/nonexistent/key.pem"}), SigningKeyError);
   // The error names the file, never the key's text.
   EXPECT_EQ(error_of(ec_pem("P-256")).find("BEGIN"), std::string::npos);
+}
+
+std::string field(const std::vector<std::pair<std::string, std::string>>& fields, const std::string& name) {
+  for (const auto& [key, value] : fields) {
+    if (key == name) return value;
+  }
+  return "";
+}
+
+TEST(ClientAuthentication, PrivateKeyJwtSendsAFreshAssertionWithSmartBackendServicesClaims) {
+  const SigningKeys keys = SigningKeys::from_pem({rsa_pem(2048)}, {"rsa.pem"});
+  const json jwk = json::parse(keys.public_jwks())["keys"][0];
+  const p2p::oauth::ClientAuthentication client{.method = "private_key_jwt", .client_id = "new-payer",
+                                                 .client_secret = std::nullopt, .signing_keys = &keys};
+  const std::string token_url = "https://old.example/auth/token";
+  std::set<std::string> jtis;
+  for (int i = 0; i < 2; ++i) {
+    p2p::http::ClientRequest request;
+    std::vector<std::pair<std::string, std::string>> fields;
+    const long long before = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch()).count();
+    p2p::oauth::authenticate_client(client, token_url, request, fields);
+    EXPECT_TRUE(request.headers.empty()) << "no Authorization header with private_key_jwt";
+    EXPECT_EQ(field(fields, "client_id"), "new-payer");
+    EXPECT_EQ(field(fields, "client_assertion_type"), "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    const std::string jwt = field(fields, "client_assertion");
+    ASSERT_TRUE(verifies(jwt, jwk));
+    const auto first = jwt.find('.');
+    const json header = json::parse(base64url_decode(jwt.substr(0, first)));
+    EXPECT_EQ(header, (json{{"alg", "RS384"}, {"kid", jwk["kid"]}, {"typ", "JWT"}}));
+    const json claims = json::parse(base64url_decode(jwt.substr(first + 1, jwt.rfind('.') - first - 1)));
+    EXPECT_EQ(claims.at("iss"), "new-payer");
+    EXPECT_EQ(claims.at("sub"), "new-payer");
+    EXPECT_EQ(claims.at("aud"), token_url);
+    const long long iat = claims.at("iat");
+    const long long exp = claims.at("exp");
+    EXPECT_GE(iat, before);
+    EXPECT_LE(iat, before + 5);
+    EXPECT_GT(exp, iat);
+    EXPECT_LE(exp - iat, 300) << "SMART Backend Services: exp at most 5 minutes ahead";
+    const std::string jti = claims.at("jti");
+    EXPECT_GE(jti.size(), 32u) << "128 bits of randomness, hex";
+    jtis.insert(jti);
+  }
+  EXPECT_EQ(jtis.size(), 2u) << "every assertion has its own jti";
+}
+
+TEST(ClientAuthentication, SecretMethodsAndMisconfigurationsAnAdminMustFix) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  p2p::http::ClientRequest basic;
+  p2p::oauth::authenticate_client({.method = "client_secret_basic", .client_id = "a b", .client_secret = "s:1"},
+                                  "https://x/token", basic, fields);
+  ASSERT_EQ(basic.headers.size(), 1u);
+  // RFC 6749 2.3.1: form-encoded, then joined and base64-encoded.
+  EXPECT_EQ(basic.headers[0].second, "Basic " + p2p::crypto::base64_encode("a%20b:s%3A1"));
+  EXPECT_TRUE(fields.empty());
+
+  p2p::http::ClientRequest post;
+  p2p::oauth::authenticate_client({.method = "client_secret_post", .client_id = "a", .client_secret = "s"},
+                                  "https://x/token", post, fields);
+  EXPECT_TRUE(post.headers.empty());
+  EXPECT_EQ(field(fields, "client_id"), "a");
+  EXPECT_EQ(field(fields, "client_secret"), "s");
+
+  // No key, no client id: not final (the job pauses and keeps the member's tokens until an admin acts).
+  const SigningKeys none;
+  for (const auto& client : {p2p::oauth::ClientAuthentication{.method = "private_key_jwt", .client_id = "a",
+                                                              .client_secret = std::nullopt, .signing_keys = &none},
+                             p2p::oauth::ClientAuthentication{.method = "private_key_jwt"}}) {
+    p2p::http::ClientRequest request;
+    try {
+      p2p::oauth::authenticate_client(client, "https://x/token", request, fields);
+      ADD_FAILURE() << "no error";
+    } catch (const p2p::oauth::TokenRefreshError& error) {
+      EXPECT_FALSE(error.final()) << error.what();
+    }
+  }
 }
 
 TEST(SigningKeys, WithoutKeysThereIsNothingToSignWith) {

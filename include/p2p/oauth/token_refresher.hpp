@@ -42,8 +42,9 @@ struct ClientAuthentication {
 // Adds the client authentication to a token request for `token_endpoint` (the assertion's audience):
 // an Authorization header (client_secret_basic; without a secret, client_id as a form field, as for a
 // public client), or form fields (client_secret_post: client_id and client_secret; private_key_jwt:
-// client_id, client_assertion_type and a client_assertion valid for 5 minutes with a unique jti).
-// Throws TokenRefreshError (final) when the method cannot be used as configured.
+// client_id, client_assertion_type and a client_assertion valid for 4 minutes with a unique jti). Throws TokenRefreshError, not final (an
+// admin's to fix: a job pauses and keeps the member's tokens), when the method cannot be used as
+// configured.
 void authenticate_client(const ClientAuthentication& client, const std::string& token_endpoint,
                          http::ClientRequest& request, std::vector<std::pair<std::string, std::string>>& fields);
 
@@ -79,8 +80,9 @@ boost::asio::awaitable<std::string> discover_token_endpoint(http::HttpClient& cl
 boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshRequest request);
 
 // The service's own access token (grant_type=client_credentials; no refresh token: ask again when it
-// expires or is refused). Throws TokenRefreshError: final when the server refused the client or the
-// scope (400/401), not final for 429/5xx and transport-level answers worth retrying.
+// expires or is refused). Throws TokenRefreshError: final when the server refused the request (400/401,
+// e.g. invalid_scope); not final when it did not accept the client (invalid_client,
+// unauthorized_client: an admin's to fix) or answered 429/5xx. Transport failures throw FetchError.
 boost::asio::awaitable<Tokens> client_credentials_token(http::HttpClient& client, ClientCredentialsRequest request);
 
 }  // namespace p2p::oauth
