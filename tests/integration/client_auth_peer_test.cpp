@@ -100,6 +100,19 @@ class ClientAuthPeer : public ::testing::Test {
     return run(io_, p2p::oauth::client_credentials_token(client_, std::move(request)));
   }
 
+  // A refresh of tokens the payer issued to the private_key_jwt client for `member`, signed with `keys`.
+  RefreshRequest member_refresh(const std::string& member, const SigningKeys& keys) const {
+    const auto issued = p2p::test::http_request(
+        "POST", issuer_ + "/__control/issue", {"Content-Type: application/json"},
+        json{{"sub", member}, {"scope", "openid offline_access patient/*.read"}, {"clientId", kJwtClient}}.dump());
+    if (issued.status != 200) throw std::runtime_error("the peer issued no tokens: " + issued.body);
+    RefreshRequest request;
+    request.token_endpoint = token_endpoint_;
+    request.refresh_token = json::parse(issued.body).at("refresh_token").get<std::string>();
+    request.client = jwt_client(keys);
+    return request;
+  }
+
   json token_requests() const {
     return json::parse(p2p::test::http_get(issuer_ + "/__control/token-requests").body);
   }
@@ -168,14 +181,7 @@ TEST_F(ClientAuthPeer, AnAssertionSignedWithAKeyThePayerNeverRegisteredIsRefused
 }
 
 TEST_F(ClientAuthPeer, ARefreshGrantAuthenticatesWithTheSameAssertion) {
-  const auto issued = p2p::test::http_request(
-      "POST", issuer_ + "/__control/issue", {"Content-Type: application/json"},
-      json{{"sub", "member-1"}, {"scope", "openid offline_access patient/*.read"}, {"clientId", kJwtClient}}.dump());
-  ASSERT_EQ(issued.status, 200) << issued.body;
-  RefreshRequest request;
-  request.token_endpoint = token_endpoint_;
-  request.refresh_token = json::parse(issued.body).at("refresh_token").get<std::string>();
-  request.client = jwt_client(registered_);
+  RefreshRequest request = member_refresh("member-1", registered_);
   const Tokens refreshed = run(io_, p2p::oauth::refresh_tokens(client_, request));
   EXPECT_FALSE(refreshed.access_token.empty());
   ASSERT_TRUE(refreshed.refresh_token.has_value());  // rotated
@@ -188,15 +194,8 @@ TEST_F(ClientAuthPeer, ARefreshGrantAuthenticatesWithTheSameAssertion) {
 }
 
 TEST_F(ClientAuthPeer, ARefreshTheSourceRefusesAsInvalidClientKeepsTheRefreshTokenUsable) {
-  const auto issued = p2p::test::http_request(
-      "POST", issuer_ + "/__control/issue", {"Content-Type: application/json"},
-      json{{"sub", "member-3"}, {"scope", "openid offline_access patient/*.read"}, {"clientId", kJwtClient}}.dump());
-  ASSERT_EQ(issued.status, 200) << issued.body;
-  RefreshRequest request;
-  request.token_endpoint = token_endpoint_;
-  request.refresh_token = json::parse(issued.body).at("refresh_token").get<std::string>();
   const SigningKeys stranger = SigningKeys::load({stranger_file_});
-  request.client = jwt_client(stranger);
+  RefreshRequest request = member_refresh("member-3", stranger);
   try {
     (void)run(io_, p2p::oauth::refresh_tokens(client_, request));
     FAIL() << "the token endpoint accepted an assertion from an unregistered key";
