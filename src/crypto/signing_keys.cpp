@@ -79,7 +79,6 @@ struct SigningKeys::Key {
   std::string kid;
   std::string algorithm;  // RS384 or ES384
   bool ec = false;
-  json public_jwk;
 };
 
 std::string base64url_encode(std::string_view bytes) {
@@ -202,7 +201,6 @@ SigningKeys SigningKeys::from_pem(const std::vector<std::string>& pems, const st
     jwk["kid"] = key->kid;
     jwk["use"] = "sig";
     jwk["alg"] = key->algorithm;
-    key->public_jwk = jwk;
     key->pkey = std::move(pkey);
     published.push_back(std::move(jwk));
     keys.keys_.push_back(std::move(key));

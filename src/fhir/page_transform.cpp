@@ -81,15 +81,7 @@ std::string target_id(std::string_view source_organization_id, std::string_view 
   thread_local std::string key;
   key.assign(source_organization_id).append("|").append(type).append("|").append(source_id);
   const auto digest = util::sha256(key);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
-  id.reserve(36);
-  id = "p2p-";
-  for (std::size_t i = 0; i < 16; ++i) {  // the first 32 hex digits of the digest
-    id.push_back(kHex[digest[i] >> 4]);
-    id.push_back(kHex[digest[i] & 0xF]);
-  }
-  return id;
+  return "p2p-" + util::to_hex(digest.data(), 16);  // the first 32 hex digits of the digest
 }
 
 std::optional<std::string> next_link(const json& page) {

@@ -42,16 +42,20 @@ Sha256Digest sha256(std::string_view data) {
   return digest;
 }
 
-std::string sha256_hex(std::string_view data) {
+std::string to_hex(const std::uint8_t* bytes, std::size_t size) {
   static constexpr char kHex[] = "0123456789abcdef";
-  const auto digest = sha256(data);
-  std::string out;
-  out.reserve(digest.size() * 2);
-  for (const auto byte : digest) {
-    out.push_back(kHex[byte >> 4]);
-    out.push_back(kHex[byte & 0xF]);
+  std::string text;
+  text.reserve(size * 2);
+  for (std::size_t i = 0; i < size; ++i) {
+    text.push_back(kHex[bytes[i] >> 4]);
+    text.push_back(kHex[bytes[i] & 0xF]);
   }
-  return out;
+  return text;
+}
+
+std::string sha256_hex(std::string_view data) {
+  const auto digest = sha256(data);
+  return to_hex(digest.data(), digest.size());
 }
 
 bool constant_time_equal(const Sha256Digest& a, const Sha256Digest& b) {
@@ -63,14 +67,7 @@ std::string random_hex(std::size_t bytes) {
   if (RAND_bytes(buffer.data(), static_cast<int>(buffer.size())) != 1) {
     throw std::runtime_error("OpenSSL RAND_bytes failed");
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string text;
-  text.reserve(bytes * 2);
-  for (unsigned char byte : buffer) {
-    text.push_back(kHex[byte >> 4]);
-    text.push_back(kHex[byte & 0xF]);
-  }
-  return text;
+  return to_hex(buffer.data(), buffer.size());
 }
 
 }  // namespace p2p::util
