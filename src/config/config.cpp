@@ -202,18 +202,19 @@ void read_exchange(Reader& reader, Section& root, ExchangeConfig& exchange) {
   if (!exchange.ca_file.empty() && !std::ifstream(exchange.ca_file)) {
     reader.fail("exchange.caFile", "cannot be read: \"" + exchange.ca_file + "\" must be a PEM file of trusted CA certificates");
   }
+  // Each key is loaded once here, to say what is wrong with which before anything starts (main loads
+  // them again to use them); the same key twice is found by its kid.
+  std::map<std::string, std::size_t> kids;
   for (std::size_t i = 0; i < exchange.client_signing_keys.size(); ++i) {
-    try {  // loaded here to say what is wrong before anything starts; main loads them again to use them
-      (void)crypto::SigningKeys::load({exchange.client_signing_keys[i]});
-    } catch (const crypto::SigningKeyError& error) {
-      reader.fail("exchange.clientSigningKeys[" + std::to_string(i) + "]", error.what());
-    }
-  }
-  if (exchange.client_signing_keys.size() > 1) {
+    const std::string path = "exchange.clientSigningKeys[" + std::to_string(i) + "]";
     try {
-      (void)crypto::SigningKeys::load(exchange.client_signing_keys);
+      const auto key = crypto::SigningKeys::load({exchange.client_signing_keys[i]});
+      const auto [first, inserted] = kids.emplace(key.signing_kid(), i);
+      if (!inserted) {
+        reader.fail(path, "is the same key as exchange.clientSigningKeys[" + std::to_string(first->second) + "]");
+      }
     } catch (const crypto::SigningKeyError& error) {
-      reader.fail("exchange.clientSigningKeys", error.what());
+      reader.fail(path, error.what());
     }
   }
   if (exchange.poll_interval_milliseconds * 3 >= exchange.lease_seconds * 1000) {

@@ -56,15 +56,18 @@ constexpr long long kAssertionSeconds = 240;
 
 // RFC 6749 section 5.2: the token endpoint did not accept the client itself. The grant was not
 // processed (a refresh token is still good): a configuration for an admin to fix, not the member.
-bool client_refused(int status, const std::string& oauth_error) {
-  return (status == 400 || status == 401) &&
-         (oauth_error.starts_with("invalid_client") || oauth_error.starts_with("unauthorized_client"));
+bool client_refused(const std::string& oauth_error) {
+  return oauth_error.starts_with("invalid_client") || oauth_error.starts_with("unauthorized_client");
 }
 
-constexpr const char* kClientFix =
-    ": check the OIDC server definition's clientId and tokenEndpointAuthMethod, its secret or, for "
-    "private_key_jwt, that the source payer registered this service's keys (GET /.well-known/jwks.json) "
-    "for that client id";
+// Not final: a configuration an admin fixes while a job waits (paused, the member's tokens kept).
+TokenRefreshError client_refused_error(int status, const std::string& oauth_error) {
+  return TokenRefreshError("the source payer did not accept this service as its client (" + std::to_string(status) + " " +
+                               oauth_error + "): check the OIDC server definition's clientId and tokenEndpointAuthMethod, "
+                               "its secret or, for private_key_jwt, that the source payer registered this service's keys "
+                               "(GET /.well-known/jwks.json) for that client id",
+                           false);
+}
 
 }  // namespace
 
@@ -165,15 +168,13 @@ boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshR
   post.body = form_encode(fields);
   post.idempotent = false;  // the source may rotate the refresh token: a second send would present a spent one
   const auto response = co_await client.send(std::move(post));
-  if (client_refused(response.status, oauth_error_of(response.body))) {
-    // Not final: the refresh token was not used, and the job keeps it while an admin fixes this.
-    throw TokenRefreshError("the source payer did not accept this service as its client (" + std::to_string(response.status) +
-                                " " + oauth_error_of(response.body) + ")" + kClientFix,
-                            false);
-  }
   if (response.status == 400 || response.status == 401) {
+    const std::string error = oauth_error_of(response.body);
+    if (client_refused(error)) {
+      throw client_refused_error(response.status, error);  // the refresh token was not used: the job keeps it
+    }
     throw TokenRefreshError("the source payer refused to refresh the member's tokens (" +
-                                std::to_string(response.status) + " " + oauth_error_of(response.body) +
+                                std::to_string(response.status) + " " + error +
                                 "): the member must sign in at the source payer again",
                             true);
   }
@@ -200,14 +201,14 @@ boost::asio::awaitable<Tokens> client_credentials_token(http::HttpClient& client
   post.body = form_encode(fields);
   post.idempotent = false;  // a client assertion's jti is single-use: a replay would be refused anyway
   const auto response = co_await client.send(std::move(post));
-  if (client_refused(response.status, oauth_error_of(response.body))) {
-    throw TokenRefreshError("the source payer did not accept this service as its client (" + std::to_string(response.status) +
-                                " " + oauth_error_of(response.body) + ")" + kClientFix,
-                            false);
-  }
-  if (response.status == 400 || response.status == 401) {  // e.g. invalid_scope: asking again changes nothing
+  if (response.status == 400 || response.status == 401) {
+    const std::string error = oauth_error_of(response.body);
+    if (client_refused(error)) {
+      throw client_refused_error(response.status, error);
+    }
+    // e.g. invalid_scope: asking again changes nothing
     throw TokenRefreshError("the source payer refused the service's client_credentials token request (" +
-                                std::to_string(response.status) + " " + oauth_error_of(response.body) +
+                                std::to_string(response.status) + " " + error +
                                 "): check the OIDC server definition's systemScopes",
                             true);
   }

@@ -1,3 +1,8 @@
+#include <cstdlib>
+#include <filesystem>
+
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -337,4 +342,13 @@ TEST(Config, ClientAuthenticationNeedsAKnownMethodAClientIdAndSigningKeys) {
             (std::vector<std::string>{"exchange.clientSigningKeys[0] (from P2P_CLIENT_SIGNING_KEYS): cannot read the "
                                       "signing key file "
                                       "/nonexistent/key.pem: check the path and its permissions"}));
+  // A key given twice: the second is named (found by its kid).
+  const std::string key =
+      (std::filesystem::temp_directory_path() / ("p2p-config-key-" + std::to_string(::getpid()) + ".pem")).string();
+  ASSERT_EQ(std::system(("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out " + key + " 2>&1").c_str()), 0);
+  env["P2P_CLIENT_SIGNING_KEYS"] = key + "," + key;
+  EXPECT_EQ(issues_of(json::object(), env),
+            (std::vector<std::string>{"exchange.clientSigningKeys[1] (from P2P_CLIENT_SIGNING_KEYS): is the same key as "
+                                      "exchange.clientSigningKeys[0]"}));
+  std::filesystem::remove(key);
 }
