@@ -173,6 +173,27 @@ seed_source() {  # the member's records at the source: Patient, Encounter, Obser
         -H 'Content-Type: application/fhir+json' --data-binary @- ||
       fail_setup "could not seed the source FHIR server"
   done
+  # A second member, found by $member-match in the payer-mediated example (docs/api.md): demographics,
+  # a member identifier, the Coverage whose member id is on their card, and a few records.
+  jq -n '{resourceType: "Bundle", type: "transaction", entry: ([
+    {resource: {resourceType: "Patient", id: "docs-member-2", gender: "female", birthDate: "1974-12-25",
+                identifier: [{system: "http://old-payer.example.org/umb", value: "UMB-55678"}],
+                name: [{family: "Person", given: ["Patricia"]}]},
+     request: {method: "PUT", url: "Patient/docs-member-2"}},
+    {resource: {resourceType: "Coverage", id: "docs-member-2-cov", status: "active",
+                identifier: [{system: "http://old-payer.example.org/member-id", value: "DH10001235"}],
+                beneficiary: {reference: "Patient/docs-member-2"},
+                payor: [{identifier: {system: "http://hl7.org/fhir/sid/us-npi", value: "9876543210"}}]},
+     request: {method: "PUT", url: "Coverage/docs-member-2-cov"}}
+  ] + [range(0; 5) | tostring | {resource: {resourceType: "Observation", id: ("docs-member-2-o" + .), status: "final",
+                code: {text: ("LDL " + .)}, subject: {reference: "Patient/docs-member-2"}},
+     request: {method: "PUT", url: ("Observation/docs-member-2-o" + .)}}])}' |
+    curl -fsS -o /dev/null -X POST "$P2P_SOURCE_FHIR_URL" -H "Authorization: Bearer $token" \
+      -H 'Content-Type: application/fhir+json' --data-binary @- ||
+    fail_setup "could not seed the source FHIR server (second member)"
+  curl -fsS -o /dev/null -X PUT "$P2P_TARGET_FHIR_URL/Patient/tgt-123" -H 'Content-Type: application/fhir+json' \
+    -d '{"resourceType":"Patient","id":"tgt-123","name":[{"family":"Person","given":["Patricia"]}]}' ||
+    fail_setup "could not create the second member at the target FHIR server"
   # The member exists at the target too (the service does not create it).
   curl -fsS -o /dev/null -X PUT "$P2P_TARGET_FHIR_URL/Patient/$target_member" -H 'Content-Type: application/fhir+json' \
     -d "{\"resourceType\":\"Patient\",\"id\":\"$target_member\",\"name\":[{\"family\":\"Doe\",\"given\":[\"Jane\"]}]}" ||
@@ -190,7 +211,7 @@ start_sandbox() {
   # where to introspect tokens before the OAuth server is up (oidc-provider's default route).
   oauth_port=$(pg_free_port)
   launch_peer oauth oauth-server.mjs --port "$oauth_port" --client-id p2p-client --client-secret "$client_secret" \
-    --introspection-client-id fhir-rs --introspection-client-secret fhir-secret
+    --introspection-client-id fhir-rs --introspection-client-secret fhir-secret --scope 'system/*.read'
   launch_peer source fhir-server.mjs --quiet --page-size 40 \
     --introspection-url "http://127.0.0.1:$oauth_port/token/introspection" \
     --introspection-client-id fhir-rs --introspection-client-secret fhir-secret
@@ -214,6 +235,7 @@ start_sandbox() {
       name: "P2P Source Payer A", issuer: $issuer, clientId: "p2p-client", clientSecret: $secret,
       scopes: "openid offline_access patient/*.read", authWellKnown: ($issuer + "/.well-known/openid-configuration"),
       tokenEndpoint: ($issuer + "/token"), fhirEndpoint: $fhir, customTokenParams: "memberId",
+      systemScopes: "system/*.read",
       responseType: "code", organizationId: "ABCD", notes: "the docs sandbox: tests/peers"}]}' >"$work/p2p-exchange.json"
   echo "check-docs: sandbox ready in $((SECONDS - started)) s (PostgreSQL 127.0.0.1:$pg_port, peers: $P2P_OAUTH_ISSUER, $P2P_SOURCE_FHIR_URL, $P2P_TARGET_FHIR_URL)"
 }

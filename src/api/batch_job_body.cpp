@@ -1,9 +1,14 @@
 #include "batch_job_body.hpp"
 
+#include <chrono>
+#include <regex>
+
 #include <nlohmann/json.hpp>
 
+#include "p2p/fhir/member_match.hpp"
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/http/problem.hpp"
+#include "p2p/util/time.hpp"
 
 namespace p2p::api {
 namespace {
@@ -26,15 +31,108 @@ const json& object_field(const json& body, const char* name) {
   return *found;
 }
 
+std::string target_patient_id(const json& target) {
+  const auto id = string_field(target, "patientId", "targetPayer.patientId").value_or("");
+  if (!fhir::is_fhir_id(id)) {
+    throw http::ApiError(400, "targetPayer.patientId is required: the member's Patient id at the new payer "
+                              "(a FHIR id: 1-64 of A-Z a-z 0-9 - .)");
+  }
+  return id;
+}
+
+// A FHIR instant: a date and time to the second with a time zone, e.g. 2026-09-01T00:00:00Z.
+bool is_fhir_instant(const std::string& text) {
+  static const std::regex instant(
+      R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))");
+  return std::regex_match(text, instant);
+}
+
+// repeatEveryDays and repeatUntil (the payer-mediated form's scheduled re-pulls).
+void read_repeat(const json& body, BatchJobBody& parsed) {
+  const auto every = body.find("repeatEveryDays");
+  const auto until = body.find("repeatUntil");
+  const bool has_every = every != body.end() && !every->is_null();
+  const bool has_until = until != body.end() && !until->is_null();
+  if (!has_every && !has_until) return;
+  if (has_every != has_until) {
+    throw http::ApiError(400, "repeatEveryDays and repeatUntil go together: a re-pull every so many days, until a date");
+  }
+  if (!every->is_number_integer() || every->get<long long>() < 1 || every->get<long long>() > 366) {
+    throw http::ApiError(400, "repeatEveryDays must be a whole number of days from 1 to 366 (CMS: at least every "
+                              "quarter while coverage is concurrent, e.g. 90)");
+  }
+  static const std::regex date(R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01]))");
+  if (!until->is_string() || !std::regex_match(until->get_ref<const std::string&>(), date)) {
+    throw http::ApiError(400, "repeatUntil must be a date (YYYY-MM-DD)");
+  }
+  const std::string today = util::iso8601_utc(std::chrono::system_clock::now()).substr(0, 10);
+  if (until->get<std::string>() <= today) throw http::ApiError(400, "repeatUntil must be after today (" + today + ")");
+  parsed.repeat_every_days = every->get<int>();
+  parsed.repeat_until = until->get<std::string>();
+}
+
+// The payer-mediated form: {"sourcePayer": {"memberMatch": {...}, "retrieval", "since"}, "targetPayer"}.
+BatchJobBody parse_payer_mediated(const json& body, const json& source, const json& target) {
+  for (const char* member_only : {"oidcToken", "oidcRefreshToken", "patientId", "fhirBundleRequest"}) {
+    if (source.contains(member_only)) {
+      throw http::ApiError(400, std::string("sourcePayer.") + member_only + " is not used with sourcePayer.memberMatch: "
+                                "in the payer-mediated exchange the service authenticates as itself and finds the "
+                                "member with $member-match; send one form or the other");
+    }
+  }
+  BatchJobBody parsed;
+  read_repeat(body, parsed);
+  try {
+    parsed.member_match_parameters = fhir::member_match_parameters(source["memberMatch"]).dump();
+  } catch (const fhir::MemberMatchInputError& error) {
+    throw http::ApiError(400, error.what());
+  }
+  // A consent that has already ended would only be refused by the old payer.
+  const json& consent = source["memberMatch"]["consent"];
+  const std::string today = util::iso8601_utc(std::chrono::system_clock::now()).substr(0, 10);
+  if (!consent.contains("resourceType") && consent.value("end", "") < today) {
+    throw http::ApiError(400, "sourcePayer.memberMatch.consent.end must not be in the past (today is " + today + ")");
+  }
+  const auto retrieval = string_field(source, "retrieval", "sourcePayer.retrieval").value_or("everything");
+  if (retrieval == "export") {
+    throw http::ApiError(400, "sourcePayer.retrieval \"export\" (bulk Patient/{id}/$export) is not available in this "
+                              "version yet (issue #12); use \"everything\" (Patient/{id}/$everything, the default)");
+  }
+  if (retrieval != "everything") {
+    throw http::ApiError(400, "sourcePayer.retrieval must be \"everything\" (the default)");
+  }
+  parsed.since = string_field(source, "since", "sourcePayer.since");
+  if (parsed.since && !is_fhir_instant(*parsed.since)) {
+    throw http::ApiError(400, "sourcePayer.since must be a FHIR instant with a time zone, e.g. 2026-09-01T00:00:00Z");
+  }
+  parsed.target_patient_id = target_patient_id(target);
+  parsed.target_organization_id = string_field(target, "organizationId", "targetPayer.organizationId");
+  return parsed;
+}
+
 }  // namespace
 
 BatchJobBody parse_batch_job_body(std::string_view text) {
-  const auto body = json::parse(text, nullptr, false);
+  // Copying and writing JSON recurse once per level (the payer-mediated form copies the caller's
+  // resources): deeper bodies are refused while they are read, before anything recurses.
+  constexpr int kMaxDepth = 64;
+  const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t, json&) {
+    if (depth > kMaxDepth) {
+      throw http::ApiError(400, "the body is nested more than " + std::to_string(kMaxDepth) + " levels deep");
+    }
+    return true;
+  };
+  const auto body = json::parse(text, limit_depth, false);
   if (body.is_discarded() || !body.is_object()) {
     throw http::ApiError(400, "the body must be a JSON object with sourcePayer and targetPayer (see /api/openapi.json)");
   }
   const json& source = object_field(body, "sourcePayer");
   const json& target = object_field(body, "targetPayer");
+  if (source.contains("memberMatch")) return parse_payer_mediated(body, source, target);
+  if (body.contains("repeatEveryDays") || body.contains("repeatUntil")) {
+    throw http::ApiError(400, "repeatEveryDays and repeatUntil need the payer-mediated form (sourcePayer.memberMatch): "
+                              "a member's tokens are deleted when their job ends, so there is nothing to re-pull with");
+  }
   BatchJobBody parsed;
   const auto token = string_field(source, "oidcToken", "sourcePayer.oidcToken");
   if (!token || token->empty()) {
@@ -49,11 +147,7 @@ BatchJobBody parse_batch_job_body(std::string_view text) {
     throw http::ApiError(400, "sourcePayer.patientId is required: the member's Patient id at the source payer "
                               "(a FHIR id: 1-64 of A-Z a-z 0-9 - .)");
   }
-  parsed.target_patient_id = string_field(target, "patientId", "targetPayer.patientId").value_or("");
-  if (!fhir::is_fhir_id(parsed.target_patient_id)) {
-    throw http::ApiError(400, "targetPayer.patientId is required: the member's Patient id at the new payer "
-                              "(a FHIR id: 1-64 of A-Z a-z 0-9 - .)");
-  }
+  parsed.target_patient_id = target_patient_id(target);
   parsed.target_organization_id = string_field(target, "organizationId", "targetPayer.organizationId");
   return parsed;
 }

@@ -1,7 +1,9 @@
 #pragma once
 // The body of POST /api/oidc_servers/{server_id}/batch_job, parsed and validated without touching the
-// database: what the member sends about the source and target payers. Private to src/api (the route
-// and the fuzzer use it).
+// database: what the caller sends about the source and target payers. Two forms: the seed's
+// (member-mediated: the member's own tokens and Patient id at the source) and the payer-mediated one
+// (sourcePayer.memberMatch: the service authenticates as itself and finds the member with HRex
+// $member-match). Private to src/api (the route and the fuzzer use it).
 #include <optional>
 #include <string>
 #include <string_view>
@@ -9,6 +11,16 @@
 namespace p2p::api {
 
 struct BatchJobBody {
+  // The payer-mediated form: the HRex $member-match Parameters built from sourcePayer.memberMatch
+  // (JSON text), and sourcePayer.since (a FHIR instant) when given. The member-mediated members below
+  // are then empty.
+  std::optional<std::string> member_match_parameters;
+  std::optional<std::string> since;
+  // Scheduled re-pulls (payer-mediated only): every repeatEveryDays days (1-366), until repeatUntil
+  // (YYYY-MM-DD, after today): both or neither.
+  std::optional<int> repeat_every_days;
+  std::optional<std::string> repeat_until;
+
   std::string access_token;                           // sourcePayer.oidcToken, non-empty
   std::optional<std::string> refresh_token;           // sourcePayer.oidcRefreshToken; empty counts as absent
   std::optional<std::string> bundle_request;          // sourcePayer.fhirBundleRequest, not yet checked

@@ -19,6 +19,29 @@ namespace {
 using nlohmann::json;
 using nlohmann::ordered_json;
 
+// The payer flow's match: {"result": "pending"} until $member-match has answered, then what it gave
+// (result matched, no-match or consent-refused; memberIdentifier; sourcePatientId; detail). Null for
+// the member flow.
+ordered_json member_match_json(const store::BatchJob& job) {
+  if (job.flow != "payer") return nullptr;
+  if (!job.member_match) return ordered_json{{"result", "pending"}};
+  const auto stored = ordered_json::parse(*job.member_match, nullptr, false);
+  ordered_json shown{{"result", stored.value("result", "pending")}};
+  for (const char* key : {"memberIdentifier", "sourcePatientId", "detail"}) {
+    if (stored.contains(key)) shown[key] = stored[key];
+  }
+  return shown;
+}
+
+// A repeating payer-mediated job's schedule, or null.
+ordered_json repeat_json(const store::BatchJob& job) {
+  if (!job.repeat_every_days) return nullptr;
+  return ordered_json{{"everyDays", *job.repeat_every_days},
+                      {"until", job.repeat_until.value_or("")},
+                      {"previousRunId", job.previous_run_id ? ordered_json(*job.previous_run_id) : ordered_json(nullptr)},
+                      {"nextRunId", job.next_run_id ? ordered_json(*job.next_run_id) : ordered_json(nullptr)}};
+}
+
 ordered_json job_json(const store::BatchJob& job) {
   return ordered_json{{"batchJobId", job.id},
                       {"batchStatus", store::to_string(job.status)},
@@ -32,7 +55,11 @@ ordered_json job_json(const store::BatchJob& job) {
                       {"resourcesWritten", job.resources_written},
                       {"resourcesSkipped", job.resources_skipped},
                       {"warnings", job.warnings},
-                      {"lastError", nullable(job.last_error)}};
+                      {"lastError", nullable(job.last_error)},
+                      {"flow", job.flow},
+                      {"memberMatch", member_match_json(job)},
+                      {"notBefore", nullable(job.not_before)},
+                      {"repeat", repeat_json(job)}};
 }
 
 long long parse_job_id(const http::PathParams& params) { return parse_positive_id<long long>(params, "batch_job_id"); }
@@ -71,6 +98,11 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                job.server_pid = pid;
                job.access_token = body.access_token;
                job.refresh_token = body.refresh_token;
+               job.member_match_request = body.member_match_parameters;
+               job.since = body.since;
+               job.repeat_every_days = body.repeat_every_days;
+               job.repeat_until = body.repeat_until;
+               const bool payer = body.member_match_parameters.has_value();
                const auto& bundle_request = body.bundle_request;
                job.source_patient_id = body.source_patient_id;
                job.target_patient_id = body.target_patient_id;
@@ -99,9 +131,15 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                                                    "signing key: an admin must set exchange.clientSigningKeys "
                                                    "(P2P_CLIENT_SIGNING_KEYS)");
                }
+               if (payer && !server.client_id) {
+                 throw http::ApiError(409, named + " has no clientId: the payer-mediated exchange authenticates this "
+                                                   "service to the source payer as a client (client_credentials); "
+                                                   "an admin must set the client id the source payer registered");
+               }
                try {
-                 job.first_url = fhir::resolve_bundle_request(*server.fhir_endpoint, bundle_request.value_or(""),
-                                                              job.source_patient_id);
+                 job.first_url = payer ? fhir::member_match_url(*server.fhir_endpoint)
+                                       : fhir::resolve_bundle_request(*server.fhir_endpoint, bundle_request.value_or(""),
+                                                                      job.source_patient_id);
                } catch (const fhir::SourceUrlError& error) {
                  throw http::ApiError(400, std::string("sourcePayer.") + error.what());
                }
@@ -111,6 +149,13 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                const std::string location =
                    "/api/oidc_servers/" + std::to_string(pid) + "/batch_job/" + std::to_string(outcome.job.id);
                using Kind = store::CreateOutcome::Kind;
+               if (outcome.kind == Kind::kActiveJobExists && payer) {
+                 throw http::ApiError(409,
+                                      "the member already has a payer-mediated exchange from this source payer to this "
+                                      "target patient that has not ended: batch job " + std::to_string(outcome.job.id) +
+                                          " (" + location + "); poll it, or cancel it before starting another",
+                                      {{"Location", location}});
+               }
                if (outcome.kind == Kind::kActiveJobExists) {
                  throw http::ApiError(409,
                                       "the member already has an exchange from this source payer to this target patient "

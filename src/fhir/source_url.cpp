@@ -15,6 +15,17 @@ namespace {
 
 namespace urls = boost::urls;
 
+// Normalises scheme, host and path for the checks, but leaves the query as the server wrote it:
+// Boost.URL's query normalisation decodes every character a query may hold unencoded, so
+// `identifier=a%26b` would become `identifier=a&b` (two parameters) and `_since=...%2B02:00` a `+`
+// that servers read as a space.
+void normalize_keeping_query(urls::url& url) {
+  url.normalize_scheme();
+  url.normalize_authority();
+  url.normalize_path();
+  url.normalize_fragment();
+}
+
 std::string lower(std::string_view text) {
   std::string out(text);
   std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -119,7 +130,7 @@ std::string resolve_bundle_request(std::string_view fhir_endpoint, std::string_v
   urls::url resolved;
   const auto result = urls::resolve(endpoint, *reference, resolved);
   if (!result) throw SourceUrlError("fhirBundleRequest cannot be resolved against the FHIR endpoint");
-  resolved.normalize();
+  normalize_keeping_query(resolved);
   try {
     check_under(endpoint, resolved, false);
   } catch (const SourceUrlError& error) {
@@ -128,12 +139,40 @@ std::string resolve_bundle_request(std::string_view fhir_endpoint, std::string_v
   return std::string(resolved.buffer());
 }
 
+std::string member_match_url(std::string_view fhir_endpoint) {
+  return resolve_bundle_request(fhir_endpoint, "Patient/$member-match", "");
+}
+
+std::string patient_by_identifier_url(std::string_view fhir_endpoint, std::string_view system, std::string_view value) {
+  // FHIR search escaping first (\ , $ | are separators in a token value), then URL encoding.
+  const auto escaped = [](std::string_view text) {
+    std::string out;
+    for (const char c : text) {
+      if (c == '\\' || c == ',' || c == '$' || c == '|') out += '\\';
+      out += c;
+    }
+    return out;
+  };
+  const std::string token = system.empty() ? escaped(value) : escaped(system) + "|" + escaped(value);
+  return resolve_bundle_request(fhir_endpoint, "Patient?identifier=" + util::query_value(token), "");
+}
+
+std::string everything_url(std::string_view fhir_endpoint, std::string_view patient_id,
+                           const std::optional<std::string>& since) {
+  if (!is_fhir_id(patient_id) || patient_id.find_first_not_of('.') == std::string_view::npos) {
+    throw SourceUrlError("the member's Patient id at the source is not a FHIR id");
+  }
+  std::string request = "Patient/" + std::string(patient_id) + "/$everything";
+  if (since) request += "?_since=" + util::query_value(*since);
+  return resolve_bundle_request(fhir_endpoint, request, "");
+}
+
 std::string require_under_endpoint(std::string_view fhir_endpoint, std::string_view url) {
   const urls::url endpoint = parse_endpoint(fhir_endpoint);
   auto parsed = urls::parse_absolute_uri(url);
   if (!parsed) throw SourceUrlError("the next link is not an absolute URL");
   urls::url candidate(*parsed);
-  candidate.normalize();
+  normalize_keeping_query(candidate);
   try {
     check_under(endpoint, candidate, true);
   } catch (const SourceUrlError& error) {

@@ -76,9 +76,25 @@ class ExchangeJob {
   boost::asio::awaitable<bool> still_held();
   boost::asio::awaitable<void> put_task(const std::string& status, const std::optional<std::string>& reason);
 
+  // The payer flow (docs/exchange.md, "Payer-mediated exchange"): the member's Consent stored on the
+  // target (the tracking Task's focus), then HRex $member-match at the source, which gives the member's
+  // Patient id there and so the first page; a 422 ends the job FAILED (no-match or consent-refused).
+  bool payer_flow() const { return job_.flow == "payer"; }
+  std::string consent_id() const { return "p2p-batch-job-" + std::to_string(job_.id) + "-consent"; }
+  boost::asio::awaitable<void> put_consent();
+  // Returns the job's status once the match is recorded (STOPPING when a cancel came meanwhile).
+  boost::asio::awaitable<store::JobStatus> match_member();
+  boost::asio::awaitable<store::JobStatus> record_member_match(const std::string& state,
+                                                               const std::optional<std::string>& patient_id,
+                                                               const std::optional<std::string>& first_url);
+  // A payer-mediated job resumed after its match: throws JobFailure when the match was refused (a
+  // run that stopped between recording the 422 and ending FAILED).
+  void require_matched() const;
+
   RunnerContext& context_;
   TargetWriter target_;
   store::BatchJob job_;
+  std::optional<std::string> member_match_request_;  // the payer flow: the $member-match Parameters (JSON text)
   SourceSession source_;
   std::string task_id_;
   int pages_ = 0;

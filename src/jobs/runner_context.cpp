@@ -79,7 +79,7 @@ std::optional<std::chrono::seconds> retry_after(const http::ClientResponse& resp
   }
 }
 
-std::string outcome_text(const std::string& body) {
+std::string outcome_text(const std::string& body, bool echo_body) {
   const auto outcome = json::parse(body, nullptr, false);
   std::string text;
   if (outcome.is_object() && outcome.contains("issue") && outcome["issue"].is_array()) {
@@ -89,7 +89,7 @@ std::string outcome_text(const std::string& body) {
       if (!part.empty()) text += (text.empty() ? "" : "; ") + part;
     }
   }
-  if (text.empty()) text = body.substr(0, 200);
+  if (text.empty()) text = echo_body ? body.substr(0, 200) : "(no OperationOutcome)";
   return text.size() > 500 ? text.substr(0, 500) + "..." : text;
 }
 

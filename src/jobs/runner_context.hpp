@@ -131,7 +131,9 @@ inline bool is_transient(int status) { return status == 429 || status >= 500; }
 std::optional<std::chrono::seconds> retry_after(const http::ClientResponse& response);
 
 // The text of an OperationOutcome (diagnostics or details), or the start of the body; at most ~500 bytes.
-std::string outcome_text(const std::string& body);
+// `echo_body` false: never the body itself (an answer to $member-match may echo the member's
+// demographics), "(no OperationOutcome)" instead.
+std::string outcome_text(const std::string& body, bool echo_body = true);
 
 // Where a URL points, without its query (which may identify the member).
 std::string origin_and_path(const std::string& url);

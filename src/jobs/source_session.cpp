@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "p2p/util/text.hpp"
 #include "p2p/util/url_rules.hpp"
 #include "runner_context.hpp"
 
@@ -10,20 +11,33 @@ namespace p2p::jobs {
 namespace asio = boost::asio;
 
 asio::awaitable<http::ClientResponse> SourceSession::fetch(const std::string& url) {
+  http::ClientRequest get;
+  get.url = url;
+  get.headers.emplace_back("Accept", "application/fhir+json");
+  get.max_response_bytes = context_.config.max_page_bytes;
+  http::ClientResponse response = co_await call(std::move(get));
+  if (response.status == 200) co_return response;
+  throw JobFailure("the source payer answered " + std::to_string(response.status) + " for " + origin_and_path(url) +
+                   ": " + outcome_text(response.body));
+}
+
+asio::awaitable<http::ClientResponse> SourceSession::call(http::ClientRequest request) {
   const auto& config = context_.config;
-  bool refreshed = false;
+  const std::string url = request.url;
+  bool renewed = false;
   for (int attempt = 1;; ++attempt) {
     context_.check_still_ours(job_id_);
+    if (kind_ == Kind::kBackend && (access_token_.empty() || Clock::now() >= renew_at_)) {
+      co_await renew_backend_token();
+      renewed = false;  // a token just asked for may still be refused once
+    }
     http::ClientResponse response;
     // Built before co_await: GCC 12 miscompiles braced initializers inside co_await expressions.
-    http::ClientRequest get;
-    get.url = url;
-    get.headers.emplace_back("Authorization", "Bearer " + access_token_);
-    get.headers.emplace_back("Accept", "application/fhir+json");
-    get.max_response_bytes = config.max_page_bytes;
+    http::ClientRequest attempt_request = request;
+    attempt_request.headers.emplace_back("Authorization", "Bearer " + access_token_);
     bool transport_failed = false;
     try {
-      response = co_await context_.client->send(std::move(get));
+      response = co_await context_.client->send(std::move(attempt_request));
     } catch (const http::FetchError& error) {
       if (error.kind() == http::FetchError::Kind::kHeadersTooLarge) {  // not the page: its headers
         throw JobFailure("cannot read from the source payer at " + origin_and_path(url) + ": " + error.what());
@@ -42,10 +56,9 @@ asio::awaitable<http::ClientResponse> SourceSession::fetch(const std::string& ur
       co_await context_.sleep_for(context_.backoff(attempt, std::nullopt));
       continue;
     }
-    if (response.status == 200) co_return response;
-    if (response.status == 401 && !refreshed) {
-      co_await refresh();
-      refreshed = true;
+    if (response.status == 401 && !renewed) {
+      co_await renew();
+      renewed = true;
       --attempt;
       continue;
     }
@@ -53,10 +66,11 @@ asio::awaitable<http::ClientResponse> SourceSession::fetch(const std::string& ur
       co_await context_.sleep_for(context_.backoff(attempt, retry_after(response)));
       continue;
     }
-    const std::string answer = "the source payer answered " + std::to_string(response.status) + " for " +
-                               origin_and_path(url) + ": " + outcome_text(response.body);
-    if (is_transient(response.status)) throw JobPause(answer);
-    throw JobFailure(answer);
+    if (is_transient(response.status)) {
+      throw JobPause("the source payer answered " + std::to_string(response.status) + " for " + origin_and_path(url) +
+                     ": " + outcome_text(response.body));
+    }
+    co_return response;
   }
 }
 
@@ -89,7 +103,17 @@ auto SourceSession::with_token_retries(Call call, const std::string& what, Resen
   }
 }
 
-asio::awaitable<void> SourceSession::refresh() {
+asio::awaitable<void> SourceSession::renew() {
+  if (kind_ == Kind::kBackend) {
+    co_await renew_backend_token();
+  } else {
+    co_await refresh();
+  }
+}
+
+// The token endpoint: the definition's, or its authWellKnown document's, or (the payer flow, SMART
+// Backend Services) {fhirEndpoint}/.well-known/smart-configuration's. Discovered once.
+asio::awaitable<std::string> SourceSession::token_endpoint() {
   const auto& definition = server_.definition;
   if (!token_endpoint_) {
     if (definition.token_endpoint) {
@@ -100,14 +124,51 @@ asio::awaitable<void> SourceSession::refresh() {
       const std::string what = "read the source payer's well-known document";  // named: see RunnerContext::run_sql
       token_endpoint_ = co_await with_token_retries(
           [this, &well_known] { return oauth::discover_token_endpoint(*context_.client, well_known); }, what);
+    } else if (kind_ == Kind::kBackend && definition.fhir_endpoint) {
+      const std::string well_known = util::without_trailing_slashes(*definition.fhir_endpoint) +
+                                     "/.well-known/smart-configuration";
+      require_secure(well_known, "the source payer's SMART configuration");
+      const std::string what = "read the source payer's SMART configuration";  // named: see RunnerContext::run_sql
+      token_endpoint_ = co_await with_token_retries(
+          [this, &well_known] { return oauth::discover_token_endpoint(*context_.client, well_known); }, what);
     } else {
       throw JobFailure("the access token was refused and the OIDC server definition has neither tokenEndpoint nor "
                        "authWellKnown to refresh it");
     }
   }
   require_secure(*token_endpoint_, "the source payer's token endpoint");
+  co_return *token_endpoint_;
+}
+
+// The service's own access token at the source (client_credentials, authenticated as the definition
+// says: a signed assertion for private_key_jwt). Not stored: a resumed job asks for a new one.
+asio::awaitable<void> SourceSession::renew_backend_token() {
+  const auto& definition = server_.definition;
+  oauth::ClientCredentialsRequest request;
+  request.token_endpoint = co_await token_endpoint();
+  request.scope = definition.system_scopes.value_or("");
+  request.client = {.method = definition.token_endpoint_auth_method,
+                    .client_id = definition.client_id,
+                    .client_secret = server_.client_secret,
+                    .signing_keys = &context_.signing_keys};
+  const std::string what = "get this service's access token at the source payer";  // named: see RunnerContext::run_sql
+  const oauth::Tokens tokens = co_await with_token_retries(
+      [this, &request] { return oauth::client_credentials_token(*context_.client, request); }, what);
+  access_token_ = tokens.access_token;
+  // Renewed ahead of its expiry (30 s, or half its life when shorter), so a page is not refused midway.
+  renew_at_ = std::chrono::steady_clock::time_point::max();
+  if (tokens.expires_in && *tokens.expires_in > 0) {
+    const long long ahead = std::min<long long>(30, *tokens.expires_in / 2);
+    renew_at_ = Clock::now() + std::chrono::seconds(*tokens.expires_in - ahead);
+  }
+  spdlog::info("job {}: got this service's access token at the source payer{}", job_id_,
+               tokens.expires_in ? " (valid " + std::to_string(*tokens.expires_in) + " s)" : std::string());
+}
+
+asio::awaitable<void> SourceSession::refresh() {
+  const auto& definition = server_.definition;
   oauth::RefreshRequest request;
-  request.token_endpoint = *token_endpoint_;
+  request.token_endpoint = co_await token_endpoint();
   request.refresh_token = refresh_token_.value_or("");
   request.client = {.method = definition.token_endpoint_auth_method,
                     .client_id = definition.client_id,

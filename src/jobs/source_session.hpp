@@ -1,8 +1,13 @@
 #pragma once
-// One job's session at the source payer: the member's tokens, reading pages with them, and refreshing
-// them when the source refuses the access token. A rotated refresh token is never presented twice:
-// the refresh is resent only when it provably never left, and the new tokens are stored before
-// anything else happens (retried through a PostgreSQL outage). Private to src/jobs.
+// One job's session at the source payer: its access token, calls with it, and a new one when the source
+// refuses it. Two kinds of session:
+//  - member (the seed's flow): the member's tokens, refreshed on 401. A rotated refresh token is never
+//    presented twice: the refresh is resent only when it provably never left, and the new tokens are
+//    stored before anything else happens (retried through a PostgreSQL outage).
+//  - backend (the payer-mediated flow): the service's own access token (client_credentials, SMART
+//    Backend Services), kept in memory only, asked for again when it expires or on 401.
+// Private to src/jobs.
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -18,10 +23,13 @@ struct RunnerContext;
 
 class SourceSession {
  public:
-  SourceSession(RunnerContext& context, long long job_id, std::string source_patient_id, std::string access_token,
-                std::optional<std::string> refresh_token)
+  enum class Kind { kMember, kBackend };
+
+  SourceSession(RunnerContext& context, long long job_id, Kind kind, std::string source_patient_id,
+                std::string access_token, std::optional<std::string> refresh_token)
       : context_(context),
         job_id_(job_id),
+        kind_(kind),
         source_patient_id_(std::move(source_patient_id)),
         access_token_(std::move(access_token)),
         refresh_token_(std::move(refresh_token)) {}
@@ -30,12 +38,20 @@ class SourceSession {
   void set_server(store::OidcServerForExchange server) { server_ = std::move(server); }
   const store::OidcServerForExchange& server() const { return server_; }
 
-  // GETs one page (at most exchange.maxPageBytes), refreshing the member's tokens once on 401 and
-  // retrying 429/5xx/network. Throws JobFailure, JobPause or JobLeft.
+  // GETs one page (at most exchange.maxPageBytes), getting new tokens once on 401 and retrying
+  // 429/5xx/network. Throws JobFailure (any answer but 200), JobPause or JobLeft.
   boost::asio::awaitable<http::ClientResponse> fetch(const std::string& url);
 
+  // Sends `request` with the session's access token (set here), getting a new one once on 401 and
+  // retrying 429/5xx/network (exchange.maxAttempts, then JobPause). Returns any other answer, for the
+  // caller to read: a 4xx may be an answer of the operation (HRex $member-match's 422).
+  boost::asio::awaitable<http::ClientResponse> call(http::ClientRequest request);
+
  private:
+  boost::asio::awaitable<void> renew();
   boost::asio::awaitable<void> refresh();
+  boost::asio::awaitable<void> renew_backend_token();
+  boost::asio::awaitable<std::string> token_endpoint();
   boost::asio::awaitable<void> store_refreshed_tokens(const oauth::Tokens& tokens);
   void require_secure(const std::string& url, const std::string& what) const;
 
@@ -49,8 +65,10 @@ class SourceSession {
 
   RunnerContext& context_;
   long long job_id_;
+  Kind kind_;
   std::string source_patient_id_;
   std::string access_token_;
+  std::chrono::steady_clock::time_point renew_at_ = std::chrono::steady_clock::time_point::max();  // backend tokens
   std::optional<std::string> refresh_token_;
   store::OidcServerForExchange server_;
   std::optional<std::string> token_endpoint_;  // discovered once, when first needed

@@ -37,6 +37,7 @@ json tracking_task(const TrackingTaskFacts& facts) {
     task["owner"] = {{"type", "Organization"},
                      {"identifier", {{"system", "urn:p2p-exchange:payer-id"}, {"value", *facts.target_organization_id}}}};
   }
+  if (facts.focus) task["focus"] = {{"reference", *facts.focus}};
   if (facts.reason) task["statusReason"] = {{"text", *facts.reason}};
   return task;
 }

@@ -22,7 +22,10 @@ namespace {
     " resources_skipped::text AS resources_skipped_json,"                                                      \
     " extract(epoch FROM now() - coalesce(last_progress_at, start_time, create_time))::bigint"                 \
     "   AS seconds_since_progress,"                                                                            \
-    " warnings::text AS warnings_json, source_error"
+    " warnings::text AS warnings_json, source_error, flow, since, member_match::text AS member_match_json,"        \
+    " to_char(not_before AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS not_before_text,"           \
+    " repeat_every_days, to_char(repeat_until, 'YYYY-MM-DD') AS repeat_until_text, previous_run_id,"          \
+    " (SELECT min(next.id) FROM batch_jobs next WHERE next.previous_run_id = batch_jobs.id) AS next_run_id"
 
 std::optional<std::string> optional_text(const pqxx::field& field) {
   if (field.is_null()) return std::nullopt;
@@ -84,6 +87,14 @@ BatchJob read_job(const pqxx::row& row) {
     job.warnings.push_back(warning.get<std::string>());
   }
   job.source_error = optional_text(row["source_error"]);
+  job.flow = row["flow"].as<std::string>();
+  job.since = optional_text(row["since"]);
+  job.member_match = optional_text(row["member_match_json"]);
+  job.not_before = optional_text(row["not_before_text"]);
+  if (!row["repeat_every_days"].is_null()) job.repeat_every_days = row["repeat_every_days"].as<int>();
+  job.repeat_until = optional_text(row["repeat_until_text"]);
+  if (!row["previous_run_id"].is_null()) job.previous_run_id = row["previous_run_id"].as<long long>();
+  if (!row["next_run_id"].is_null()) job.next_run_id = row["next_run_id"].as<long long>();
   return job;
 }
 
@@ -119,28 +130,40 @@ CreateOutcome BatchJobRepository::create(const NewBatchJob& job) {
       return {same ? CreateOutcome::Kind::kReplayed : CreateOutcome::Kind::kKeyReused, read_job(earlier[0])};
     }
   }
+  const bool payer = job.member_match_request.has_value();
+  // The member, as far as this server knows them: in the payer flow, only the target patient (the
+  // source's id comes with the match).
   tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                 "batch_job_member:" + std::to_string(job.server_pid) + "|" + job.source_patient_id + "|" +
-                     job.target_patient_id);
+                 (payer ? "batch_job_payer:" : "batch_job_member:") + std::to_string(job.server_pid) + "|" +
+                     job.source_patient_id + "|" + job.target_patient_id);
   const auto active = tx.exec_params(
-      "SELECT " P2P_BATCH_JOB_COLUMNS " FROM batch_jobs WHERE server_pid = $1 AND source_patient_id = $2"
-      " AND target_patient_id = $3 AND status IN ('STARTING', 'STARTED', 'STOPPING') ORDER BY id LIMIT 1",
-      job.server_pid, job.source_patient_id, job.target_patient_id);
+      payer ? "SELECT " P2P_BATCH_JOB_COLUMNS " FROM batch_jobs WHERE server_pid = $1 AND flow = 'payer'"
+              " AND target_patient_id = $3 AND $2 = '' AND status IN ('STARTING', 'STARTED', 'STOPPING') ORDER BY id LIMIT 1"
+            : "SELECT " P2P_BATCH_JOB_COLUMNS " FROM batch_jobs WHERE server_pid = $1 AND source_patient_id = $2"
+              " AND target_patient_id = $3 AND status IN ('STARTING', 'STARTED', 'STOPPING') ORDER BY id LIMIT 1",
+      job.server_pid, payer ? std::string() : job.source_patient_id, job.target_patient_id);
   if (!active.empty()) return {CreateOutcome::Kind::kActiveJobExists, read_job(active[0])};
 
+  // The payer flow's first request is $member-match (first_url); its first page comes with the match.
   const auto row = tx.exec_params1(
       "INSERT INTO batch_jobs (server_pid, source_patient_id, target_patient_id, target_organization_id,"
-      " first_url, next_url, idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $5, $6, $7)"
+      " first_url, next_url, idempotency_key, request_hash, flow, since, repeat_every_days, repeat_until)"
+      " VALUES ($1, $2, $3, $4, $5, CASE WHEN $8 = 'payer' THEN NULL ELSE $5 END, $6, $7, $8, $9, $10, $11::date)"
       " RETURNING " P2P_BATCH_JOB_COLUMNS,
-      job.server_pid, job.source_patient_id, job.target_patient_id, nullable(job.target_organization_id),
-      job.first_url, nullable(job.idempotency_key), job.request_hash);
+      job.server_pid, payer ? std::string() : job.source_patient_id, job.target_patient_id,
+      nullable(job.target_organization_id), job.first_url, nullable(job.idempotency_key), job.request_hash,
+      std::string(payer ? "payer" : "member"), nullable(job.since),
+      job.repeat_every_days ? std::to_string(*job.repeat_every_days).c_str() : nullptr, nullable(job.repeat_until));
   BatchJob created = read_job(row);
-  // The tokens are sealed with the job id as associated data, so they only open for this row.
-  const auto access = cipher_.seal(job.access_token, owner_of(created.id));
-  std::optional<std::string> refresh;
+  // Tokens and the member-match request are sealed with the job id as associated data, so they only
+  // open for this row.
+  std::optional<std::string> access, refresh, request;
+  if (!payer) access = cipher_.seal(job.access_token, owner_of(created.id));
   if (job.refresh_token) refresh = cipher_.seal(*job.refresh_token, owner_of(created.id));
-  tx.exec_params("UPDATE batch_jobs SET access_token_sealed = $2, refresh_token_sealed = $3 WHERE id = $1",
-                 created.id, access, nullable(refresh));
+  if (payer) request = cipher_.seal(*job.member_match_request, owner_of(created.id));
+  tx.exec_params("UPDATE batch_jobs SET access_token_sealed = $2, refresh_token_sealed = $3,"
+                 " member_match_request_sealed = $4 WHERE id = $1",
+                 created.id, nullable(access), nullable(refresh), nullable(request));
   tx.commit();
   return {CreateOutcome::Kind::kCreated, std::move(created)};
 }
@@ -180,7 +203,7 @@ CancelOutcome BatchJobRepository::request_cancel(int server_pid, long long id) {
     // Nobody runs it: stop it now, and delete the tokens with it.
     tx.exec_params(
         "UPDATE batch_jobs SET status = 'STOPPED', end_time = now(), access_token_sealed = NULL,"
-        " refresh_token_sealed = NULL, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+        " refresh_token_sealed = NULL, member_match_request_sealed = NULL, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
         id);
   }
   tx.commit();
@@ -200,12 +223,13 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
       " AND (not_before IS NULL OR not_before <= now() OR status = 'STOPPING')"
       " AND id <> ALL($4::bigint[])"
       " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $3)"
-      " RETURNING " P2P_BATCH_JOB_COLUMNS ", access_token_sealed, refresh_token_sealed, lost_leases",
+      " RETURNING " P2P_BATCH_JOB_COLUMNS ", access_token_sealed, refresh_token_sealed, member_match_request_sealed,"
+      " lost_leases",
       owner, seconds_text(lease), max_jobs, id_array(running));
   tx.commit();
   std::vector<ClaimedJob> claimed;
   for (const auto& row : rows) {
-    ClaimedJob job{read_job(row), {}, std::nullopt};
+    ClaimedJob job{read_job(row), {}, std::nullopt, std::nullopt};
     if (const int lost = row["lost_leases"].as<int>(); lost > max_lost_leases && job.job.status != JobStatus::kStopping) {
       // A job that takes every instance down with it is not run again: fail it alone, and say why.
       finish(job.job.id, owner, job.job.pages_completed, JobStatus::kFailed,
@@ -219,6 +243,9 @@ std::vector<ClaimedJob> BatchJobRepository::claim(const std::string& owner, std:
       const auto access = row["access_token_sealed"], refresh = row["refresh_token_sealed"];
       if (!access.is_null()) job.access_token = cipher_.open(access.as<std::string>(), owner_of(job.job.id));
       if (!refresh.is_null()) job.refresh_token = cipher_.open(refresh.as<std::string>(), owner_of(job.job.id));
+      if (const auto request = row["member_match_request_sealed"]; !request.is_null()) {
+        job.member_match_request = cipher_.open(request.as<std::string>(), owner_of(job.job.id));
+      }
     } catch (const crypto::CipherError& error) {
       // Retrying cannot help (the key is gone): fail this job alone, and say why.
       finish(job.job.id, owner, job.job.pages_completed, JobStatus::kFailed,
@@ -311,14 +338,50 @@ bool BatchJobRepository::set_task_id(long long id, const std::string& owner, con
                          owner, task_id);
 }
 
+std::optional<JobStatus> BatchJobRepository::record_member_match(long long id, const std::string& owner,
+                                                                const std::string& member_match,
+                                                                const std::optional<std::string>& source_patient_id,
+                                                                const std::optional<std::string>& first_url) {
+  pqxx::work tx(connection_);
+  const auto rows = tx.exec_params(
+      "UPDATE batch_jobs SET member_match = $3::jsonb, source_patient_id = coalesce($4, source_patient_id),"
+      " next_url = coalesce($5, next_url) WHERE id = $1 AND lease_owner = $2 AND flow = 'payer' AND pages_completed = 0"
+      " RETURNING status",
+      id, owner, member_match, nullable(source_patient_id), nullable(first_url));
+  tx.commit();
+  if (rows.empty()) return std::nullopt;
+  return status_of(rows[0]["status"]);
+}
+
 bool BatchJobRepository::finish(long long id, const std::string& owner, int recorded_pages, JobStatus status,
-                                const std::optional<std::string>& error) {
-  return update_if_owner(connection_,
-                         "UPDATE batch_jobs SET status = $3,"
-                         " last_error = CASE WHEN $3 = 'FAILED' THEN coalesce($4, last_error) ELSE $4 END, end_time = now(),"
-                         " access_token_sealed = NULL, refresh_token_sealed = NULL, lease_owner = NULL,"
-                         " lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND pages_completed = $5",
-                         id, owner, std::string(to_string(status)), nullable(error), recorded_pages);
+                                const std::optional<std::string>& error,
+                                const std::optional<std::string>& member_match_request) {
+  pqxx::work tx(connection_);
+  const auto ended = tx.exec_params(
+      "UPDATE batch_jobs SET status = $3,"
+      " last_error = CASE WHEN $3 = 'FAILED' THEN coalesce($4, last_error) ELSE $4 END, end_time = now(),"
+      " access_token_sealed = NULL, refresh_token_sealed = NULL, member_match_request_sealed = NULL,"
+      " lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND pages_completed = $5"
+      " RETURNING repeat_every_days IS NOT NULL AND (now() + make_interval(days => repeat_every_days))::date"
+      "   <= repeat_until AS repeats",
+      id, owner, std::string(to_string(status)), nullable(error), recorded_pages);
+  if (ended.empty()) return false;
+  if (status == JobStatus::kCompleted && ended[0]["repeats"].as<bool>() && member_match_request) {
+    // The next run: the same member and request, what changed since this run started.
+    const auto next = tx.exec_params1(
+        "INSERT INTO batch_jobs (server_pid, source_patient_id, target_patient_id, target_organization_id, first_url,"
+        " flow, since, repeat_every_days, repeat_until, previous_run_id, not_before)"
+        " SELECT server_pid, '', target_patient_id, target_organization_id, first_url, 'payer',"
+        " to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), repeat_every_days,"
+        " repeat_until, id, now() + make_interval(days => repeat_every_days) FROM batch_jobs WHERE id = $1"
+        " RETURNING id",
+        id);
+    const long long next_id = next[0].as<long long>();
+    tx.exec_params("UPDATE batch_jobs SET member_match_request_sealed = $2 WHERE id = $1", next_id,
+                   cipher_.seal(*member_match_request, owner_of(next_id)));
+  }
+  tx.commit();
+  return true;
 }
 
 bool BatchJobRepository::pause(long long id, const std::string& owner, const std::string& reason,

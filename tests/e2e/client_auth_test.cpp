@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "exchange_fixture.hpp"
+#include "signing_fixture.hpp"
 
 namespace p2p::test {
 namespace {
@@ -21,34 +21,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class ClientAuthTest : public ExchangeTest {
- protected:
-  void SetUp() override {
-    ExchangeTest::SetUp();
-    dir_ = std::filesystem::temp_directory_path() / ("p2p-e2e-signing-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-    key_ = (dir_ / "signing-key.pem").string();
-    const std::string command = "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out " + key_ + " 2>&1";
-    ASSERT_EQ(std::system(command.c_str()), 0);
-    // The private key is a secret like any other: scripts/check-secrets.sh looks for its PEM body in
-    // the service's logs and responses.
-    if (const char* log_dir = std::getenv("P2P_TEST_LOG_DIR"); log_dir != nullptr && *log_dir != '\0') {
-      std::ofstream secrets(std::string(log_dir) + "/secrets-signing-" + std::to_string(::getpid()) + ".txt",
-                            std::ios::app);
-      std::ifstream pem(key_);
-      for (std::string line; std::getline(pem, line);) {
-        if (!line.starts_with("-----") && line.size() >= 32) secrets << line << "\n";
-      }
-    }
-  }
-  void TearDown() override {
-    ExchangeTest::TearDown();
-    std::filesystem::remove_all(dir_);
-  }
-
-  std::filesystem::path dir_;
-  std::string key_;
-};
+using ClientAuthTest = SigningKeyTest;
 
 TEST_F(ClientAuthTest, TheSourceRegistersThePublishedKeysAndARefreshIsAuthenticatedWithASignedAssertion) {
   seed_source("k1", 10);
@@ -69,18 +42,8 @@ TEST_F(ClientAuthTest, TheSourceRegistersThePublishedKeysAndARefreshIsAuthentica
   EXPECT_TRUE(service.wait_for_log("signed ES384 with key " + key["kid"].get<std::string>()));
 
   // The source payer registers the service as a private_key_jwt client with that JWK Set.
-  const auto registered = http_request(
-      "POST", issuer() + "/reg", {kJson},
-      json({{"client_name", "New payer (p2p-exchange)"},
-            {"redirect_uris", {"http://127.0.0.1/callback"}},
-            {"grant_types", {"authorization_code", "refresh_token", "client_credentials"}},
-            {"response_types", {"code"}},
-            {"token_endpoint_auth_method", "private_key_jwt"},
-            {"token_endpoint_auth_signing_alg", "ES384"},
-            {"jwks", jwks}})
-          .dump());
-  ASSERT_EQ(registered.status, 201) << registered.body;
-  const std::string client_id = parse(registered)["client_id"];
+  const std::string client_id = register_service(service);
+  ASSERT_FALSE(client_id.empty());
   exec_sql(database_url(), "UPDATE oidc_servers SET client_id = '" + client_id +
                                "', client_secret = NULL, token_endpoint_auth_method = 'private_key_jwt'");
 

@@ -40,10 +40,11 @@ inline int refreshes_seen(const std::string& issuer) {
 class ExchangeTest : public ServiceFixture {
  protected:
   void SetUp() override {
-    oauth_ = std::make_unique<NodePeer>(
-        "oauth-server.mjs", std::vector<std::string>{"--client-id", "p2p-client", "--client-secret", kClientSecret,
-                                                     "--introspection-client-id", "fhir-rs",
-                                                     "--introspection-client-secret", "fhir-secret"});
+    std::vector<std::string> oauth_args{"--client-id", "p2p-client", "--client-secret", kClientSecret,
+                                        "--introspection-client-id", "fhir-rs", "--introspection-client-secret",
+                                        "fhir-secret"};
+    oauth_args.insert(oauth_args.end(), extra_oauth_args_.begin(), extra_oauth_args_.end());
+    oauth_ = std::make_unique<NodePeer>("oauth-server.mjs", oauth_args);
     source_ = std::make_unique<NodePeer>(
         "fhir-server.mjs",
         std::vector<std::string>{"--quiet", "--base", source_path_, "--page-size", "40", "--introspection-url",
@@ -55,6 +56,7 @@ class ExchangeTest : public ServiceFixture {
   // Where the peers serve FHIR ("/" = at the server's root); set by a derived fixture's constructor.
   std::string source_path_ = "/fhir";
   std::string target_path_ = "/fhir";
+  std::vector<std::string> extra_oauth_args_;  // e.g. {"--scope", "system/*.read"}
 
 
   std::string issuer() const { return oauth_->ready()["issuer"]; }

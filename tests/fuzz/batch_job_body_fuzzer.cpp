@@ -2,7 +2,8 @@
 // guard that the route applies to it (fhir::resolve_bundle_request), plus the next-link guard
 // (fhir::require_under_endpoint) on the same member-supplied string. http::ApiError and
 // fhir::SourceUrlError are the expected failures; anything else escaping, or a URL accepted that is
-// not under the endpoint, is a bug.
+// not under the endpoint, is a bug. The payer-mediated form (sourcePayer.memberMatch) must come out
+// as HRex Parameters with four parameters and local references to the member, or be refused with 400.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -10,6 +11,8 @@
 
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include "api/batch_job_body.hpp"
 #include "fuzz_check.hpp"
@@ -88,6 +91,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::check(error.status() == 400, "parse_batch_job_body failed with a status other than 400", error.detail());
     return 0;
   }
+  fuzz::check(fhir::is_fhir_id(body.target_patient_id), "accepted a target patientId that is not a FHIR id",
+              body.target_patient_id);
+  if (body.member_match_parameters) {
+    const auto parameters = nlohmann::json::parse(*body.member_match_parameters, nullptr, false);
+    fuzz::check(parameters.is_object() && parameters.value("resourceType", "") == "Parameters" &&
+                    parameters["parameter"].is_array() && parameters["parameter"].size() == 4,
+                "the member-match Parameters are not four parameters", *body.member_match_parameters);
+    for (const auto& item : parameters["parameter"]) {
+      const auto& resource = item["resource"];
+      if (resource["resourceType"] == "Coverage") {
+        fuzz::check(resource["beneficiary"]["reference"] == "Patient/member", "a coverage's beneficiary is not local",
+                    *body.member_match_parameters);
+      }
+      if (resource["resourceType"] == "Consent") {
+        fuzz::check(resource["patient"]["reference"] == "Patient/member", "the consent's patient is not local",
+                    *body.member_match_parameters);
+      }
+    }
+    fuzz::check(body.access_token.empty() && body.source_patient_id.empty() && !body.bundle_request,
+                "the payer-mediated form kept member-mediated fields");
+    return 0;
+  }
+  fuzz::check(!body.repeat_every_days, "the member-mediated form accepted repeatEveryDays");
   fuzz::check(!body.access_token.empty(), "accepted an empty oidcToken");
   fuzz::check(!body.refresh_token || !body.refresh_token->empty(), "kept an empty oidcRefreshToken");
   fuzz::check(fhir::is_fhir_id(body.source_patient_id), "accepted a source patientId that is not a FHIR id",

@@ -534,6 +534,78 @@ async function everything(req, pathname, patientId, params) {
   return [200, pageBundle(req, pathname, params, all, paging)];
 }
 
+// p2p-exchange test addition: HRex $member-match (Da Vinci PDex payer-to-payer), as an old payer
+// answers it. Only for a payer's own (client_credentials) token when tokens are checked: a member's
+// token (one with a `sub`) gets 403. The Parameters must hold MemberPatient, CoverageToMatch and
+// Consent, with local references to MemberPatient (HRex mm-6), else 400. The member matches a
+// Patient with the same birthDate and a name.family in common that has a Coverage (beneficiary that
+// Patient) whose identifier value or subscriberId is the member id of CoverageToMatch; none or several
+// -> 422 "No unique match". This payer can honour only #regular consents (it does not segment
+// sensitive data away... as HAPI's did the other way round): #sensitive, or a consent whose period has
+// ended, -> 422 "Consent request cannot be complied with". 200: MemberIdentifier (type UMB: the
+// Patient's first identifier, or urn:test:member-id|{id}) and MemberId (left out after
+// POST /__control/member-match {"omitMemberId": true}). The last request is kept for
+// GET /__control/member-match.
+let memberMatchOptions = { omitMemberId: false };
+let lastMemberMatch = null;
+
+function memberMatch(body, token) {
+  lastMemberMatch = body ?? null;
+  if (token && token.sub) {
+    return [403, operationOutcome('error', 'forbidden', '$member-match is for payers: use a client_credentials token, not a member token')];
+  }
+  if (!body || body.resourceType !== 'Parameters' || !Array.isArray(body.parameter)) {
+    return [400, operationOutcome('error', 'invalid', '$member-match takes a Parameters resource')];
+  }
+  const param = (name) => body.parameter.find((p) => p?.name === name)?.resource;
+  const patient = param('MemberPatient');
+  const toMatch = param('CoverageToMatch');
+  const toLink = param('CoverageToLink');
+  const consent = param('Consent');
+  if (!patient || !toMatch || !consent) {
+    return [400, operationOutcome('error', 'required', 'MemberPatient, CoverageToMatch and Consent are required')];
+  }
+  const local = `Patient/${patient.id}`;
+  if (toMatch.beneficiary?.reference !== local || consent.patient?.reference !== local ||
+      (toLink && toLink.beneficiary?.reference !== local)) {
+    return [400, operationOutcome('error', 'invalid', `Coverage.beneficiary and Consent.patient must reference ${local} (HRex mm-6)`)];
+  }
+  const memberIds = [...(toMatch.identifier ?? []).map((i) => i?.value), toMatch.subscriberId].filter(Boolean);
+  const families = (patient.name ?? []).map((n) => String(n?.family ?? '').toLowerCase()).filter(Boolean);
+  const all = [...repo.allResources()];
+  const candidates = all.filter((r) =>
+    r.resourceType === 'Patient' && r.birthDate === patient.birthDate &&
+    (r.name ?? []).some((n) => families.includes(String(n?.family ?? '').toLowerCase())) &&
+    all.some((c) => c.resourceType === 'Coverage' && c.beneficiary?.reference === `Patient/${r.id}` &&
+      [...(c.identifier ?? []).map((i) => i?.value), c.subscriberId].some((v) => v && memberIds.includes(v))));
+  if (candidates.length !== 1) {
+    return [422, operationOutcome('error', 'processing',
+      candidates.length === 0 ? 'No unique match: no member matches the demographics and coverage given'
+                              : 'No unique match: several members match the demographics and coverage given')];
+  }
+  const policy = consent.policy?.[0]?.uri ?? '';
+  if (!policy.endsWith('#regular')) {
+    return [422, operationOutcome('error', 'processing',
+      `Consent request cannot be complied with: policy ${policy.slice(policy.indexOf('#')) || '(none)'} not supported (this payer shares non-sensitive data only: #regular)`)];
+  }
+  const end = consent.provision?.period?.end;
+  if (!end || Date.parse(end) + 86400000 < Date.now()) {
+    return [422, operationOutcome('error', 'processing', 'Consent request cannot be complied with: the consent period has ended')];
+  }
+  const matched = candidates[0];
+  const own = (matched.identifier ?? []).find((i) => i?.value);
+  const identifier = {
+    type: { coding: [{ system: 'http://hl7.org/fhir/us/davinci-hrex/CodeSystem/hrex-temp', code: 'UMB' }] },
+    system: own?.system ?? 'urn:test:member-id',
+    value: own?.value ?? matched.id,
+  };
+  const parameter = [{ name: 'MemberIdentifier', valueIdentifier: identifier }];
+  if (!memberMatchOptions.omitMemberId) {
+    parameter.push({ name: 'MemberId', valueReference: { reference: `Patient/${matched.id}` } });
+  }
+  return [200, { resourceType: 'Parameters', parameter }];
+}
+
 // p2p-exchange test addition: entries of a transaction/batch response get
 // response.location = Type/id/_history/vid (Medplum gives only Type/id) for POST/PUT/PATCH, and
 // response.etag = W/"vid" and response.lastModified for every entry that returns a versioned
@@ -604,7 +676,10 @@ function capabilityStatement(req) {
             }
           : {}),
         interaction: [{ code: 'transaction' }, { code: 'batch' }],
-        operation: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }],
+        operation: [
+          { name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' },
+          { name: 'member-match', definition: 'http://hl7.org/fhir/us/davinci-hrex/OperationDefinition/member-match' },
+        ],
       },
     ],
   };
@@ -642,7 +717,7 @@ async function checkBearer(req) {
     }
     const json = JSON.parse(text);
     if (json?.active === true) {
-      return { ok: true };
+      return { ok: true, token: json };
     }
     return invalid('Token is not active');
   } catch (err) {
@@ -779,8 +854,9 @@ async function handleFhir(req, res, url) {
     }
   }
 
+  let auth = { ok: true, token: null };
   if (opts.introspectionUrl) {
-    const auth = await checkBearer(req);
+    auth = await checkBearer(req);
     if (!auth.ok) {
       return send(res, 401, operationOutcome('error', 'login', auth.text), { 'WWW-Authenticate': auth.challenge });
     }
@@ -828,6 +904,11 @@ async function handleFhir(req, res, url) {
     // GET {base}/metadata
     if (method === 'GET' && segments.length === 1 && segments[0] === 'metadata') {
       return send(res, 200, capabilityStatement(req));
+    }
+    // POST {base}/Patient/$member-match (p2p-exchange test addition, see memberMatch)
+    if (method === 'POST' && segments.length === 2 && segments[0] === 'Patient' && segments[1] === '$member-match') {
+      const [status, result] = memberMatch(body, auth.token);
+      return send(res, status, result);
     }
     // GET {base}/Patient/{id}/$everything
     if (method === 'GET' && segments.length === 3 && segments[0] === 'Patient' && segments[2] === '$everything') {
@@ -999,6 +1080,19 @@ async function handleControl(req, res, url) {
       res.on('finish', () => startOutage(seconds, req.socket));
       return send(res, 200, { ok: true, seconds }, { Connection: 'close' }, 'application/json; charset=utf-8');
     }
+    case 'POST /__control/member-match': {
+      const b = jsonBody();
+      if (b === null) {
+        return;
+      }
+      if (b.omitMemberId !== undefined && typeof b.omitMemberId !== 'boolean') {
+        return sendJson(res, 400, { error: 'omitMemberId must be a boolean' });
+      }
+      memberMatchOptions = { omitMemberId: b.omitMemberId === true };
+      return sendJson(res, 200, { ok: true, options: memberMatchOptions });
+    }
+    case 'GET /__control/member-match':
+      return sendJson(res, 200, { options: memberMatchOptions, lastRequest: lastMemberMatch });
     case 'POST /__control/reset':
       await exclusive(async () => {
         repo.clear();
@@ -1008,6 +1102,8 @@ async function handleControl(req, res, url) {
         plantRules = [];
         loopRules = [];
         misbehaveRules = [];
+        memberMatchOptions = { omitMemberId: false };
+        lastMemberMatch = null;
       });
       return sendJson(res, 200, { ok: true });
     case 'GET /__control/requests':
@@ -1033,6 +1129,8 @@ async function handleControl(req, res, url) {
           'POST /__control/loop-next',
           'POST /__control/misbehave',
           'POST /__control/outage',
+          'POST /__control/member-match',
+          'GET /__control/member-match',
           'POST /__control/reset',
           'GET /__control/requests',
           'POST /__control/validate',

@@ -29,6 +29,8 @@
 //                                       for --client-id's client, or the one named
 //   POST   /__control/expire-access    {"access_token"}  -> the access token is destroyed (introspects inactive)
 //   POST   /__control/revoke-refresh   {"refresh_token"} -> the refresh token is destroyed (refresh gets invalid_grant)
+//   POST   /__control/expire-client-credentials {"clientId"?} -> every client_credentials access token (of
+//                                       that client) is destroyed, as when its 5 minutes are up: it introspects inactive
 //   GET    /__control/token-requests   -> every request seen at the token endpoint since start (or last clear)
 //   DELETE /__control/token-requests   -> clear that list
 // p2p-exchange test addition (hostile token server):
@@ -195,7 +197,9 @@ function clientsConfig() {
     client_id: clientId,
     client_secret: clientSecret,
     client_name: 'p2p-exchange (test)',
-    grant_types: ['authorization_code', 'refresh_token'],
+    // client_credentials too: the payer-mediated exchange with a client secret (tokenEndpointAuthMethod
+    // client_secret_basic), as the docs sandbox runs it.
+    grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
     response_types: ['code'],
     redirect_uris: [args['redirect-uri']],
     token_endpoint_auth_method: 'client_secret_basic',
@@ -229,6 +233,15 @@ function clientsConfig() {
 }
 
 const store = new LRU({ maxSize: 1_000_000 });
+// The keys of client_credentials tokens, for /__control/expire-client-credentials (the LRU cannot list its keys).
+const clientCredentialKeys = new Set();
+{
+  const set = store.set.bind(store);
+  store.set = (key, value, options) => {
+    if (String(key).startsWith('ClientCredentials:')) clientCredentialKeys.add(key);
+    return set(key, value, options);
+  };
+}
 
 const configuration = {
   adapter: (name) => new MemoryAdapter(name, store, 0),
@@ -503,6 +516,22 @@ function controlRoutes(provider) {
       await rt.destroy();
       log(`refresh token destroyed (sub=${rt.accountId})`);
       return { status: 200, body: { revoked: true } };
+    },
+
+    // p2p-exchange test addition: a backend (client_credentials) token lapses mid-job.
+    async 'POST /__control/expire-client-credentials'(body) {
+      const only = body.clientId === undefined ? undefined : requireString(body, 'clientId');
+      let destroyed = 0;
+      for (const key of [...clientCredentialKeys]) {
+        const payload = store.get(key);
+        if (payload && only !== undefined && payload.clientId !== only) continue;
+        clientCredentialKeys.delete(key);
+        if (!payload) continue;
+        store.delete(key);
+        destroyed += 1;
+      }
+      log(`client_credentials access tokens destroyed: ${destroyed}`);
+      return { status: 200, body: { destroyed } };
     },
 
     async 'GET /__control/token-requests'() {

@@ -105,3 +105,37 @@ TEST(SourceUrl, OneRuleSaysWhetherAnEndpointCanBeASource) {
   EXPECT_EQ(source_endpoint_problem("http://127.0.0.1:8080/fhir", true), SourceEndpointProblem::kNone);
   EXPECT_EQ(source_endpoint_problem("https://sourcepayer.example.com", false), SourceEndpointProblem::kNone);
 }
+
+TEST(SourceUrl, ThePayerMediatedRequestsAreBuiltUnderTheEndpoint) {
+  using p2p::fhir::everything_url;
+  using p2p::fhir::member_match_url;
+  using p2p::fhir::patient_by_identifier_url;
+  for (const std::string endpoint : {"https://old.example/fhir", "https://old.example/fhir/", "https://old.example",
+                                     "https://old.example/"}) {
+    const std::string base = endpoint.ends_with("/") ? endpoint.substr(0, endpoint.size() - 1) : endpoint;
+    EXPECT_EQ(member_match_url(endpoint), base + "/Patient/$member-match") << endpoint;
+    EXPECT_EQ(everything_url(endpoint, "pat1", std::nullopt), base + "/Patient/pat1/$everything") << endpoint;
+    EXPECT_EQ(everything_url(endpoint, "pat1", "2026-09-01T00:00:00+02:00"),
+              base + "/Patient/pat1/$everything?_since=2026-09-01T00%3A00%3A00%2B02%3A00")
+        << endpoint;
+    // system|value, every reserved character encoded: a member identifier cannot add parameters.
+    EXPECT_EQ(patient_by_identifier_url(endpoint, "http://old.example/id", "55678&_count=1"),
+              base + "/Patient?identifier=http%3A%2F%2Fold.example%2Fid%7C55678%26_count%3D1")
+        << endpoint;
+    EXPECT_EQ(patient_by_identifier_url(endpoint, "", "55678"), base + "/Patient?identifier=55678") << endpoint;
+    // FHIR's own escapes for a token's separators (a , would be OR, a | a new system).
+    EXPECT_EQ(patient_by_identifier_url(endpoint, "urn:x", "a,b|c"),
+              base + "/Patient?identifier=urn%3Ax%7Ca%5C%2Cb%5C%7Cc")
+        << endpoint;
+  }
+  EXPECT_THROW(everything_url("https://old.example/fhir", "..", std::nullopt), SourceUrlError);
+  EXPECT_THROW(everything_url("https://old.example/fhir", "a/b", std::nullopt), SourceUrlError);
+}
+
+TEST(SourceUrl, QueriesAreKeptAsTheServerEncodedThem) {
+  // An encoded & or + in a query value is data: decoding it would split a parameter or make a space.
+  const std::string next = "https://old.example/fhir/Patient?identifier=a%26b&_since=2026-09-01T00%3A00%3A00%2B02%3A00";
+  EXPECT_EQ(require_under_endpoint("https://old.example/fhir", next), next);
+  EXPECT_EQ(resolve_bundle_request("https://old.example/fhir", "Observation?code=a%2Cb%26c", "m-1"),
+            "https://old.example/fhir/Observation?code=a%2Cb%26c");
+}

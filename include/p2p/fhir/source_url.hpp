@@ -29,6 +29,14 @@ bool is_fhir_id(std::string_view id);
 std::string resolve_bundle_request(std::string_view fhir_endpoint, std::string_view bundle_request,
                                    std::string_view source_patient_id);
 
+// The payer-mediated exchange's requests (HRex, PDex): Patient/$member-match, Patient?identifier=
+// system|value (when the match gave no MemberId), and Patient/{id}/$everything with _since when given
+// (a FHIR instant). Absolute, under the endpoint; `patient_id` must be a FHIR id (SourceUrlError).
+std::string member_match_url(std::string_view fhir_endpoint);
+std::string patient_by_identifier_url(std::string_view fhir_endpoint, std::string_view system, std::string_view value);
+std::string everything_url(std::string_view fhir_endpoint, std::string_view patient_id,
+                           const std::optional<std::string>& since);
+
 // Checks that an absolute URL (e.g. a next link) is under the endpoint; returns it normalised.
 std::string require_under_endpoint(std::string_view fhir_endpoint, std::string_view url);
 

@@ -26,6 +26,7 @@ struct TrackingTaskFacts {
   int resources = 0;
   std::vector<std::string> warnings;                  // the first 10 become outputs
   std::map<std::string, long long> skipped;           // resources not exchanged, per type
+  std::optional<std::string> focus;                   // the payer flow: "Consent/{id}", the member's consent
 };
 
 nlohmann::json tracking_task(const TrackingTaskFacts& facts);

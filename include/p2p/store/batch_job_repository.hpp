@@ -39,6 +39,15 @@ struct BatchJob {
   long long seconds_since_progress = 0;  // since the last page recorded (or the start): bounds pausing
   std::vector<std::string> warnings;     // what the source said about its results ("severity: text"), at most 50
   std::optional<std::string> source_error;  // the first of them (all pages) of severity error or fatal
+  // "member" (the member's own tokens) or "payer" (the service's own token and HRex $member-match).
+  std::string flow = "member";
+  std::optional<std::string> since;         // payer flow: _since of the first page
+  std::optional<std::string> member_match;  // payer flow: what the match gave (a JSON object, as text)
+  std::optional<std::string> not_before;    // when a scheduled run starts, or a paused job resumes (ISO 8601 UTC)
+  std::optional<int> repeat_every_days;     // payer flow: scheduled re-pulls, with repeat_until (YYYY-MM-DD)
+  std::optional<std::string> repeat_until;
+  std::optional<long long> previous_run_id;  // the run this one repeats
+  std::optional<long long> next_run_id;      // the run scheduled when this one completed
 };
 
 struct NewBatchJob {
@@ -51,6 +60,11 @@ struct NewBatchJob {
   std::string first_url;
   std::string access_token;
   std::optional<std::string> refresh_token;
+  // The payer flow (access_token empty): the $member-match Parameters (JSON text), sealed like tokens.
+  std::optional<std::string> member_match_request;
+  std::optional<std::string> since;
+  std::optional<int> repeat_every_days;  // with repeat_until (YYYY-MM-DD)
+  std::optional<std::string> repeat_until;
 };
 
 // A job claimed by a runner, with its tokens opened.
@@ -58,6 +72,7 @@ struct ClaimedJob {
   BatchJob job;
   std::string access_token;
   std::optional<std::string> refresh_token;
+  std::optional<std::string> member_match_request;  // the payer flow, until the job ends
 };
 
 enum class CancelOutcome { kStopping, kAlreadyEnded, kNotFound };
@@ -65,7 +80,8 @@ enum class CancelOutcome { kStopping, kAlreadyEnded, kNotFound };
 // What create() did. kCreated: `job` is new. kReplayed: the same Idempotency-Key with the same body
 // within 24 h: `job` is the one it created. kKeyReused: that key came with another body: `job` is the
 // key's job. kActiveJobExists: the member already has a job that has not ended (same server, source
-// patient and target patient): `job` is that one; a second would share and break its refresh token.
+// patient and target patient; for the payer flow, same server and target patient): `job` is that one;
+// a second would share and break its refresh token, or pull the same records twice.
 struct CreateOutcome {
   enum class Kind { kCreated, kReplayed, kKeyReused, kActiveJobExists } kind;
   BatchJob job;
@@ -111,11 +127,22 @@ class BatchJobRepository {
   bool store_tokens(long long id, const std::string& owner, const std::string& access_token,
                     const std::optional<std::string>& refresh_token);
   bool set_task_id(long long id, const std::string& owner, const std::string& task_id);
+  // The payer flow: what $member-match gave (`member_match`, a JSON object), and when the member was
+  // found, their Patient id at the source and the first page to read (next_url; first_url stays the
+  // $member-match URL, the run's first request). Only before any page is recorded.
+  // Returns the job's status as it is now (STOPPING once cancelled), or nullopt when the owner no
+  // longer holds the job.
+  std::optional<JobStatus> record_member_match(long long id, const std::string& owner, const std::string& member_match,
+                                               const std::optional<std::string>& source_patient_id,
+                                               const std::optional<std::string>& first_url);
   // Ends the job (COMPLETED, FAILED or STOPPED), deletes its tokens and releases the lease. False
   // when the owner no longer holds the job, or the job does not have `recorded_pages` pages recorded
-  // (see record_page: it must not end with a page's counts missing).
+  // (see record_page: it must not end with a page's counts missing). A payer-mediated job that
+  // repeats and COMPLETED schedules its next run in the same transaction (`member_match_request`, the
+  // request it ran with, sealed again for the new row), unless that run would start after repeat_until.
   bool finish(long long id, const std::string& owner, int recorded_pages, JobStatus status,
-              const std::optional<std::string>& error);
+              const std::optional<std::string>& error,
+              const std::optional<std::string>& member_match_request = std::nullopt);
   // Pauses a running job through an outage: gives the lease up, keeps the tokens and the status, and
   // keeps every instance from claiming it for `delay` (a cancel still may). `reason` is shown as lastError.
   bool pause(long long id, const std::string& owner, const std::string& reason, std::chrono::seconds delay);
