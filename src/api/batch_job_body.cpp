@@ -40,13 +40,6 @@ std::string target_patient_id(const json& target) {
   return id;
 }
 
-// A FHIR instant: a date and time to the second with a time zone, e.g. 2026-09-01T00:00:00Z.
-bool is_fhir_instant(const std::string& text) {
-  static const std::regex instant(
-      R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))");
-  return std::regex_match(text, instant);
-}
-
 // repeatEveryDays and repeatUntil (the payer-mediated form's scheduled re-pulls).
 void read_repeat(const json& body, BatchJobBody& parsed) {
   const auto every = body.find("repeatEveryDays");
@@ -93,16 +86,13 @@ BatchJobBody parse_payer_mediated(const json& body, const json& source, const js
   if (!consent.contains("resourceType") && consent.value("end", "") < today) {
     throw http::ApiError(400, "sourcePayer.memberMatch.consent.end must not be in the past (today is " + today + ")");
   }
-  const auto retrieval = string_field(source, "retrieval", "sourcePayer.retrieval").value_or("everything");
-  if (retrieval == "export") {
-    throw http::ApiError(400, "sourcePayer.retrieval \"export\" (bulk Patient/{id}/$export) is not available in this "
-                              "version yet (issue #12); use \"everything\" (Patient/{id}/$everything, the default)");
-  }
-  if (retrieval != "everything") {
-    throw http::ApiError(400, "sourcePayer.retrieval must be \"everything\" (the default)");
+  parsed.retrieval = string_field(source, "retrieval", "sourcePayer.retrieval").value_or("everything");
+  if (parsed.retrieval != "everything" && parsed.retrieval != "export") {
+    throw http::ApiError(400, "sourcePayer.retrieval must be \"everything\" (Patient/{id}/$everything, the default) or "
+                              "\"export\" (bulk Patient/{id}/$export)");
   }
   parsed.since = string_field(source, "since", "sourcePayer.since");
-  if (parsed.since && !is_fhir_instant(*parsed.since)) {
+  if (parsed.since && !util::is_fhir_instant(*parsed.since)) {
     throw http::ApiError(400, "sourcePayer.since must be a FHIR instant with a time zone, e.g. 2026-09-01T00:00:00Z");
   }
   parsed.target_patient_id = target_patient_id(target);

@@ -16,6 +16,7 @@ struct BatchJobBody {
   // are then empty.
   std::optional<std::string> member_match_parameters;
   std::optional<std::string> since;
+  std::string retrieval = "everything";  // sourcePayer.retrieval: "everything" or "export"
   // Scheduled re-pulls (payer-mediated only): every repeatEveryDays days (1-366), until repeatUntil
   // (YYYY-MM-DD, after today): both or neither.
   std::optional<int> repeat_every_days;

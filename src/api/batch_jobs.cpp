@@ -42,6 +42,26 @@ ordered_json repeat_json(const store::BatchJob& job) {
                       {"nextRunId", job.next_run_id ? ordered_json(*job.next_run_id) : ordered_json(nullptr)}};
 }
 
+// A bulk-export job's progress (retrieval "export"), or null: where the export is (kick-off, waiting
+// for the source with its X-Progress, downloading with the file and line reached, done).
+ordered_json export_progress_json(const store::BatchJob& job) {
+  if (job.retrieval != "export") return nullptr;
+  ordered_json progress{{"state", "kick-off"}, {"progress", nullable(job.export_progress)}};
+  if (job.export_status_url && !job.export_manifest) progress["state"] = "waiting";
+  if (job.export_manifest) {
+    const auto manifest = ordered_json::parse(*job.export_manifest, nullptr, false);
+    const auto cursor = ordered_json::parse(job.export_cursor.value_or("{}"), nullptr, false);
+    const std::size_t files = manifest.is_object() ? manifest.value("output", ordered_json::array()).size() : 0;
+    const std::size_t file = cursor.is_object() ? cursor.value("file", std::size_t{0}) : 0;
+    progress["state"] = file >= files ? "done" : "downloading";
+    progress["transactionTime"] = manifest.is_object() ? manifest.value("transactionTime", "") : "";
+    progress["files"] = files;
+    progress["filesDone"] = std::min(file, files);
+    progress["line"] = cursor.is_object() ? cursor.value("line", std::size_t{0}) : 0;
+  }
+  return progress;
+}
+
 ordered_json job_json(const store::BatchJob& job) {
   return ordered_json{{"batchJobId", job.id},
                       {"batchStatus", store::to_string(job.status)},
@@ -59,7 +79,8 @@ ordered_json job_json(const store::BatchJob& job) {
                       {"flow", job.flow},
                       {"memberMatch", member_match_json(job)},
                       {"notBefore", nullable(job.not_before)},
-                      {"repeat", repeat_json(job)}};
+                      {"repeat", repeat_json(job)},
+                      {"exportProgress", export_progress_json(job)}};
 }
 
 long long parse_job_id(const http::PathParams& params) { return parse_positive_id<long long>(params, "batch_job_id"); }
@@ -102,6 +123,7 @@ void add_batch_job_routes(http::Router& router, ApiContext context) {
                job.since = body.since;
                job.repeat_every_days = body.repeat_every_days;
                job.repeat_until = body.repeat_until;
+               job.retrieval = body.retrieval;
                const bool payer = body.member_match_parameters.has_value();
                const auto& bundle_request = body.bundle_request;
                job.source_patient_id = body.source_patient_id;

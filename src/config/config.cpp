@@ -181,6 +181,7 @@ void read_exchange(Reader& reader, Section& root, ExchangeConfig& exchange) {
     section.integer("maxResponseBytes", exchange.max_response_bytes, 1024, std::int64_t{1} << 32);
     section.integer("maxPageBytes", exchange.max_page_bytes, 1024, std::int64_t{1} << 30);
     section.integer("maxPages", exchange.max_pages, 1, 10000000);
+    section.integer("pageSize", exchange.page_size, 1, 10000);
     section.integer("outageToleranceSeconds", exchange.outage_tolerance_seconds, 0, 30 * 24 * 3600);
     section.integer("maxClaims", exchange.max_claims, 1, 1000);
     read_resource_types(reader, section, exchange.resource_types);

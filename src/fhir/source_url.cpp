@@ -167,6 +167,22 @@ std::string everything_url(std::string_view fhir_endpoint, std::string_view pati
   return resolve_bundle_request(fhir_endpoint, request, "");
 }
 
+std::string export_kickoff_url(std::string_view fhir_endpoint, std::string_view patient_id,
+                               const std::vector<std::string>& types, const std::optional<std::string>& since) {
+  if (!is_fhir_id(patient_id) || patient_id.find_first_not_of('.') == std::string_view::npos) {
+    throw SourceUrlError("the member's Patient id at the source is not a FHIR id");
+  }
+  std::string request = "Patient/" + std::string(patient_id) + "/$export";
+  char separator = '?';
+  if (!types.empty()) {
+    request += "?_type=";
+    for (std::size_t i = 0; i < types.size(); ++i) request += (i > 0 ? "," : "") + util::query_value(types[i]);
+    separator = '&';
+  }
+  if (since) request += std::string(1, separator) + "_since=" + util::query_value(*since);
+  return resolve_bundle_request(fhir_endpoint, request, "");
+}
+
 std::string require_under_endpoint(std::string_view fhir_endpoint, std::string_view url) {
   const urls::url endpoint = parse_endpoint(fhir_endpoint);
   auto parsed = urls::parse_absolute_uri(url);

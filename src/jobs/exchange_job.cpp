@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "p2p/fhir/member_match.hpp"
 #include "p2p/fhir/page_transform.hpp"
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/jobs/tracking_task.hpp"
@@ -178,6 +177,7 @@ asio::awaitable<void> ExchangeJob::run() {
       co_await pause(*reason);
       break;
     case Outcome::kFailed:
+      co_await forget_export();
       co_await fail(*reason);
       break;
     case Outcome::kLeft:
@@ -238,6 +238,7 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
   // (A plain http:// fhirPersistenceUrl never gets here: the configuration refuses it at start.)
   if (config.fhir_persistence_url.empty()) throw JobFailure("exchange.fhirPersistenceUrl is not configured");
   if (job_.status == JobStatus::kStopping) {
+    co_await forget_export();  // a cancel that came while the job was paused: the source's export goes too
     co_await finish(JobStatus::kStopped, std::nullopt);
     co_return Outcome::kStopped;
   }
@@ -260,6 +261,10 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
     }
   } else if (payer_flow()) {
     require_matched();
+  }
+  if (payer_flow() && job_.retrieval == "export") {
+    const Outcome exported = co_await run_export();
+    co_return exported;
   }
 
   fhir::TransformContext transform = transform_context();
@@ -415,7 +420,8 @@ asio::awaitable<void> ExchangeJob::write(fhir::WrittenPage& page, int number) {
 }
 
 asio::awaitable<JobStatus> ExchangeJob::record(const fhir::TransformedPage& transformed,
-                                               const std::optional<std::string>& next) {
+                                               const std::optional<std::string>& next,
+                                               const std::optional<std::string>& cursor) {
   const long long id = job_.id;
   const auto& owner = context_.owner;
   const int written = static_cast<int>(transformed.target_references.size());
@@ -424,8 +430,8 @@ asio::awaitable<JobStatus> ExchangeJob::record(const fhir::TransformedPage& tran
   const auto& page_error = transformed.source_error;
   const int before = pages_;  // (records are made one at a time: recorded() is awaited before the next)
   const auto recorded = co_await context_.on_jobs(
-      [id, &owner, before, &next, written, &skipped, &page_warnings, &page_error](store::BatchJobRepository& jobs) {
-        return jobs.record_page(id, owner, before, next, written, skipped, page_warnings, page_error);
+      [id, &owner, before, &next, written, &skipped, &page_warnings, &page_error, &cursor](store::BatchJobRepository& jobs) {
+        return jobs.record_page(id, owner, before, next, written, skipped, page_warnings, page_error, cursor);
       });
   if (!recorded) throw JobLeft();
   progress_at_ = Clock::now();
@@ -453,7 +459,8 @@ asio::awaitable<void> ExchangeJob::start_record(fhir::TransformedPage transforme
 
 asio::awaitable<void> ExchangeJob::record_into(std::shared_ptr<Recording> pending, fhir::TransformedPage transformed,
                                                std::optional<std::string> next) {
-  pending->status = co_await record(transformed, next);
+  const std::optional<std::string> no_cursor;  // (pages of the source's own paging)
+  pending->status = co_await record(transformed, next, no_cursor);
 }
 
 asio::awaitable<JobStatus> ExchangeJob::recorded(JobStatus status) {
@@ -592,132 +599,3 @@ asio::awaitable<void> ExchangeJob::put_task(const std::string& status, const std
 
 }  // namespace p2p::jobs
 
-namespace p2p::jobs {
-
-asio::awaitable<void> ExchangeJob::put_consent() {
-  if (!member_match_request_) throw JobFailure("the job's member-match request is missing (it is deleted when a job ends)");
-  const std::string id = consent_id();
-  json consent;
-  try {
-    consent = fhir::consent_for_target(json::parse(*member_match_request_), id, job_.target_patient_id,
-                                       context_.config.exchange_tag_system, "batch-job-" + std::to_string(job_.id));
-  } catch (const std::exception& error) {
-    throw JobFailure(std::string("the job's member-match request cannot be read: ") + error.what());
-  }
-  // Named, not built inside the co_await expression (GCC 12 and temporaries there, see run_sql).
-  const Verify stored = updated("Consent", id);
-  std::string body = consent.dump();
-  const std::string method = "PUT";
-  const std::string path = "Consent/" + id;
-  const std::string what = "the member's Consent";
-  co_await target_.send(method, path, std::move(body), what, stored);
-}
-
-// GCC 12: see run_pages.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
-asio::awaitable<JobStatus> ExchangeJob::match_member() {
-  if (!member_match_request_) throw JobFailure("the job's member-match request is missing (it is deleted when a job ends)");
-  const std::string endpoint = util::without_trailing_slashes(*source_.server().definition.fhir_endpoint);
-  http::ClientRequest post;
-  post.method = "POST";
-  std::string url;
-  try {  // from the definition as it is now (an admin may have moved the endpoint since the job was created)
-    url = fhir::member_match_url(endpoint);
-  } catch (const fhir::SourceUrlError& error) {
-    throw JobFailure(std::string("cannot call $member-match: ") + error.what());
-  }
-  post.url = url;
-  post.headers.emplace_back("Content-Type", "application/fhir+json");
-  post.headers.emplace_back("Accept", "application/fhir+json");
-  post.body = *member_match_request_;
-  post.max_response_bytes = 1024 * 1024;
-  const http::ClientResponse answer = co_await source_.call(std::move(post));
-  if (answer.status == 422) {
-    // HRex: no unique match, or a match whose consent the source will not honour. Said once, kept.
-    const std::string text = outcome_text(answer.body, /*echo_body=*/false);
-    const std::string kind = fhir::refusal_kind(text);
-    const std::string state = json{{"result", kind}, {"detail", text}}.dump(-1, ' ', false, json::error_handler_t::replace);
-    const std::optional<std::string> not_found;  // named: see RunnerContext::run_sql
-    co_await record_member_match(state, not_found, not_found);
-    job_.member_match = state;
-    require_matched();  // throws: the job ends FAILED, saying why
-  }
-  if (answer.status != 200) {
-    throw JobFailure("the source payer answered " + std::to_string(answer.status) + " to $member-match at " +
-                     origin_and_path(url) + ": " + outcome_text(answer.body, /*echo_body=*/false));
-  }
-  fhir::MemberMatchAnswer matched;
-  try {
-    matched = fhir::read_member_match_answer(answer.body, endpoint);
-  } catch (const std::invalid_argument& error) {
-    throw JobFailure(error.what());
-  }
-  std::string patient_id;
-  if (matched.member_id) {
-    patient_id = *matched.member_id;
-  } else {
-    // No MemberId (HRex 1.0.0, some servers): the Patient with the MemberIdentifier, exactly one.
-    std::string search;
-    try {
-      search = fhir::patient_by_identifier_url(endpoint, matched.member_identifier.value("system", ""),
-                                               matched.member_identifier["value"].get<std::string>());
-    } catch (const fhir::SourceUrlError& error) {
-      throw JobFailure(std::string("cannot search the source payer's Patients by the member identifier: ") + error.what());
-    }
-    const http::ClientResponse found = co_await source_.fetch(search);
-    try {
-      patient_id = fhir::single_patient_id(found.body);
-    } catch (const std::invalid_argument& error) {
-      throw JobFailure(error.what());
-    }
-  }
-  std::string first;
-  try {
-    first = fhir::everything_url(endpoint, patient_id, job_.since);
-  } catch (const fhir::SourceUrlError& error) {
-    throw JobFailure(error.what());
-  }
-  const std::string state = json{{"result", "matched"},
-                                 {"memberIdentifier", matched.member_identifier},
-                                 {"sourcePatientId", patient_id}}
-                                .dump(-1, ' ', false, json::error_handler_t::replace);
-  const std::optional<std::string> found = patient_id, first_page = first;  // named: see RunnerContext::run_sql
-  const JobStatus status = co_await record_member_match(state, found, first_page);
-  job_.member_match = state;
-  job_.source_patient_id = patient_id;
-  job_.next_url = first;
-  spdlog::info("job {}: the source payer matched the member{}", job_.id,
-               matched.member_id ? "" : " (found by the member identifier it returned)");
-  co_return status;
-}
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
-asio::awaitable<JobStatus> ExchangeJob::record_member_match(const std::string& state,
-                                                           const std::optional<std::string>& patient_id,
-                                                           const std::optional<std::string>& first_url) {
-  const long long id = job_.id;
-  const auto& owner = context_.owner;
-  const auto status = co_await context_.on_jobs([id, &owner, &state, &patient_id, &first_url](store::BatchJobRepository& jobs) {
-    return jobs.record_member_match(id, owner, state, patient_id, first_url);
-  });
-  if (!status) throw JobLeft();
-  co_return *status;
-}
-
-void ExchangeJob::require_matched() const {
-  const json state = json::parse(job_.member_match.value_or("{}"), nullptr, false);
-  const std::string result = state.is_object() ? state.value("result", "") : "";
-  if (result == "matched") return;
-  const std::string detail = state.is_object() ? state.value("detail", "") : "";
-  throw JobFailure(result == "consent-refused"
-                       ? "the source payer will not honour the member's consent ($member-match answered 422): " + detail
-                       : "the source payer found no unique match for the member ($member-match answered 422): " + detail +
-                             "; check the demographics and the old payer's member id (coverageToMatch)");
-}
-
-}  // namespace p2p::jobs

@@ -58,8 +58,10 @@ class ExchangeJob {
   boost::asio::awaitable<Outcome> stop_here();
   fhir::TransformContext transform_context() const;
   boost::asio::awaitable<void> write(fhir::WrittenPage& page, int number);
+  // `cursor`: a bulk export's place to go on from ({"file", "line"}), recorded with the chunk.
   boost::asio::awaitable<store::JobStatus> record(const fhir::TransformedPage& transformed,
-                                                  const std::optional<std::string>& next);
+                                                  const std::optional<std::string>& next,
+                                                  const std::optional<std::string>& cursor);
   // Starts the record of a written page (recording_), to be awaited by recorded() before the next
   // record, the job's end or run()'s return.
   boost::asio::awaitable<void> start_record(fhir::TransformedPage transformed, std::optional<std::string> next);
@@ -90,6 +92,20 @@ class ExchangeJob {
   // A payer-mediated job resumed after its match: throws JobFailure when the match was refused (a
   // run that stopped between recording the 422 and ending FAILED).
   void require_matched() const;
+
+  // retrieval "export" (payer_flow.cpp): after the match, instead of the page loop. Kicks off
+  // Patient/{id}/$export (unless a status URL is recorded), polls it until the manifest (unless one
+  // is recorded), then reads the files from the recorded cursor, each chunk of exchange.pageSize lines
+  // written and recorded like a page. Ends the job like run_pages.
+  boost::asio::awaitable<Outcome> run_export();
+  boost::asio::awaitable<store::JobStatus> kick_off_export(const std::string& endpoint);
+  boost::asio::awaitable<store::JobStatus> await_export_manifest(const std::string& endpoint);
+  boost::asio::awaitable<store::JobStatus> record_export(const std::string& status_url,
+                                                         const std::optional<std::string>& progress);
+  boost::asio::awaitable<void> delete_export();
+  // delete_export when the job has a status URL, never throwing (the job ends anyway).
+  boost::asio::awaitable<void> forget_export();
+  boost::asio::awaitable<Outcome> stop_export();
 
   RunnerContext& context_;
   TargetWriter target_;

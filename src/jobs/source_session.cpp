@@ -21,20 +21,20 @@ asio::awaitable<http::ClientResponse> SourceSession::fetch(const std::string& ur
                    ": " + outcome_text(response.body));
 }
 
-asio::awaitable<http::ClientResponse> SourceSession::call(http::ClientRequest request) {
+asio::awaitable<http::ClientResponse> SourceSession::call(http::ClientRequest request, bool authorize) {
   const auto& config = context_.config;
   const std::string url = request.url;
   bool renewed = false;
   for (int attempt = 1;; ++attempt) {
     context_.check_still_ours(job_id_);
-    if (kind_ == Kind::kBackend && (access_token_.empty() || Clock::now() >= renew_at_)) {
+    if (authorize && kind_ == Kind::kBackend && (access_token_.empty() || Clock::now() >= renew_at_)) {
       co_await renew_backend_token();
       renewed = false;  // a token just asked for may still be refused once
     }
     http::ClientResponse response;
     // Built before co_await: GCC 12 miscompiles braced initializers inside co_await expressions.
     http::ClientRequest attempt_request = request;
-    attempt_request.headers.emplace_back("Authorization", "Bearer " + access_token_);
+    if (authorize) attempt_request.headers.emplace_back("Authorization", "Bearer " + access_token_);
     bool transport_failed = false;
     try {
       response = co_await context_.client->send(std::move(attempt_request));
@@ -56,7 +56,7 @@ asio::awaitable<http::ClientResponse> SourceSession::call(http::ClientRequest re
       co_await context_.sleep_for(context_.backoff(attempt, std::nullopt));
       continue;
     }
-    if (response.status == 401 && !renewed) {
+    if (response.status == 401 && authorize && !renewed) {
       co_await renew();
       renewed = true;
       --attempt;

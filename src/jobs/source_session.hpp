@@ -44,8 +44,9 @@ class SourceSession {
 
   // Sends `request` with the session's access token (set here), getting a new one once on 401 and
   // retrying 429/5xx/network (exchange.maxAttempts, then JobPause). Returns any other answer, for the
-  // caller to read: a 4xx may be an answer of the operation (HRex $member-match's 422).
-  boost::asio::awaitable<http::ClientResponse> call(http::ClientRequest request);
+  // caller to read: a 4xx may be an answer of the operation (HRex $member-match's 422). `authorize`
+  // false: sent without a token (a bulk export's files when the manifest says they need none).
+  boost::asio::awaitable<http::ClientResponse> call(http::ClientRequest request, bool authorize = true);
 
  private:
   boost::asio::awaitable<void> renew();

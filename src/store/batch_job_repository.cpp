@@ -25,7 +25,9 @@ namespace {
     " warnings::text AS warnings_json, source_error, flow, since, member_match::text AS member_match_json,"        \
     " to_char(not_before AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS not_before_text,"           \
     " repeat_every_days, to_char(repeat_until, 'YYYY-MM-DD') AS repeat_until_text, previous_run_id,"          \
-    " (SELECT min(next.id) FROM batch_jobs next WHERE next.previous_run_id = batch_jobs.id) AS next_run_id"
+    " (SELECT min(next.id) FROM batch_jobs next WHERE next.previous_run_id = batch_jobs.id) AS next_run_id,"   \
+    " retrieval, export_status_url, export_progress, export_manifest::text AS export_manifest_json,"            \
+    " export_cursor::text AS export_cursor_json"
 
 std::optional<std::string> optional_text(const pqxx::field& field) {
   if (field.is_null()) return std::nullopt;
@@ -95,6 +97,11 @@ BatchJob read_job(const pqxx::row& row) {
   job.repeat_until = optional_text(row["repeat_until_text"]);
   if (!row["previous_run_id"].is_null()) job.previous_run_id = row["previous_run_id"].as<long long>();
   if (!row["next_run_id"].is_null()) job.next_run_id = row["next_run_id"].as<long long>();
+  job.retrieval = row["retrieval"].as<std::string>();
+  job.export_status_url = optional_text(row["export_status_url"]);
+  job.export_progress = optional_text(row["export_progress"]);
+  job.export_manifest = optional_text(row["export_manifest_json"]);
+  job.export_cursor = optional_text(row["export_cursor_json"]);
   return job;
 }
 
@@ -147,13 +154,14 @@ CreateOutcome BatchJobRepository::create(const NewBatchJob& job) {
   // The payer flow's first request is $member-match (first_url); its first page comes with the match.
   const auto row = tx.exec_params1(
       "INSERT INTO batch_jobs (server_pid, source_patient_id, target_patient_id, target_organization_id,"
-      " first_url, next_url, idempotency_key, request_hash, flow, since, repeat_every_days, repeat_until)"
-      " VALUES ($1, $2, $3, $4, $5, CASE WHEN $8 = 'payer' THEN NULL ELSE $5 END, $6, $7, $8, $9, $10, $11::date)"
+      " first_url, next_url, idempotency_key, request_hash, flow, since, repeat_every_days, repeat_until, retrieval)"
+      " VALUES ($1, $2, $3, $4, $5, CASE WHEN $8 = 'payer' THEN NULL ELSE $5 END, $6, $7, $8, $9, $10, $11::date, $12)"
       " RETURNING " P2P_BATCH_JOB_COLUMNS,
       job.server_pid, payer ? std::string() : job.source_patient_id, job.target_patient_id,
       nullable(job.target_organization_id), job.first_url, nullable(job.idempotency_key), job.request_hash,
       std::string(payer ? "payer" : "member"), nullable(job.since),
-      job.repeat_every_days ? std::to_string(*job.repeat_every_days).c_str() : nullptr, nullable(job.repeat_until));
+      job.repeat_every_days ? std::to_string(*job.repeat_every_days).c_str() : nullptr, nullable(job.repeat_until),
+      job.retrieval);
   BatchJob created = read_job(row);
   // Tokens and the member-match request are sealed with the job id as associated data, so they only
   // open for this row.
@@ -277,7 +285,8 @@ std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std
                                                            int resources_written,
                                                            const std::map<std::string, long long>& skipped,
                                                            const std::vector<std::string>& warnings,
-                                                           const std::optional<std::string>& source_error) {
+                                                           const std::optional<std::string>& source_error,
+                                                           const std::optional<std::string>& export_cursor) {
   nlohmann::json warnings_json = nlohmann::json::array();
   for (const auto& warning : warnings) warnings_json.push_back(warning);
   // One statement, atomic by itself: without BEGIN and COMMIT around it, one round trip a page instead
@@ -295,10 +304,11 @@ std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std
     // in a fraction of the time (it is sent unprepared, as every statement here, for poolers).
     const auto rows = tx.exec_params(
         "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + 1,"
-        " resources_written = resources_written + $4, last_error = NULL, last_progress_at = now(), lost_leases = 0"
+        " resources_written = resources_written + $4, last_error = NULL, last_progress_at = now(), lost_leases = 0,"
+        " export_cursor = coalesce($6::jsonb, export_cursor)"
         " WHERE id = $1 AND lease_owner = $2 AND pages_completed = $5"
         " RETURNING status, set_config('synchronous_commit', 'off', true)",
-        id, owner, nullable(next_url), resources_written, recorded_pages);
+        id, owner, nullable(next_url), resources_written, recorded_pages, nullable(export_cursor));
     if (rows.empty()) return std::nullopt;
     return status_of(rows[0]["status"]);
   }
@@ -312,12 +322,12 @@ std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std
       " warnings = CASE WHEN $6::jsonb = '[]'::jsonb THEN warnings ELSE"
       "   (SELECT jsonb_agg(item ORDER BY position) FROM jsonb_array_elements(warnings || $6::jsonb)"
       "     WITH ORDINALITY AS listed(item, position) WHERE position <= 50) END,"
-      " source_error = coalesce(source_error, $7)"
+      " source_error = coalesce(source_error, $7), export_cursor = coalesce($9::jsonb, export_cursor)"
       " WHERE id = $1 AND lease_owner = $2 AND pages_completed = $8"
       " RETURNING status, set_config('synchronous_commit', 'off', true)",
       id, owner, nullable(next_url), resources_written, counts_json(skipped),
       warnings_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), nullable(source_error),
-      recorded_pages);
+      recorded_pages, nullable(export_cursor));
   if (rows.empty()) return std::nullopt;
   return status_of(rows[0]["status"]);
 }
@@ -338,19 +348,50 @@ bool BatchJobRepository::set_task_id(long long id, const std::string& owner, con
                          owner, task_id);
 }
 
+namespace {
+
+// One fenced UPDATE ... RETURNING status: the job's status, or nullopt when the owner lost it.
+template <typename... Args>
+std::optional<JobStatus> update_returning_status(pqxx::connection& connection, const char* sql, long long id,
+                                                 const std::string& owner, Args&&... args) {
+  pqxx::work tx(connection);
+  const auto rows = tx.exec_params(sql, id, owner, std::forward<Args>(args)...);
+  tx.commit();
+  if (rows.empty()) return std::nullopt;
+  return status_of(rows[0]["status"]);
+}
+
+}  // namespace
+
+std::optional<JobStatus> BatchJobRepository::record_export_status(long long id, const std::string& owner,
+                                                                 const std::string& status_url,
+                                                                 const std::optional<std::string>& progress) {
+  return update_returning_status(connection_,
+                                 "UPDATE batch_jobs SET export_status_url = $3, export_progress = $4, last_progress_at = now()"
+                                 " WHERE id = $1 AND lease_owner = $2 AND retrieval = 'export' RETURNING status",
+                                 id, owner, status_url, nullable(progress));
+}
+
+std::optional<JobStatus> BatchJobRepository::record_export_manifest(long long id, const std::string& owner,
+                                                                   const std::string& manifest) {
+  return update_returning_status(connection_,
+                                 "UPDATE batch_jobs SET export_manifest = $3::jsonb, export_progress = NULL, last_progress_at = now(),"
+                                 " export_cursor = '{\"file\": 0, \"line\": 0}'::jsonb"
+                                 " WHERE id = $1 AND lease_owner = $2 AND retrieval = 'export' AND pages_completed = 0"
+                                 " RETURNING status",
+                                 id, owner, manifest);
+}
+
 std::optional<JobStatus> BatchJobRepository::record_member_match(long long id, const std::string& owner,
                                                                 const std::string& member_match,
                                                                 const std::optional<std::string>& source_patient_id,
                                                                 const std::optional<std::string>& first_url) {
-  pqxx::work tx(connection_);
-  const auto rows = tx.exec_params(
+  return update_returning_status(
+      connection_,
       "UPDATE batch_jobs SET member_match = $3::jsonb, source_patient_id = coalesce($4, source_patient_id),"
       " next_url = coalesce($5, next_url) WHERE id = $1 AND lease_owner = $2 AND flow = 'payer' AND pages_completed = 0"
       " RETURNING status",
       id, owner, member_match, nullable(source_patient_id), nullable(first_url));
-  tx.commit();
-  if (rows.empty()) return std::nullopt;
-  return status_of(rows[0]["status"]);
 }
 
 bool BatchJobRepository::finish(long long id, const std::string& owner, int recorded_pages, JobStatus status,
@@ -370,10 +411,12 @@ bool BatchJobRepository::finish(long long id, const std::string& owner, int reco
     // The next run: the same member and request, what changed since this run started.
     const auto next = tx.exec_params1(
         "INSERT INTO batch_jobs (server_pid, source_patient_id, target_patient_id, target_organization_id, first_url,"
-        " flow, since, repeat_every_days, repeat_until, previous_run_id, not_before)"
+        " flow, since, repeat_every_days, repeat_until, previous_run_id, not_before, retrieval)"
         " SELECT server_pid, '', target_patient_id, target_organization_id, first_url, 'payer',"
-        " to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), repeat_every_days,"
-        " repeat_until, id, now() + make_interval(days => repeat_every_days) FROM batch_jobs WHERE id = $1"
+        // An export's transactionTime (Bulk Data: the next _since), else when this run started.
+        " coalesce(export_manifest->>'transactionTime',"
+        "   to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')), repeat_every_days,"
+        " repeat_until, id, now() + make_interval(days => repeat_every_days), retrieval FROM batch_jobs WHERE id = $1"
         " RETURNING id",
         id);
     const long long next_id = next[0].as<long long>();

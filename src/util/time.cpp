@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <ctime>
+#include <regex>
 
 namespace p2p::util {
 
@@ -20,6 +21,12 @@ std::string iso8601_utc(std::chrono::system_clock::time_point when, bool millise
     text += buffer;
   }
   return text + "Z";
+}
+
+bool is_fhir_instant(std::string_view text) {
+  static const std::regex instant(
+      R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00)))");
+  return std::regex_match(text.begin(), text.end(), instant);
 }
 
 }  // namespace p2p::util

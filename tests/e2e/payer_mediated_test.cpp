@@ -6,7 +6,9 @@
 // match, a refused consent, a match without MemberId, a service token that lapses mid-job, and the
 // request checks.
 #include <chrono>
+#include <csignal>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -54,8 +56,8 @@ class PayerMediatedTest : public SigningKeyTest {
   }
 
   // The service, registered at the old payer as a private_key_jwt client with the system scope.
-  ServiceProcess& start_registered_service() {
-    auto& service = start_service({{"P2P_CLIENT_SIGNING_KEYS", key_}});
+  ServiceProcess& start_registered_service(const json& exchange = json::object()) {
+    auto& service = start_service({{"P2P_CLIENT_SIGNING_KEYS", key_}}, exchange);
     client_id_ = register_service(service);
     exec_sql(database_url(), "UPDATE oidc_servers SET client_id = '" + client_id_ +
                                  "', client_secret = NULL, token_endpoint_auth_method = 'private_key_jwt',"
@@ -271,10 +273,11 @@ TEST_F(PayerMediatedTest, TheRequestIsCheckedBeforeAJobIsCreated) {
   EXPECT_EQ(parse(result)["detail"], "sourcePayer.memberMatch.patient.birthDate is required") << result.body;
 
   body = payer_body("pm6");
-  body["sourcePayer"]["retrieval"] = "export";
+  body["sourcePayer"]["retrieval"] = "bulk";
   result = post_job(service, body);
   EXPECT_EQ(result.status, 400);
-  EXPECT_NE(parse(result)["detail"].get<std::string>().find("not available in this version yet"), std::string::npos);
+  EXPECT_EQ(parse(result)["detail"], "sourcePayer.retrieval must be \"everything\" (Patient/{id}/$everything, the "
+                                     "default) or \"export\" (bulk Patient/{id}/$export)");
 
   body = payer_body("pm6");
   body["sourcePayer"]["oidcToken"] = "a-member-token";
@@ -381,6 +384,107 @@ TEST_F(PayerMediatedTest, ARepeatingJobSchedulesItsNextRunWhichPullsOnlyWhatChan
   EXPECT_EQ(job(service, third)["batchStatus"], "STOPPED");
   EXPECT_EQ(exec_scalar(database_url(), "SELECT count(*) FROM batch_jobs WHERE member_match_request_sealed IS NOT NULL"),
             "0");
+}
+
+// --- retrieval "export" (bulk Patient/{id}/$export) -------------------------------------------------
+
+// The source's requests whose path holds `part`, with the method.
+std::vector<json> requests_to(const std::string& source_origin, const std::string& part) {
+  std::vector<json> found;
+  for (const auto& request : parse(http_get(source_origin + "/__control/requests"))) {
+    if (request.value("path", "").find(part) != std::string::npos) found.push_back(request);
+  }
+  return found;
+}
+
+TEST_F(PayerMediatedTest, AnExportIsPolledThenEveryFileOfItsManifestIsReadInChunksWithATokenRenewedMidway) {
+  seed_member("pe1", 100);
+  control(origin(source_base()), "export", {{"polls", 4}, {"linesPerFile", 40}, {"retryAfter", 1}});
+  auto& service = start_registered_service({{"pageSize", 30}});
+  json body = payer_body("pe1");
+  body["sourcePayer"]["retrieval"] = "export";
+  const long long id = start_payer_job(service, body);
+  // While the source prepares the export, the job shows its X-Progress (once it has polled); the
+  // service's token lapses.
+  json waiting;
+  ASSERT_TRUE(eventually([&] {
+    waiting = job(service, id);
+    return waiting["exportProgress"].value("state", "") == "waiting" && waiting["exportProgress"]["progress"].is_string();
+  }, 30s)) << waiting.dump();
+  EXPECT_NE(waiting["exportProgress"]["progress"].get<std::string>().find("in progress"), std::string::npos)
+      << waiting.dump();
+  control(issuer(), "expire-client-credentials", json::object());
+  const json done = wait_for_end(service, id);
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << service.log();
+  // Patient (not copied), Coverage, Encounter, Provenance: one file each; 100 Observations: files of
+  // 40, 40 and 20 lines, read in chunks of 30: 2 + 2 + 1. Nine chunks, each a transaction and a record.
+  EXPECT_EQ(done["resourcesWritten"], 103);
+  EXPECT_EQ(done["pagesCompleted"], 9);
+  EXPECT_EQ(done["exportProgress"]["state"], "done") << done.dump();
+  EXPECT_EQ(done["exportProgress"]["files"], 7);
+  EXPECT_EQ(target_resources("Observation").size(), 100u);
+  // One PDex Provenance per chunk that wrote something (the Patient's chunk writes nothing: the member
+  // is on the target already), none overwritten by the next chunk of its file: 8.
+  int chunk_provenances = 0;
+  for (const auto& provenance : target_resources("Provenance")) {
+    chunk_provenances += provenance.contains("meta") && provenance["meta"].contains("profile");
+  }
+  EXPECT_EQ(chunk_provenances, 8);
+  const auto kickoffs = requests_to(origin(source_base()), "/Patient/pe1/$export?_type=");
+  ASSERT_EQ(kickoffs.size(), 1u);
+  EXPECT_NE(kickoffs[0]["path"].get<std::string>().find("Observation"), std::string::npos);
+  EXPECT_EQ(requests_to(origin(source_base()), "/$export-file/").size(), 7u);
+  // Asked for again once the source refused the lapsed token; the source is told the files can go.
+  EXPECT_EQ(client_credentials_grants(), 2);
+  const auto status_requests = requests_to(origin(source_base()), "/$export-status/");
+  ASSERT_FALSE(status_requests.empty());
+  EXPECT_EQ(status_requests.back()["method"], "DELETE");
+}
+
+TEST_F(PayerMediatedTest, ACancelWhileTheSourcePreparesTheExportDeletesItThere) {
+  seed_member("pe2", 5);
+  control(origin(source_base()), "export", {{"polls", 1000}, {"retryAfter", 1}});
+  auto& service = start_registered_service();
+  json body = payer_body("pe2");
+  body["sourcePayer"]["retrieval"] = "export";
+  const long long id = start_payer_job(service, body);
+  ASSERT_TRUE(eventually([&] { return job(service, id)["exportProgress"].value("state", "") == "waiting"; }, 30s));
+  const auto cancelled = http_request(
+      "POST", service.url("/api/oidc_servers/1/batch_job/" + std::to_string(id) + "/cancel"), {kAuthHeader});
+  EXPECT_EQ(cancelled.status, 202) << cancelled.body;
+  const json done = wait_for_end(service, id);
+  EXPECT_EQ(done["batchStatus"], "STOPPED") << done.dump();
+  EXPECT_EQ(done["resourcesWritten"], 0);
+  const auto status_requests = requests_to(origin(source_base()), "/$export-status/");
+  ASSERT_FALSE(status_requests.empty());
+  EXPECT_EQ(status_requests.back()["method"], "DELETE");
+  EXPECT_EQ(status_requests.back()["status"], 202);
+}
+
+TEST_F(PayerMediatedTest, AnInstanceKilledMidExportIsResumedFromTheRecordedFileAndLine) {
+  seed_member("pe3", 100);
+  // Files that need no token (the manifest says so), served slowly.
+  control(origin(source_base()), "export", {{"polls", 0}, {"linesPerFile", 40}, {"requiresAccessToken", false}});
+  control(origin(source_base()), "delay", {{"milliseconds", 600}, {"match", "$export-file"}});
+  auto& first = start_registered_service({{"pageSize", 20}});
+  json body = payer_body("pe3");
+  body["sourcePayer"]["retrieval"] = "export";
+  const long long id = start_payer_job(first, body);
+  ASSERT_TRUE(eventually([&] { return job(first, id).value("pagesCompleted", 0) >= 3; }, 60s)) << first.log();
+  first.send_signal(SIGKILL);
+  first.wait_exit(5s);
+  auto& second = start_service({{"P2P_CLIENT_SIGNING_KEYS", key_}}, {{"pageSize", 20}});
+  const json done = wait_for_end(second, id);  // after the dead instance's 5 s lease
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << second.log();
+  // Files of 40, 40 and 20 Observations in chunks of 20: 2 + 2 + 1, and one chunk for each other
+  // file: nine chunks recorded, none twice, none missing.
+  EXPECT_EQ(done["pagesCompleted"], 9);
+  EXPECT_EQ(done["resourcesWritten"], 103);
+  EXPECT_EQ(target_resources("Observation").size(), 100u);
+  EXPECT_EQ(requests_to(origin(source_base()), "/Patient/pe3/$export").size(), 1u) << "the export was started twice";
+  for (const auto& request : requests_to(origin(source_base()), "/$export-file/")) {
+    EXPECT_TRUE(request["authorization"].is_null()) << "a token was sent for a file that needs none";
+  }
 }
 
 }  // namespace

@@ -478,27 +478,24 @@ async function pagedSearch(req, pathname, resourceType, params) {
   return [200, pageBundle(req, pathname, params, all, paging, bundle.total ?? all.length)];
 }
 
-// p2p-exchange test addition: Patient/{id}/$everything = the Patient plus every resource in the
-// repository with any `reference` string pointing at Patient/{id} (relative, absolute, or
-// versioned), Patient first, then stable order; paged like search. Supports _type (comma list of
-// resource types) and _since (meta.lastUpdated >= instant).
-async function everything(req, pathname, patientId, params) {
-  const paging = parsePaging(params);
-  if (paging.error) {
-    return [400, badRequest(paging.error)];
-  }
+// p2p-exchange test addition: the member's compartment as $everything and $export read it: the
+// Patient plus every resource in the repository with any `reference` string pointing at
+// Patient/{id} (relative, absolute, or versioned), Patient first, then stable order. _type (comma
+// list of resource types) and _since (meta.lastUpdated >= instant) filter it. Returns
+// {status, outcome} on an error, else {all}.
+async function compartment(patientId, params) {
   let patient;
   try {
     patient = await repo.readResource('Patient', patientId);
   } catch (err) {
     const outcome = normalizeOperationOutcome(err);
-    return [getStatus(outcome), outcome];
+    return { status: getStatus(outcome), outcome };
   }
   const types = params.get('_type') ? new Set(params.get('_type').split(',').map((s) => s.trim())) : null;
   const since = params.get('_since');
   const sinceMs = since ? Date.parse(since) : NaN;
   if (since && Number.isNaN(sinceMs)) {
-    return [400, badRequest(`Invalid _since: ${since}`)];
+    return { status: 400, outcome: badRequest(`Invalid _since: ${since}`) };
   }
   const escaped = patientId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const pointsToPatient = new RegExp(`(^|/)Patient/${escaped}(/_history/[^/]+)?$`);
@@ -530,8 +527,96 @@ async function everything(req, pathname, patientId, params) {
     }
   }
   others.sort(compareStable);
-  const all = keep(patient) ? [patient, ...others] : others;
-  return [200, pageBundle(req, pathname, params, all, paging)];
+  return { all: keep(patient) ? [patient, ...others] : others };
+}
+
+// p2p-exchange test addition: Patient/{id}/$everything = the member's compartment, paged like search.
+async function everything(req, pathname, patientId, params) {
+  const paging = parsePaging(params);
+  if (paging.error) {
+    return [400, badRequest(paging.error)];
+  }
+  const found = await compartment(patientId, params);
+  if (!found.all) {
+    return [found.status, found.outcome];
+  }
+  return [200, pageBundle(req, pathname, params, found.all, paging)];
+}
+
+// p2p-exchange test addition: bulk Patient/{id}/$export (FHIR Bulk Data STU2's asynchronous pattern,
+// for one member, as Smile CDR and PDex payers offer it). The kick-off needs `Prefer: respond-async`
+// and answers 202 with Content-Location {base}/$export-status/{id}; the export is the member's
+// compartment (_type, _since as for $everything), one NDJSON file per resource type, split every
+// `linesPerFile` lines. The status URL answers 202 with X-Progress and Retry-After for the first
+// `polls` polls, then 200 with the manifest (transactionTime = the kick-off's time,
+// requiresAccessToken, output with counts, error []); DELETE answers 202 and forgets the export (then
+// 404). Files: {base}/$export-file/{id}/{n}.ndjson, application/fhir+ndjson, with the bearer token
+// checked unless requiresAccessToken is false. POST /__control/export sets polls (default 2),
+// linesPerFile (1000), requiresAccessToken (true), retryAfter (seconds, 1).
+const EXPORT_DEFAULTS = { polls: 2, linesPerFile: 1000, requiresAccessToken: true, retryAfter: 1 };
+let exportOptions = { ...EXPORT_DEFAULTS };
+const exportJobs = new Map();
+
+async function exportKickoff(req, patientId, params) {
+  if (!/respond-async/i.test(String(req.headers.prefer ?? ''))) {
+    return [400, badRequest('Bulk export needs the header Prefer: respond-async')];
+  }
+  const transactionTime = new Date().toISOString();
+  const found = await compartment(patientId, params);
+  if (!found.all) {
+    return [found.status, found.outcome];
+  }
+  const byType = new Map();
+  for (const r of found.all) {
+    if (!byType.has(r.resourceType)) {
+      byType.set(r.resourceType, []);
+    }
+    byType.get(r.resourceType).push(r);
+  }
+  const files = [];
+  for (const [type, resources] of byType) {
+    for (let i = 0; i < resources.length; i += exportOptions.linesPerFile) {
+      const part = resources.slice(i, i + exportOptions.linesPerFile);
+      files.push({ type, count: part.length, ndjson: part.map((r) => JSON.stringify(r)).join('\n') + '\n' });
+    }
+  }
+  const id = crypto.randomUUID();
+  exportJobs.set(id, { ...exportOptions, pollsLeft: exportOptions.polls, transactionTime, request: req.url, files });
+  const statusUrl = `${originOf(req)}${opts.base}/$export-status/${id}`;
+  return [202, operationOutcome('information', 'informational', 'Export accepted'), { 'Content-Location': statusUrl }];
+}
+
+function exportStatus(req, id) {
+  const job = exportJobs.get(id);
+  if (!job) {
+    return [404, operationOutcome('error', 'not-found', `No export ${id}`)];
+  }
+  if (req.method === 'DELETE') {
+    exportJobs.delete(id);
+    return [202, operationOutcome('information', 'informational', 'Export deleted')];
+  }
+  if (job.pollsLeft > 0) {
+    job.pollsLeft -= 1;
+    return [202, undefined, {
+      'X-Progress': `in progress (poll ${job.polls - job.pollsLeft} of ${job.polls})`,
+      'Retry-After': String(job.retryAfter),
+    }];
+  }
+  const origin = `${originOf(req)}${opts.base}`;
+  return [200, {
+    transactionTime: job.transactionTime,
+    request: `${originOf(req)}${job.request}`,
+    requiresAccessToken: job.requiresAccessToken,
+    output: job.files.map((f, n) => ({ type: f.type, url: `${origin}/$export-file/${id}/${n}.ndjson`, count: f.count })),
+    error: [],
+  }];
+}
+
+function exportFile(id, name) {
+  const job = exportJobs.get(id);
+  const m = /^(\d+)\.ndjson$/.exec(name ?? '');
+  const file = job && m ? job.files[Number(m[1])] : undefined;
+  return file ? file.ndjson : undefined;
 }
 
 // p2p-exchange test addition: HRex $member-match (Da Vinci PDex payer-to-payer), as an old payer
@@ -855,7 +940,9 @@ async function handleFhir(req, res, url) {
   }
 
   let auth = { ok: true, token: null };
-  if (opts.introspectionUrl) {
+  const exportFileMatch = new RegExp(`^${opts.base.replace(/\/+$/, '')}/\\$export-file/([^/]+)/`).exec(url.pathname);
+  const openFile = exportFileMatch && exportJobs.get(exportFileMatch[1])?.requiresAccessToken === false;
+  if (opts.introspectionUrl && !openFile) {
     auth = await checkBearer(req);
     if (!auth.ok) {
       return send(res, 401, operationOutcome('error', 'login', auth.text), { 'WWW-Authenticate': auth.challenge });
@@ -904,6 +991,25 @@ async function handleFhir(req, res, url) {
     // GET {base}/metadata
     if (method === 'GET' && segments.length === 1 && segments[0] === 'metadata') {
       return send(res, 200, capabilityStatement(req));
+    }
+    // GET {base}/Patient/{id}/$export, {base}/$export-status/{id}, {base}/$export-file/{id}/{n}.ndjson
+    // (p2p-exchange test addition, see exportKickoff)
+    if (method === 'GET' && segments.length === 3 && segments[0] === 'Patient' && segments[2] === '$export') {
+      const [status, result, headers] = await exportKickoff(req, segments[1], params);
+      return send(res, status, result, headers);
+    }
+    if ((method === 'GET' || method === 'DELETE') && segments.length === 2 && segments[0] === '$export-status') {
+      const [status, result, headers] = exportStatus(req, segments[1]);
+      return status === 200 ? send(res, status, result, headers, 'application/json; charset=utf-8')
+                            : send(res, status, result, headers);
+    }
+    if (method === 'GET' && segments.length === 3 && segments[0] === '$export-file') {
+      const ndjson = exportFile(segments[1], segments[2]);
+      if (ndjson === undefined) {
+        return send(res, 404, operationOutcome('error', 'not-found', 'No such export file'));
+      }
+      res.writeHead(200, { 'Content-Type': 'application/fhir+ndjson', 'Content-Length': Buffer.byteLength(ndjson) });
+      return res.end(ndjson);
     }
     // POST {base}/Patient/$member-match (p2p-exchange test addition, see memberMatch)
     if (method === 'POST' && segments.length === 2 && segments[0] === 'Patient' && segments[1] === '$member-match') {
@@ -1091,6 +1197,29 @@ async function handleControl(req, res, url) {
       memberMatchOptions = { omitMemberId: b.omitMemberId === true };
       return sendJson(res, 200, { ok: true, options: memberMatchOptions });
     }
+    case 'POST /__control/export': {
+      const b = jsonBody();
+      if (b === null) {
+        return;
+      }
+      const next = { ...EXPORT_DEFAULTS };
+      for (const key of ['polls', 'linesPerFile', 'retryAfter']) {
+        if (b[key] !== undefined) {
+          if (!Number.isInteger(b[key]) || b[key] < (key === 'linesPerFile' ? 1 : 0)) {
+            return sendJson(res, 400, { error: `${key} must be a non-negative integer` });
+          }
+          next[key] = b[key];
+        }
+      }
+      if (b.requiresAccessToken !== undefined) {
+        if (typeof b.requiresAccessToken !== 'boolean') {
+          return sendJson(res, 400, { error: 'requiresAccessToken must be a boolean' });
+        }
+        next.requiresAccessToken = b.requiresAccessToken;
+      }
+      exportOptions = next;
+      return sendJson(res, 200, { ok: true, options: exportOptions });
+    }
     case 'GET /__control/member-match':
       return sendJson(res, 200, { options: memberMatchOptions, lastRequest: lastMemberMatch });
     case 'POST /__control/reset':
@@ -1104,6 +1233,8 @@ async function handleControl(req, res, url) {
         misbehaveRules = [];
         memberMatchOptions = { omitMemberId: false };
         lastMemberMatch = null;
+        exportOptions = { ...EXPORT_DEFAULTS };
+        exportJobs.clear();
       });
       return sendJson(res, 200, { ok: true });
     case 'GET /__control/requests':
@@ -1130,6 +1261,7 @@ async function handleControl(req, res, url) {
           'POST /__control/misbehave',
           'POST /__control/outage',
           'POST /__control/member-match',
+          'POST /__control/export',
           'GET /__control/member-match',
           'POST /__control/reset',
           'GET /__control/requests',

@@ -78,7 +78,7 @@ TEST(Config, AnUnknownKeyIsAnsweredWithTheKeysTheSectionReads) {
             "tokenEncryptionKey, retiredTokenEncryptionKeys, developmentMode, versionedReferences, allowPlainHttp, "
             "verifyTls, caFile, clientSigningKeys, traceabilitySystemBase, exchangeTagSystem, concurrency, leaseSeconds, "
             "pollIntervalMilliseconds, maxAttempts, initialBackoffMilliseconds, maxBackoffSeconds, requestTimeoutSeconds, "
-            "maxResponseBytes, maxPageBytes, maxPages, outageToleranceSeconds, maxClaims, resourceTypes, "
+            "maxResponseBytes, maxPageBytes, maxPages, pageSize, outageToleranceSeconds, maxClaims, resourceTypes, "
             "mdmPatientIdentifier");
   EXPECT_EQ(issues[1],
             "notifications.smtp.host: unknown key; the keys allowed here are: url, startTls, user, password, verifyTls, "

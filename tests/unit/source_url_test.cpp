@@ -139,3 +139,11 @@ TEST(SourceUrl, QueriesAreKeptAsTheServerEncodedThem) {
   EXPECT_EQ(resolve_bundle_request("https://old.example/fhir", "Observation?code=a%2Cb%26c", "m-1"),
             "https://old.example/fhir/Observation?code=a%2Cb%26c");
 }
+
+TEST(SourceUrl, TheExportKickOffCarriesTheTypesAndSince) {
+  EXPECT_EQ(p2p::fhir::export_kickoff_url("https://old.example/fhir", "pat1", {"Observation", "Patient"}, std::nullopt),
+            "https://old.example/fhir/Patient/pat1/$export?_type=Observation,Patient");
+  EXPECT_EQ(p2p::fhir::export_kickoff_url("https://old.example/", "pat1", {}, "2026-01-05T10:00:00Z"),
+            "https://old.example/Patient/pat1/$export?_since=2026-01-05T10%3A00%3A00Z");
+  EXPECT_THROW(p2p::fhir::export_kickoff_url("https://old.example/fhir", "..", {}, std::nullopt), SourceUrlError);
+}

@@ -113,6 +113,7 @@ struct ExchangeConfig {
   std::size_t max_response_bytes = 64 * 1024 * 1024;  // any answer but a source page (token endpoint, target)
   std::size_t max_page_bytes = 16 * 1024 * 1024;      // a source page (after decompression); larger fails the job
   int max_pages = 10000;                       // a job reading more pages fails (runaway or looping paging)
+  int page_size = 49;  // resources per transaction when the job cuts pages itself (bulk export files)
   int outage_tolerance_seconds = 3600;         // a job pauses through outages until this long without progress
   int max_claims = 10;                         // takeovers from expired leases in a row, without progress, before a job fails
   // The resource types written to the target (exchange.resourceTypes); nullopt: the member data set of

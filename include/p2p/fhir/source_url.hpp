@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace p2p::fhir {
 
@@ -36,6 +37,9 @@ std::string member_match_url(std::string_view fhir_endpoint);
 std::string patient_by_identifier_url(std::string_view fhir_endpoint, std::string_view system, std::string_view value);
 std::string everything_url(std::string_view fhir_endpoint, std::string_view patient_id,
                            const std::optional<std::string>& since);
+// Bulk Data: Patient/{id}/$export?_type=A,B&_since=... (types each encoded, comma-separated).
+std::string export_kickoff_url(std::string_view fhir_endpoint, std::string_view patient_id,
+                               const std::vector<std::string>& types, const std::optional<std::string>& since);
 
 // Checks that an absolute URL (e.g. a next link) is under the endpoint; returns it normalised.
 std::string require_under_endpoint(std::string_view fhir_endpoint, std::string_view url);

@@ -48,6 +48,11 @@ struct BatchJob {
   std::optional<std::string> repeat_until;
   std::optional<long long> previous_run_id;  // the run this one repeats
   std::optional<long long> next_run_id;      // the run scheduled when this one completed
+  std::string retrieval = "everything";      // payer flow: "everything" or "export" (bulk Patient/{id}/$export)
+  std::optional<std::string> export_status_url;  // export: the status URL polled until the manifest
+  std::optional<std::string> export_progress;    // export: the last X-Progress
+  std::optional<std::string> export_manifest;    // export: fhir::manifest_json
+  std::optional<std::string> export_cursor;      // export: {"file": i, "line": n}, where the next chunk starts
 };
 
 struct NewBatchJob {
@@ -65,6 +70,7 @@ struct NewBatchJob {
   std::optional<std::string> since;
   std::optional<int> repeat_every_days;  // with repeat_until (YYYY-MM-DD)
   std::optional<std::string> repeat_until;
+  std::string retrieval = "everything";  // or "export" (payer flow)
 };
 
 // A job claimed by a runner, with its tokens opened.
@@ -123,13 +129,21 @@ class BatchJobRepository {
                                          const std::optional<std::string>& next_url, int resources_written,
                                          const std::map<std::string, long long>& skipped = {},
                                          const std::vector<std::string>& warnings = {},
-                                         const std::optional<std::string>& source_error = std::nullopt);
+                                         const std::optional<std::string>& source_error = std::nullopt,
+                                         const std::optional<std::string>& export_cursor = std::nullopt);
   bool store_tokens(long long id, const std::string& owner, const std::string& access_token,
                     const std::optional<std::string>& refresh_token);
   bool set_task_id(long long id, const std::string& owner, const std::string& task_id);
   // The payer flow: what $member-match gave (`member_match`, a JSON object), and when the member was
   // found, their Patient id at the source and the first page to read (next_url; first_url stays the
   // $member-match URL, the run's first request). Only before any page is recorded.
+  // An export's status URL and its last X-Progress (polling), then its manifest (the cursor starts at
+  // the first file's first line). Both return the job's status as it is now (STOPPING once
+  // cancelled), or nullopt when the owner no longer holds the job.
+  std::optional<JobStatus> record_export_status(long long id, const std::string& owner, const std::string& status_url,
+                                                const std::optional<std::string>& progress);
+  std::optional<JobStatus> record_export_manifest(long long id, const std::string& owner, const std::string& manifest);
+
   // Returns the job's status as it is now (STOPPING once cancelled), or nullopt when the owner no
   // longer holds the job.
   std::optional<JobStatus> record_member_match(long long id, const std::string& owner, const std::string& member_match,
