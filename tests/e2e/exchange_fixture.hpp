@@ -45,18 +45,19 @@ class ExchangeTest : public ServiceFixture {
                                         "fhir-secret"};
     oauth_args.insert(oauth_args.end(), extra_oauth_args_.begin(), extra_oauth_args_.end());
     oauth_ = std::make_unique<NodePeer>("oauth-server.mjs", oauth_args);
-    source_ = std::make_unique<NodePeer>(
-        "fhir-server.mjs",
-        std::vector<std::string>{"--quiet", "--base", source_path_, "--page-size", "40", "--introspection-url",
-                                 oauth_->ready()["introspection_endpoint"], "--introspection-client-id", "fhir-rs",
-                                 "--introspection-client-secret", "fhir-secret"});
+    std::vector<std::string> source_args{"--quiet", "--base", source_path_, "--page-size", "40", "--introspection-url",
+                                         oauth_->ready()["introspection_endpoint"], "--introspection-client-id",
+                                         "fhir-rs", "--introspection-client-secret", "fhir-secret"};
+    source_args.insert(source_args.end(), extra_source_args_.begin(), extra_source_args_.end());
+    source_ = std::make_unique<NodePeer>("fhir-server.mjs", source_args);
     target_ = std::make_unique<NodePeer>("fhir-server.mjs", std::vector<std::string>{"--quiet", "--base", target_path_});
   }
 
   // Where the peers serve FHIR ("/" = at the server's root); set by a derived fixture's constructor.
   std::string source_path_ = "/fhir";
   std::string target_path_ = "/fhir";
-  std::vector<std::string> extra_oauth_args_;  // e.g. {"--scope", "system/*.read"}
+  std::vector<std::string> extra_oauth_args_;   // e.g. {"--scope", "system/*.read"}
+  std::vector<std::string> extra_source_args_;  // e.g. {"--smart-configuration"}
 
 
   std::string issuer() const { return oauth_->ready()["issuer"]; }

@@ -27,7 +27,10 @@ const std::string kNewPayerNpi = "0123456789";
 
 class PayerMediatedTest : public SigningKeyTest {
  protected:
-  PayerMediatedTest() { extra_oauth_args_ = {"--scope", "system/*.read"}; }
+  PayerMediatedTest() {
+    extra_oauth_args_ = {"--scope", "system/*.read"};
+    extra_source_args_ = {"--smart-configuration"};
+  }
 
   // The member at the old payer: their records (seed_source), their Patient with demographics and a
   // member identifier, and the Coverage whose member id is on their card.
@@ -117,6 +120,15 @@ class PayerMediatedTest : public SigningKeyTest {
   std::string client_id_;
 };
 
+// The source's requests whose path holds `part`, with the method.
+std::vector<json> requests_to(const std::string& source_origin, const std::string& part) {
+  std::vector<json> found;
+  for (const auto& request : parse(http_get(source_origin + "/__control/requests"))) {
+    if (request.value("path", "").find(part) != std::string::npos) found.push_back(request);
+  }
+  return found;
+}
+
 TEST_F(PayerMediatedTest, FindsTheMemberWithMemberMatchAndCopiesEverythingWithTheServicesOwnToken) {
   seed_member("pm1", 10);
   auto& service = start_registered_service();
@@ -171,6 +183,8 @@ TEST_F(PayerMediatedTest, AMatchWithoutMemberIdIsResolvedByTheMemberIdentifier) 
   seed_member("pm2", 3);
   control(origin(source_base()), "member-match", {{"omitMemberId", true}});
   auto& service = start_registered_service();
+  // A definition with only the FHIR endpoint: the token endpoint is discovered (SMART configuration).
+  exec_sql(database_url(), "UPDATE oidc_servers SET token_endpoint = NULL, auth_well_known = NULL");
   const json done = wait_for_end(service, start_payer_job(service, payer_body("pm2")));
   ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << service.log();
   EXPECT_EQ(done["memberMatch"]["sourcePatientId"], "pm2");
@@ -183,6 +197,8 @@ TEST_F(PayerMediatedTest, AMatchWithoutMemberIdIsResolvedByTheMemberIdentifier) 
     }
   }
   EXPECT_TRUE(searched) << "the member was not searched by the identifier $member-match returned";
+  EXPECT_EQ(requests_to(origin(source_base()), "/.well-known/smart-configuration").size(), 1u);
+  EXPECT_EQ(client_credentials_grants(), 1);
 }
 
 TEST_F(PayerMediatedTest, NoMatchEndsTheJobFailedWithTheSourcesWords) {
@@ -387,15 +403,6 @@ TEST_F(PayerMediatedTest, ARepeatingJobSchedulesItsNextRunWhichPullsOnlyWhatChan
 }
 
 // --- retrieval "export" (bulk Patient/{id}/$export) -------------------------------------------------
-
-// The source's requests whose path holds `part`, with the method.
-std::vector<json> requests_to(const std::string& source_origin, const std::string& part) {
-  std::vector<json> found;
-  for (const auto& request : parse(http_get(source_origin + "/__control/requests"))) {
-    if (request.value("path", "").find(part) != std::string::npos) found.push_back(request);
-  }
-  return found;
-}
 
 TEST_F(PayerMediatedTest, AnExportIsPolledThenEveryFileOfItsManifestIsReadInChunksWithATokenRenewedMidway) {
   seed_member("pe1", 100);

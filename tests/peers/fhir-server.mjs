@@ -4,6 +4,8 @@
 // usage: node tests/peers/fhir-server.mjs [--port 0] [--host 127.0.0.1] [--base /fhir]
 //          [--page-size 50] [--validate-writes] [--quiet]
 //          [--introspection-url URL --introspection-client-id ID --introspection-client-secret SECRET]
+//          [--smart-configuration]   serve {base}/.well-known/smart-configuration (open), its
+//                                    token_endpoint the introspection URL without /introspection
 //
 // Prints exactly one line on stdout once listening:
 //   {"ready":true,"port":<n>,"base":"http://127.0.0.1:<n>/fhir"}
@@ -48,6 +50,7 @@ function parseArgs(argv) {
     introspectionClientSecret: null,
     validateWrites: false,
     quiet: false,
+    smartConfiguration: false,
   };
   const valued = {
     '--port': 'port',
@@ -66,8 +69,8 @@ function parseArgs(argv) {
       value = arg.slice(eq + 1);
       arg = arg.slice(0, eq);
     }
-    if (arg === '--validate-writes' || arg === '--quiet') {
-      opts[arg === '--quiet' ? 'quiet' : 'validateWrites'] = true;
+    if (arg === '--validate-writes' || arg === '--quiet' || arg === '--smart-configuration') {
+      opts[{ '--quiet': 'quiet', '--validate-writes': 'validateWrites', '--smart-configuration': 'smartConfiguration' }[arg]] = true;
       continue;
     }
     if (arg === '-h' || arg === '--help') {
@@ -939,6 +942,20 @@ async function handleFhir(req, res, url) {
     }
   }
 
+  // p2p-exchange test addition: SMART discovery (open, as the SMART App Launch IG has it), for a
+  // client that knows only the FHIR endpoint (SMART Backend Services).
+  if (opts.smartConfiguration && req.method === 'GET' &&
+      url.pathname === `${opts.base.replace(/\/+$/, '')}/.well-known/smart-configuration`) {
+    const tokenEndpoint = String(opts.introspectionUrl ?? '').replace(/\/introspection$/, '');
+    return send(res, 200, {
+      token_endpoint: tokenEndpoint,
+      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic'],
+      token_endpoint_auth_signing_alg_values_supported: ['RS384', 'ES384'],
+      grant_types_supported: ['client_credentials', 'authorization_code'],
+      scopes_supported: ['system/*.read'],
+      capabilities: ['client-confidential-asymmetric'],
+    }, {}, 'application/json; charset=utf-8');
+  }
   let auth = { ok: true, token: null };
   const exportFileMatch = new RegExp(`^${opts.base.replace(/\/+$/, '')}/\\$export-file/([^/]+)/`).exec(url.pathname);
   const openFile = exportFileMatch && exportJobs.get(exportFileMatch[1])?.requiresAccessToken === false;
