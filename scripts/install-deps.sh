@@ -11,9 +11,13 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 openssl curl ca-certificates
   clang-14 libclang-rt-14-dev docker-compose jq
 )
+# The browser test (ctest label browser, tests/browser) drives Debian's Chromium with puppeteer-core; the
+# demo portal's pages name Liberation Sans. Kept out of PACKAGES, which scripts/check-docker.sh compares
+# with the image's build packages: nothing here is needed to build or run the service.
+BROWSER_PACKAGES=(chromium fonts-liberation)
 
 missing=()
-for package in "${PACKAGES[@]}"; do
+for package in "${PACKAGES[@]}" "${BROWSER_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 

@@ -30,6 +30,7 @@
 #include "p2p/api/swagger_ui.hpp"
 #include "p2p/config/config.hpp"
 #include "p2p/http/api_key_auth.hpp"
+#include "p2p/http/client.hpp"
 #include "p2p/crypto/signing_keys.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/http/server.hpp"
@@ -227,8 +228,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   p2p::notify::Notifier& notifier = *notifier_holder;
+  // The member connect flow's calls to source payers (discovery, code exchange, keys), from API routes.
+  p2p::http::ClientOptions outbound_options;
+  outbound_options.verify_tls = config.exchange.verify_tls;
+  outbound_options.ca_file = config.exchange.ca_file;
+  outbound_options.read_timeout_seconds = std::min(config.exchange.request_timeout_seconds, 30);
+  outbound_options.max_response_bytes = config.exchange.max_response_bytes;
+  outbound_options.user_agent = std::string("p2p-exchange/") + P2P_VERSION;
+  std::unique_ptr<p2p::http::HttpClient> outbound_client;
+  try {
+    outbound_client = std::make_unique<p2p::http::HttpClient>(io.get_executor(), outbound_options);
+  } catch (const std::exception& error) {
+    spdlog::critical("cannot start the HTTPS client for the member connect flow: {}", error.what());
+    p2p::log::shutdown();
+    return 1;
+  }
   p2p::api::add_routes(router, {database, bootstrap, oidc_server_cache, metrics, swagger_ui, token_cipher, signing_keys, config.exchange,
-                                [&job_runner] { job_runner.wake(); }, notifier, blocking});
+                                [&job_runner] { job_runner.wake(); }, notifier, blocking, config.connect, *outbound_client});
 
   try {
     server.listen();

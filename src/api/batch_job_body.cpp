@@ -100,11 +100,10 @@ BatchJobBody parse_payer_mediated(const json& body, const json& source, const js
   return parsed;
 }
 
-}  // namespace
-
-BatchJobBody parse_batch_job_body(std::string_view text) {
-  // Copying and writing JSON recurse once per level (the payer-mediated form copies the caller's
-  // resources): deeper bodies are refused while they are read, before anything recurses.
+// Copying and writing JSON recurse once per level (the payer-mediated form copies the caller's
+// resources): deeper bodies are refused while they are read, before anything recurses. `shape` says
+// what the body must be.
+json parse_object(std::string_view text, const std::string& shape) {
   constexpr int kMaxDepth = 64;
   const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t, json&) {
     if (depth > kMaxDepth) {
@@ -112,10 +111,43 @@ BatchJobBody parse_batch_job_body(std::string_view text) {
     }
     return true;
   };
-  const auto body = json::parse(text, limit_depth, false);
+  auto body = json::parse(text, limit_depth, false);
   if (body.is_discarded() || !body.is_object()) {
-    throw http::ApiError(400, "the body must be a JSON object with sourcePayer and targetPayer (see /api/openapi.json)");
+    throw http::ApiError(400, "the body must be a JSON object with " + shape + " (see /api/openapi.json)");
   }
+  return body;
+}
+
+}  // namespace
+
+AuthorizationBody parse_authorization_body(std::string_view text) {
+  const json body = parse_object(text, "targetPayer and returnUrl");
+  const json& target = object_field(body, "targetPayer");
+  AuthorizationBody parsed;
+  parsed.target_patient_id = target_patient_id(target);
+  parsed.target_organization_id = string_field(target, "organizationId", "targetPayer.organizationId");
+  const auto return_url = string_field(body, "returnUrl", "returnUrl");
+  if (!return_url || return_url->empty()) {
+    throw http::ApiError(400, "returnUrl is required: the portal page the member's browser comes back to, on "
+                              "connect.allowedReturnUrls");
+  }
+  parsed.return_url = *return_url;
+  parsed.bundle_request = string_field(body, "fhirBundleRequest", "fhirBundleRequest");
+  return parsed;
+}
+
+std::string parse_completion_body(std::string_view text) {
+  const json body = parse_object(text, "completionCode");
+  const auto code = string_field(body, "completionCode", "completionCode");
+  if (!code || code->empty() || code->size() > 128) {
+    throw http::ApiError(400, "completionCode is required: the code the member connect flow's callback added to "
+                              "your returnUrl");
+  }
+  return *code;
+}
+
+BatchJobBody parse_batch_job_body(std::string_view text) {
+  const json body = parse_object(text, "sourcePayer and targetPayer");
   const json& source = object_field(body, "sourcePayer");
   const json& target = object_field(body, "targetPayer");
   if (source.contains("memberMatch")) return parse_payer_mediated(body, source, target);

@@ -30,6 +30,18 @@ struct BatchJobBody {
   std::optional<std::string> target_organization_id;  // targetPayer.organizationId
 };
 
+// The body of POST /api/oidc_servers/{server_id}/authorizations (the member connect flow).
+struct AuthorizationBody {
+  std::string target_patient_id;                      // targetPayer.patientId, a FHIR id
+  std::optional<std::string> target_organization_id;  // targetPayer.organizationId
+  std::string return_url;                             // not yet checked against connect.allowedReturnUrls
+  std::optional<std::string> bundle_request;          // fhirBundleRequest, not yet checked
+};
+AuthorizationBody parse_authorization_body(std::string_view body);
+// The body of POST .../authorizations/{authorization_id}/batch_job: {"completionCode": "..."}, 1-128
+// characters; the code.
+std::string parse_completion_body(std::string_view body);
+
 // Throws http::ApiError(400) saying which member is missing or wrong. The fhirBundleRequest is checked
 // later, against the source payer's FHIR endpoint (fhir::resolve_bundle_request).
 BatchJobBody parse_batch_job_body(std::string_view body);

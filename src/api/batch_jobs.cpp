@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "batch_job_body.hpp"
+#include "batch_job_creation.hpp"
 #include "database_call.hpp"
 #include "json_body.hpp"
 #include "p2p/api/routes.hpp"
@@ -62,25 +63,29 @@ ordered_json export_progress_json(const store::BatchJob& job) {
   return progress;
 }
 
-ordered_json job_json(const store::BatchJob& job) {
-  return ordered_json{{"batchJobId", job.id},
-                      {"batchStatus", store::to_string(job.status)},
-                      {"startTime", nullable(job.start_time)},
-                      {"createTime", job.create_time},
-                      {"endTime", nullable(job.end_time)},
-                      {"lastUpdated", job.last_updated},
-                      {"jobConfigurationName", job.job_configuration_name},
-                      {"taskId", nullable(job.task_id)},
-                      {"pagesCompleted", job.pages_completed},
-                      {"resourcesWritten", job.resources_written},
-                      {"resourcesSkipped", job.resources_skipped},
-                      {"warnings", job.warnings},
-                      {"lastError", nullable(job.last_error)},
-                      {"flow", job.flow},
-                      {"memberMatch", member_match_json(job)},
-                      {"notBefore", nullable(job.not_before)},
-                      {"repeat", repeat_json(job)},
-                      {"exportProgress", export_progress_json(job)}};
+// The source's count of the member's resources, when it gave one: Bundle.total of the first page, or
+// for an export the sum of the manifest's per-file counts when every file has one.
+std::optional<long long> resources_total(const store::BatchJob& job) {
+  if (job.retrieval != "export") return job.resources_total;
+  if (!job.export_manifest) return std::nullopt;
+  const auto manifest = json::parse(*job.export_manifest, nullptr, false);
+  if (!manifest.is_object() || !manifest.contains("output") || !manifest["output"].is_array()) return std::nullopt;
+  long long total = 0;
+  for (const auto& file : manifest["output"]) {
+    if (!file.is_object() || !file.contains("count") || !file["count"].is_number_integer()) return std::nullopt;
+    total += std::max<long long>(0, file["count"].get<long long>());
+  }
+  return total;
+}
+
+// An estimate: 100 once COMPLETED; otherwise the resources read (written and skipped) against the
+// source's count, at most 99 (a source's count may be off); null without a count.
+ordered_json percent_complete(const store::BatchJob& job, std::optional<long long> total) {
+  if (job.status == store::JobStatus::kCompleted) return 100;
+  if (!total || *total <= 0) return nullptr;
+  long long read = job.resources_written;
+  for (const auto& [type, count] : job.resources_skipped) read += count;
+  return std::min<long long>(99, read * 100 / *total);
 }
 
 long long parse_job_id(const http::PathParams& params) { return parse_positive_id<long long>(params, "batch_job_id"); }
@@ -100,103 +105,74 @@ std::optional<std::string> idempotency_key(const http::Request& request) {
 
 }  // namespace
 
+ordered_json job_json(const store::BatchJob& job) {
+  const auto total = resources_total(job);
+  return ordered_json{{"batchJobId", job.id},
+                      {"batchStatus", store::to_string(job.status)},
+                      {"startTime", nullable(job.start_time)},
+                      {"createTime", job.create_time},
+                      {"endTime", nullable(job.end_time)},
+                      {"lastUpdated", job.last_updated},
+                      {"jobConfigurationName", job.job_configuration_name},
+                      {"taskId", nullable(job.task_id)},
+                      {"pagesCompleted", job.pages_completed},
+                      {"resourcesWritten", job.resources_written},
+                      {"resourcesSkipped", job.resources_skipped},
+                      {"resourcesTotal", total ? ordered_json(*total) : ordered_json(nullptr)},
+                      {"percentComplete", percent_complete(job, total)},
+                      {"warnings", job.warnings},
+                      {"lastError", nullable(job.last_error)},
+                      {"flow", job.flow},
+                      {"memberMatch", member_match_json(job)},
+                      {"notBefore", nullable(job.not_before)},
+                      {"repeat", repeat_json(job)},
+                      {"exportProgress", export_progress_json(job)}};
+}
+
+http::Response created_job_response(int pid, const store::CreateOutcome& outcome, bool payer) {
+  const std::string location =
+      "/api/oidc_servers/" + std::to_string(pid) + "/batch_job/" + std::to_string(outcome.job.id);
+  using Kind = store::CreateOutcome::Kind;
+  if (outcome.kind == Kind::kActiveJobExists && payer) {
+    throw http::ApiError(409,
+                         "the member already has a payer-mediated exchange from this source payer to this "
+                         "target patient that has not ended: batch job " + std::to_string(outcome.job.id) +
+                             " (" + location + "); poll it, or cancel it before starting another",
+                         {{"Location", location}});
+  }
+  if (outcome.kind == Kind::kActiveJobExists) {
+    throw http::ApiError(409,
+                         "the member already has an exchange from this source payer to this target patient "
+                         "that has not ended: batch job " + std::to_string(outcome.job.id) + " (" +
+                             location + "); poll it, or cancel it before starting another (two jobs "
+                             "would share the member's refresh token, and the first refresh would break "
+                             "the other)",
+                         {{"Location", location}});
+  }
+  if (outcome.kind == Kind::kKeyReused) {
+    throw http::ApiError(422, "this Idempotency-Key was used within the last 24 hours for another request "
+                              "body (batch job " + std::to_string(outcome.job.id) +
+                              "); use a new key for a new request",
+                         {{"Location", location}});
+  }
+  auto response = json_response(outcome.kind == Kind::kCreated ? 202 : 200, job_json(outcome.job));
+  response.set_header("Location", location);
+  return response;
+}
+
 void add_batch_job_routes(http::Router& router, ApiContext context) {
   const http::RouteOptions options{.requires_auth = true, .blocking = true};
   store::Database& database = context.database;
   const crypto::TokenCipher& cipher = context.token_cipher;
-  const crypto::SigningKeys& signing_keys = context.signing_keys;
-  const config::ExchangeConfig& exchange = context.exchange;
-  const auto job_created = context.job_created;
 
+  const BatchJobCreation creation{database, cipher, context.signing_keys, context.exchange, context.job_created};
   router.add("POST", "/api/oidc_servers/{server_id}/batch_job",
-             [&database, &cipher, &signing_keys, &exchange, job_created](const http::Request& request,
-                                                                        const http::PathParams& params) {
+             [creation](const http::Request& request, const http::PathParams& params) {
                const int pid = parse_positive_id(params, "server_id");
                const BatchJobBody body = parse_batch_job_body(request.body);
-               store::NewBatchJob job;
-               job.idempotency_key = idempotency_key(request);
-               job.request_hash = util::sha256_hex(request.body);
-               job.server_pid = pid;
-               job.access_token = body.access_token;
-               job.refresh_token = body.refresh_token;
-               job.member_match_request = body.member_match_parameters;
-               job.since = body.since;
-               job.repeat_every_days = body.repeat_every_days;
-               job.repeat_until = body.repeat_until;
-               job.retrieval = body.retrieval;
-               const bool payer = body.member_match_parameters.has_value();
-               const auto& bundle_request = body.bundle_request;
-               job.source_patient_id = body.source_patient_id;
-               job.target_patient_id = body.target_patient_id;
-               job.target_organization_id = body.target_organization_id;
-
-               if (exchange.fhir_persistence_url.empty()) {
-                 throw http::ApiError(503, "batch jobs are not available: the target FHIR server is not configured "
-                                           "(exchange.fhirPersistenceUrl / P2P_FHIR_PERSISTENCE_URL)");
-               }
-               const auto server = require_oidc_server(database, pid);
-               const std::string named = "OIDC server " + std::to_string(pid);
-               switch (fhir::source_endpoint_problem(server.fhir_endpoint, exchange.allow_plain_http)) {
-                 case fhir::SourceEndpointProblem::kNone:
-                   break;
-                 case fhir::SourceEndpointProblem::kMissing:
-                   throw http::ApiError(409, named + " has no fhirEndpoint; an admin must set it first");
-                 case fhir::SourceEndpointProblem::kNotAbsoluteHttp:
-                   throw http::ApiError(409, named + "'s fhirEndpoint is not an absolute http(s) URL; an admin must correct it");
-                 case fhir::SourceEndpointProblem::kPlainHttp:
-                   throw http::ApiError(409, named + "'s fhirEndpoint uses plain http://, which is refused "
-                                                     "(P2P_ALLOW_PLAIN_HTTP=true allows it for local tests only)");
-               }
-               if (server.token_endpoint_auth_method == "private_key_jwt" && signing_keys.empty()) {
-                 // The job could not refresh the member's tokens: refused before the tokens are stored.
-                 throw http::ApiError(409, named + " authenticates with private_key_jwt, but this service has no "
-                                                   "signing key: an admin must set exchange.clientSigningKeys "
-                                                   "(P2P_CLIENT_SIGNING_KEYS)");
-               }
-               if (payer && !server.client_id) {
-                 throw http::ApiError(409, named + " has no clientId: the payer-mediated exchange authenticates this "
-                                                   "service to the source payer as a client (client_credentials); "
-                                                   "an admin must set the client id the source payer registered");
-               }
-               try {
-                 job.first_url = payer ? fhir::member_match_url(*server.fhir_endpoint)
-                                       : fhir::resolve_bundle_request(*server.fhir_endpoint, bundle_request.value_or(""),
-                                                                      job.source_patient_id);
-               } catch (const fhir::SourceUrlError& error) {
-                 throw http::ApiError(400, std::string("sourcePayer.") + error.what());
-               }
-               const auto outcome = with_database(database, [&](pqxx::connection& connection) {
-                 return store::BatchJobRepository(connection, cipher).create(job);
-               });
-               const std::string location =
-                   "/api/oidc_servers/" + std::to_string(pid) + "/batch_job/" + std::to_string(outcome.job.id);
-               using Kind = store::CreateOutcome::Kind;
-               if (outcome.kind == Kind::kActiveJobExists && payer) {
-                 throw http::ApiError(409,
-                                      "the member already has a payer-mediated exchange from this source payer to this "
-                                      "target patient that has not ended: batch job " + std::to_string(outcome.job.id) +
-                                          " (" + location + "); poll it, or cancel it before starting another",
-                                      {{"Location", location}});
-               }
-               if (outcome.kind == Kind::kActiveJobExists) {
-                 throw http::ApiError(409,
-                                      "the member already has an exchange from this source payer to this target patient "
-                                      "that has not ended: batch job " + std::to_string(outcome.job.id) + " (" +
-                                          location + "); poll it, or cancel it before starting another (two jobs "
-                                          "would share the member's refresh token, and the first refresh would break "
-                                          "the other)",
-                                      {{"Location", location}});
-               }
-               if (outcome.kind == Kind::kKeyReused) {
-                 throw http::ApiError(422, "this Idempotency-Key was used within the last 24 hours for another request "
-                                           "body (batch job " + std::to_string(outcome.job.id) +
-                                           "); use a new key for a new request",
-                                      {{"Location", location}});
-               }
-               if (outcome.kind == Kind::kCreated && job_created) job_created();
-               auto response = json_response(outcome.kind == Kind::kCreated ? 202 : 200, job_json(outcome.job));
-               response.set_header("Location", location);
-               return response;
+               const auto outcome = create_batch_job(creation, pid, body, idempotency_key(request),
+                                                     util::sha256_hex(request.body));
+               return created_job_response(pid, outcome, body.member_match_parameters.has_value());
              },
              options);
 

@@ -27,7 +27,8 @@ ordered_json oidc_server_json(const store::OidcServerPublic& server) {
                       {"notes", nullable(server.notes)},
                       // After the seed's fields (issue #12): how the service authenticates to the token endpoint.
                       {"tokenEndpointAuthMethod", server.token_endpoint_auth_method},
-                      {"systemScopes", nullable(server.system_scopes)}};
+                      {"systemScopes", nullable(server.system_scopes)},
+                      {"patientIdClaim", server.patient_id_claim}};
 }
 
 void add_oidc_server_routes(http::Router& router, ApiContext context) {

@@ -11,6 +11,7 @@ void add_routes(http::Router& router, ApiContext context) {
   add_batch_job_routes(router, context);
   add_hook_routes(router, context);
   add_jwks_routes(router, context);
+  add_member_connect_routes(router, context);
 }
 
 }  // namespace p2p::api

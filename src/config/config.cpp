@@ -285,6 +285,7 @@ void read_oidc_servers(Reader& reader, Section& root, std::vector<OidcServerDefi
     definition.string("tokenEndpointAuthMethod", server.token_endpoint_auth_method);
     definition.optional_string("systemScopes", server.system_scopes);
     definition.string("responseType", server.response_type);
+    definition.string("patientIdClaim", server.patient_id_claim);
     definition.optional_string("organizationId", server.organization_id);
     definition.optional_string("notes", server.notes);
 
@@ -304,6 +305,9 @@ void read_oidc_servers(Reader& reader, Section& root, std::vector<OidcServerDefi
       reader.fail(path + ".responseType",
                   "must be one of: code, token, id_token, \"id_token token\", \"code id_token\", \"code token\", "
                   "\"code id_token token\", none; got \"" + server.response_type + "\"");
+    }
+    if (server.patient_id_claim != "fhirUser" && server.patient_id_claim != "sub") {
+      reader.fail(path + ".patientIdClaim", "must be \"fhirUser\" or \"sub\"; got \"" + server.patient_id_claim + "\"");
     }
     if (!is_token_endpoint_auth_method(server.token_endpoint_auth_method)) {
       reader.fail(path + ".tokenEndpointAuthMethod", "must be client_secret_basic, client_secret_post or private_key_jwt; got \"" +
@@ -439,6 +443,37 @@ void read_notifications(Reader& reader, Section& root, const ExchangeConfig& exc
   }
 }
 
+void read_connect(Reader& reader, Section& root, const ExchangeConfig& exchange, ConnectConfig& connect) {
+  Section section = root.child("connect");
+  section.string("publicBaseUrl", connect.public_base_url);
+  section.string_list("allowedReturnUrls", connect.allowed_return_urls);
+  section.integer("authorizationTtlSeconds", connect.authorization_ttl_seconds, 60, 3600);
+  if (!connect.public_base_url.empty()) {
+    if (auto problem = util::check_absolute_http_url(connect.public_base_url)) {
+      reader.fail("connect.publicBaseUrl", *problem);
+    } else if (connect.public_base_url.find_first_of("?#") != std::string::npos) {
+      reader.fail("connect.publicBaseUrl", "must be a base URL without a query or fragment, e.g. https://p2p.example.org");
+    } else if (util::is_plain_http(connect.public_base_url) && !exchange.allow_plain_http) {
+      reader.fail("connect.publicBaseUrl", "uses plain http://: the member's authorization code would reach the service "
+                                           "in clear (use https://; P2P_ALLOW_PLAIN_HTTP=true allows it for local tests only)");
+    }
+    connect.public_base_url = util::without_trailing_slashes(connect.public_base_url);
+  }
+  for (std::size_t i = 0; i < connect.allowed_return_urls.size(); ++i) {
+    const std::string& url = connect.allowed_return_urls[i];
+    const std::string path = "connect.allowedReturnUrls[" + std::to_string(i) + "]";
+    if (url.find_first_of("?#") != std::string::npos) {
+      reader.fail(path, "must be an origin and a path prefix without a query or fragment, e.g. "
+                        "https://portal.example.org/p2p/");
+    } else if (auto problem = util::check_absolute_http_url(url)) {
+      reader.fail(path, *problem);
+    } else if (util::is_plain_http(url) && !exchange.allow_plain_http) {
+      reader.fail(path, "uses plain http://: the member's browser would carry the result in clear (use https://; "
+                        "P2P_ALLOW_PLAIN_HTTP=true allows it for local tests only)");
+    }
+  }
+}
+
 // Reads every section of the (merged) document into `config`; with `specs`, also records every key read.
 void read_document(const json& document, const std::map<std::string, std::string>& env_sources,
                    std::vector<ConfigIssue>& issues, Config& config, std::vector<KeySpec>* specs) {
@@ -450,6 +485,13 @@ void read_document(const json& document, const std::map<std::string, std::string
   read_auth(reader, root, config.auth);
   read_exchange(reader, root, config.exchange);
   read_notifications(reader, root, config.exchange, config.notifications);
+  read_connect(reader, root, config.exchange, config.connect);
+  // The notifications' base URL (how the FHIR server reaches the service) stands in, unless it is plain
+  // http:// where that is not allowed: members' browsers must not carry codes in clear.
+  if (config.connect.public_base_url.empty() &&
+      (!util::is_plain_http(config.notifications.public_base_url) || config.exchange.allow_plain_http)) {
+    config.connect.public_base_url = config.notifications.public_base_url;
+  }
   read_oidc_servers(reader, root, config.oidc_servers);
   for (std::size_t i = 0; i < config.oidc_servers.size(); ++i) {
     if (config.oidc_servers[i].token_endpoint_auth_method == "private_key_jwt" && config.exchange.client_signing_keys.empty()) {

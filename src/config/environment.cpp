@@ -43,6 +43,8 @@ const std::vector<EnvOverride>& override_specs() {
       {"P2P_EXCHANGE_RESOURCE_TYPES", "exchange.resourceTypes"},
       {"P2P_NOTIFICATIONS_ENABLED", "notifications.enabled"},
       {"P2P_PUBLIC_BASE_URL", "notifications.publicBaseUrl"},
+      {"P2P_CONNECT_PUBLIC_BASE_URL", "connect.publicBaseUrl"},
+      {"P2P_CONNECT_ALLOWED_RETURN_URLS", "connect.allowedReturnUrls"},
       {"P2P_HOOK_SECRET", "notifications.hookSecret"},
       {"P2P_SMTP_URL", "notifications.smtp.url"},
       {"P2P_SMTP_STARTTLS", "notifications.smtp.startTls"},

@@ -16,9 +16,6 @@ const std::string kCoverageToMatchId = "coverage-to-match";
 const std::string kCoverageToLinkId = "coverage-to-link";
 const std::string kConsentId = "consent";
 
-// A Patient id a URL can be built from: a FHIR id, and not "." or ".." (which the FHIR id pattern allows).
-bool is_usable_id(std::string_view id) { return is_fhir_id(id) && id.find_first_not_of('.') != std::string_view::npos; }
-
 [[noreturn]] void refuse(const std::string& path, const std::string& what) {
   throw MemberMatchInputError(kPrefix + path + " " + what);
 }
@@ -295,7 +292,7 @@ MemberMatchAnswer read_member_match_answer(std::string_view body, std::string_vi
       const std::string_view rest = path.substr(id.size());
       const bool versioned = rest.starts_with("/_history/") && rest.size() > 10 &&
                              rest.substr(10).find('/') == std::string_view::npos;
-      if (!is_usable_id(id) || (!rest.empty() && !versioned)) {
+      if (!is_patient_id(id) || (!rest.empty() && !versioned)) {
         throw std::invalid_argument("the source payer's $member-match answer has a MemberId whose Patient id is not a "
                                     "FHIR id: " + reference.substr(0, 200));
       }
@@ -325,7 +322,7 @@ std::string single_patient_id(std::string_view body) {
     throw std::invalid_argument("the source payer's Patient search by the member identifier that $member-match "
                                 "returned found " + std::to_string(ids.size()) + " patients, not exactly one");
   }
-  if (!is_usable_id(ids[0])) throw std::invalid_argument("the source payer's Patient search returned a Patient without a valid id");
+  if (!is_patient_id(ids[0])) throw std::invalid_argument("the source payer's Patient search returned a Patient without a valid id");
   return ids[0];
 }
 

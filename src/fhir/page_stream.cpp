@@ -156,6 +156,9 @@ WrittenPage stream(ondemand::parser& parser, std::string& body, const TransformC
         bundle = value.get_string().value() == "Bundle";
       } else if (key == "entry" && type == json_type::array) {
         for (auto entry : value.get_array()) entries.push_back(read_entry(entry.value(), rewriter, stack));
+      } else if (key == "total" && type == json_type::number) {
+        std::uint64_t count = 0;
+        if (!value.get_uint64().get(count)) page.summary.total = static_cast<long long>(std::min<std::uint64_t>(count, 1'000'000'000'000ULL));
       } else if (key == "link" && type == json_type::array) {
         for (auto link : value.get_array()) {
           auto url = read_link(link.value(), stack);

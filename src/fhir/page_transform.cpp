@@ -136,6 +136,9 @@ TransformedPage transform_page(json&& page, const TransformContext& context) {
   }
 
   TransformedPage out;
+  if (const auto total = page.find("total"); total != page.end() && total->is_number_unsigned()) {
+    out.total = static_cast<long long>(std::min<std::uint64_t>(total->get<std::uint64_t>(), 1'000'000'000'000ULL));
+  }
   detail::PageAssembly assembly(context, rewriter, out);
   json transaction_entries = json::array();
   for (auto& entry : entries) {

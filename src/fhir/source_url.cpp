@@ -105,13 +105,15 @@ bool is_fhir_id(std::string_view id) {
   });
 }
 
+bool is_patient_id(std::string_view id) { return is_fhir_id(id) && id.find_first_not_of('.') != std::string_view::npos; }
+
 std::string resolve_bundle_request(std::string_view fhir_endpoint, std::string_view bundle_request,
                                    std::string_view source_patient_id) {
   const urls::url endpoint = parse_endpoint(fhir_endpoint);
   std::string request(bundle_request);
   if (request.empty()) {
-    if (!is_fhir_id(source_patient_id)) {
-      throw SourceUrlError("sourcePayer.patientId must be a FHIR id (1-64 of A-Z a-z 0-9 - .)");
+    if (!is_patient_id(source_patient_id)) {
+      throw SourceUrlError("sourcePayer.patientId must be a FHIR id (1-64 of A-Z a-z 0-9 - .), not . or ..");
     }
     request = "Patient/" + std::string(source_patient_id) + "/$everything";
   }
@@ -159,7 +161,7 @@ std::string patient_by_identifier_url(std::string_view fhir_endpoint, std::strin
 
 std::string everything_url(std::string_view fhir_endpoint, std::string_view patient_id,
                            const std::optional<std::string>& since) {
-  if (!is_fhir_id(patient_id) || patient_id.find_first_not_of('.') == std::string_view::npos) {
+  if (!is_patient_id(patient_id)) {
     throw SourceUrlError("the member's Patient id at the source is not a FHIR id");
   }
   std::string request = "Patient/" + std::string(patient_id) + "/$everything";
@@ -169,7 +171,7 @@ std::string everything_url(std::string_view fhir_endpoint, std::string_view pati
 
 std::string export_kickoff_url(std::string_view fhir_endpoint, std::string_view patient_id,
                                const std::vector<std::string>& types, const std::optional<std::string>& since) {
-  if (!is_fhir_id(patient_id) || patient_id.find_first_not_of('.') == std::string_view::npos) {
+  if (!is_patient_id(patient_id)) {
     throw SourceUrlError("the member's Patient id at the source is not a FHIR id");
   }
   std::string request = "Patient/" + std::string(patient_id) + "/$export";

@@ -428,10 +428,12 @@ asio::awaitable<JobStatus> ExchangeJob::record(const fhir::TransformedPage& tran
   const std::map<std::string, long long> skipped(transformed.skipped_types.begin(), transformed.skipped_types.end());
   const auto& page_warnings = transformed.warnings;
   const auto& page_error = transformed.source_error;
+  const auto total = transformed.total;
   const int before = pages_;  // (records are made one at a time: recorded() is awaited before the next)
   const auto recorded = co_await context_.on_jobs(
-      [id, &owner, before, &next, written, &skipped, &page_warnings, &page_error, &cursor](store::BatchJobRepository& jobs) {
-        return jobs.record_page(id, owner, before, next, written, skipped, page_warnings, page_error, cursor);
+      [id, &owner, before, &next, written, &skipped, &page_warnings, &page_error, &cursor,
+       total](store::BatchJobRepository& jobs) {
+        return jobs.record_page(id, owner, before, next, written, skipped, page_warnings, page_error, cursor, total);
       });
   if (!recorded) throw JobLeft();
   progress_at_ = Clock::now();

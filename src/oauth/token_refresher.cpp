@@ -1,5 +1,6 @@
 #include "p2p/oauth/token_refresher.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <boost/url/encode.hpp>
@@ -18,7 +19,7 @@ std::string encode_component(std::string_view text) { return boost::urls::encode
 std::string oauth_error_of(const std::string& body) {
   const auto json = nlohmann::json::parse(body, nullptr, false);
   if (!json.is_object()) return "";
-  std::string error = json.value("error", "");
+  std::string error = json.contains("error") && json["error"].is_string() ? json["error"].get<std::string>() : "";
   if (json.contains("error_description") && json["error_description"].is_string()) {
     error += (error.empty() ? "" : ": ") + json["error_description"].get<std::string>();
   }
@@ -38,6 +39,8 @@ Tokens read_tokens(const std::string& response_body) {
   if (body.contains("expires_in") && body["expires_in"].is_number_integer()) {
     tokens.expires_in = body["expires_in"].get<long long>();
   }
+  if (body.contains("id_token") && body["id_token"].is_string()) tokens.id_token = body["id_token"].get<std::string>();
+  if (body.contains("patient") && body["patient"].is_string()) tokens.patient = body["patient"].get<std::string>();
   return tokens;
 }
 
@@ -189,6 +192,37 @@ boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshR
                                 " to the refresh of the member's tokens; it may have used the refresh token already, so "
                                 "it is not sent again: the member must sign in at the source payer again",
                             true);
+  }
+  co_return read_tokens(response.body);
+}
+
+boost::asio::awaitable<Tokens> exchange_authorization_code(http::HttpClient& client, AuthorizationCodeRequest request) {
+  std::vector<std::pair<std::string, std::string>> fields = {{"grant_type", "authorization_code"},
+                                                             {"code", request.code},
+                                                             {"redirect_uri", request.redirect_uri},
+                                                             {"code_verifier", request.code_verifier}};
+  for (auto& field : request.extra_parameters) fields.push_back(std::move(field));
+  http::ClientRequest post = token_post(request.token_endpoint);
+  authenticate_client(request.client, request.token_endpoint, post, fields);
+  // RFC 6749 4.1.3: a public client (no secret, no key) names itself.
+  const bool named = std::any_of(fields.begin(), fields.end(), [](const auto& field) { return field.first == "client_id"; });
+  const bool basic = std::any_of(post.headers.begin(), post.headers.end(),
+                                 [](const auto& header) { return header.first == "Authorization"; });
+  if (!named && !basic && request.client.client_id) fields.emplace_back("client_id", *request.client.client_id);
+  post.body = form_encode(fields);
+  post.idempotent = false;  // a code is single-use: a second send would be refused, and may revoke the tokens
+  const auto response = co_await client.send(std::move(post));
+  if (response.status == 400 || response.status == 401) {
+    const std::string error = oauth_error_of(response.body);
+    if (client_refused(error)) throw client_refused_error(response.status, error);
+    throw TokenRefreshError("the source payer refused the member's authorization code (" +
+                                std::to_string(response.status) + " " + error.substr(0, 200) + ")",
+                            true);
+  }
+  if (response.status != 200) {
+    throw TokenRefreshError("the token endpoint answered " + std::to_string(response.status) +
+                                " to the exchange of the member's authorization code",
+                            response.status != 429 && response.status < 500);
   }
   co_return read_tokens(response.body);
 }

@@ -27,7 +27,7 @@ namespace {
     " repeat_every_days, to_char(repeat_until, 'YYYY-MM-DD') AS repeat_until_text, previous_run_id,"          \
     " (SELECT min(next.id) FROM batch_jobs next WHERE next.previous_run_id = batch_jobs.id) AS next_run_id,"   \
     " retrieval, export_status_url, export_progress, export_manifest::text AS export_manifest_json,"            \
-    " export_cursor::text AS export_cursor_json"
+    " export_cursor::text AS export_cursor_json, resources_total"
 
 std::optional<std::string> optional_text(const pqxx::field& field) {
   if (field.is_null()) return std::nullopt;
@@ -100,6 +100,7 @@ BatchJob read_job(const pqxx::row& row) {
   job.retrieval = row["retrieval"].as<std::string>();
   job.export_status_url = optional_text(row["export_status_url"]);
   job.export_progress = optional_text(row["export_progress"]);
+  if (!row["resources_total"].is_null()) job.resources_total = row["resources_total"].as<long long>();
   job.export_manifest = optional_text(row["export_manifest_json"]);
   job.export_cursor = optional_text(row["export_cursor_json"]);
   return job;
@@ -286,7 +287,10 @@ std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std
                                                            const std::map<std::string, long long>& skipped,
                                                            const std::vector<std::string>& warnings,
                                                            const std::optional<std::string>& source_error,
-                                                           const std::optional<std::string>& export_cursor) {
+                                                           const std::optional<std::string>& export_cursor,
+                                                           std::optional<long long> resources_total) {
+  const std::optional<std::string> total_text =
+      resources_total ? std::optional<std::string>(std::to_string(*resources_total)) : std::nullopt;
   nlohmann::json warnings_json = nlohmann::json::array();
   for (const auto& warning : warnings) warnings_json.push_back(warning);
   // One statement, atomic by itself: without BEGIN and COMMIT around it, one round trip a page instead
@@ -305,10 +309,10 @@ std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std
     const auto rows = tx.exec_params(
         "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + 1,"
         " resources_written = resources_written + $4, last_error = NULL, last_progress_at = now(), lost_leases = 0,"
-        " export_cursor = coalesce($6::jsonb, export_cursor)"
+        " export_cursor = coalesce($6::jsonb, export_cursor), resources_total = coalesce(resources_total, $7::bigint)"
         " WHERE id = $1 AND lease_owner = $2 AND pages_completed = $5"
         " RETURNING status, set_config('synchronous_commit', 'off', true)",
-        id, owner, nullable(next_url), resources_written, recorded_pages, nullable(export_cursor));
+        id, owner, nullable(next_url), resources_written, recorded_pages, nullable(export_cursor), nullable(total_text));
     if (rows.empty()) return std::nullopt;
     return status_of(rows[0]["status"]);
   }
@@ -322,12 +326,13 @@ std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std
       " warnings = CASE WHEN $6::jsonb = '[]'::jsonb THEN warnings ELSE"
       "   (SELECT jsonb_agg(item ORDER BY position) FROM jsonb_array_elements(warnings || $6::jsonb)"
       "     WITH ORDINALITY AS listed(item, position) WHERE position <= 50) END,"
-      " source_error = coalesce(source_error, $7), export_cursor = coalesce($9::jsonb, export_cursor)"
+      " source_error = coalesce(source_error, $7), export_cursor = coalesce($9::jsonb, export_cursor),"
+      " resources_total = coalesce(resources_total, $10::bigint)"
       " WHERE id = $1 AND lease_owner = $2 AND pages_completed = $8"
       " RETURNING status, set_config('synchronous_commit', 'off', true)",
       id, owner, nullable(next_url), resources_written, counts_json(skipped),
       warnings_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), nullable(source_error),
-      recorded_pages, nullable(export_cursor));
+      recorded_pages, nullable(export_cursor), nullable(total_text));
   if (rows.empty()) return std::nullopt;
   return status_of(rows[0]["status"]);
 }

@@ -65,7 +65,9 @@ TEST_F(ApiTest, ReturnsOneServerWithExactlyTheSeedFieldsAndNoSecrets) {
             R"("tokenEndpoint":"https://sourcepayerA.com/token-endpoint","fhirEndpoint":"https://sourcepayerA.com/fhir-endpoint",)"
             R"("responseType":"code","organizationId":"ABCD","notes":null,)"
             // After the seed's fields (issue #12): how the service authenticates at the token endpoint.
-            R"("tokenEndpointAuthMethod":"client_secret_basic","systemScopes":null})");
+            R"("tokenEndpointAuthMethod":"client_secret_basic","systemScopes":null,)"
+            // (issue #13) where the member connect flow takes the member's Patient id from the id token.
+            R"("patientIdClaim":"fhirUser"})");
   const auto b = json::parse(get("/api/oidc_servers/2").body);
   EXPECT_EQ(b["clientId"], nullptr);
   EXPECT_EQ(b["fhirEndpoint"], nullptr);

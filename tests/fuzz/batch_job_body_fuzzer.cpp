@@ -4,6 +4,9 @@
 // fhir::SourceUrlError are the expected failures; anything else escaping, or a URL accepted that is
 // not under the endpoint, is a bug. The payer-mediated form (sourcePayer.memberMatch) must come out
 // as HRex Parameters with four parameters and local references to the member, or be refused with 400.
+// The same input is read as the member connect flow's body (api::parse_authorization_body): a returnUrl
+// that oauth::return_url_allowed accepts must be on an allowed origin, under its path, and stay so once
+// the callback adds its query parameters (no open redirect).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -18,6 +21,7 @@
 #include "fuzz_check.hpp"
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/http/problem.hpp"
+#include "p2p/oauth/authorization_request.hpp"
 #include "p2p/util/url_rules.hpp"
 
 namespace {
@@ -80,10 +84,44 @@ void guard(const Endpoint& endpoint, const api::BatchJobBody& body) {
   }
 }
 
+// An allowed return URL goes back to the portal's origin, under the allowed path, whatever the
+// callback appends.
+void check_return_url(const std::string& url) {
+  static const std::vector<std::string> allowed = {"https://portal.example/p2p/", "http://127.0.0.1:8090/done"};
+  if (!oauth::return_url_allowed(url, allowed)) return;
+  for (const std::string& sent : {url, oauth::with_query_parameters(url, {{"authorizationId", "a&b=c#d"}, {"error", "x"}})}) {
+    auto parsed = boost::urls::parse_absolute_uri(sent);
+    fuzz::check(parsed.has_value(), "an allowed return URL does not parse", sent);
+    fuzz::check(!parsed->has_userinfo() && !parsed->has_fragment(), "an allowed return URL has user-info or a fragment", sent);
+    const std::string host = lower(parsed->encoded_host());
+    const std::string scheme = lower(parsed->scheme());
+    const std::string_view path = parsed->encoded_path();
+    const bool portal = scheme == "https" && host == "portal.example" &&
+                        (!parsed->has_port() || parsed->port_number() == 443) && path.starts_with("/p2p/");
+    const bool local = scheme == "http" && host == "127.0.0.1" && parsed->has_port() && parsed->port_number() == 8090 &&
+                       (path == "/done" || path.starts_with("/done/"));
+    fuzz::check(portal || local, "an allowed return URL leaves the allowed origins and paths", sent);
+    fuzz::check(path.find("/../") == std::string_view::npos && !path.ends_with("/.."), "an allowed return URL climbs up", sent);
+  }
+}
+
+void check_authorization_body(std::string_view text) {
+  try {
+    const auto body = api::parse_authorization_body(text);
+    fuzz::check(fhir::is_fhir_id(body.target_patient_id), "accepted a target patientId that is not a FHIR id",
+                body.target_patient_id);
+    fuzz::check(!body.return_url.empty(), "accepted an empty returnUrl");
+    check_return_url(body.return_url);
+  } catch (const http::ApiError& error) {
+    fuzz::check(error.status() == 400, "parse_authorization_body failed with a status other than 400", error.detail());
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
+  check_authorization_body(text);
   api::BatchJobBody body;
   try {
     body = api::parse_batch_job_body(text);

@@ -30,6 +30,7 @@
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/http/api_key_auth.hpp"
+#include "p2p/http/client.hpp"
 #include "p2p/http/metrics.hpp"
 #include "p2p/http/problem.hpp"
 #include "p2p/http/request_id.hpp"
@@ -85,6 +86,8 @@ struct Fixture {
   crypto::TokenCipher cipher{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="};
   crypto::SigningKeys signing_keys;  // none: /.well-known/jwks.json is an empty set
   http::ApiKeyAuth auth{true, {kApiKey}};
+  config::ConnectConfig connect;  // off (no public base URL): the connect routes answer 503 before any request
+  http::HttpClient outbound{io.get_executor(), http::ClientOptions{}};  // never used
   http::Router router;
   http::ServerOptions defaults;  // the server's limits
   http::ServerOptions tight;     // small limits, so the fuzzer reaches 413 and 431 with short inputs
@@ -101,7 +104,9 @@ struct Fixture {
                                             .exchange = exchange,
                                             .job_created = [] { std::abort(); },
                                             .notifier = notifier,
-                                            .blocking = blocking});
+                                            .blocking = blocking,
+                                            .connect = connect,
+                                            .outbound_client = outbound});
     tight.header_limit_bytes = 200;
     tight.body_limit_bytes = 64;
   }

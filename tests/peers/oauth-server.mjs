@@ -11,10 +11,27 @@
 //            private_key_jwt (RFC 7523; SMART Backend Services), its public keys registered inline
 //            (FILE: a JWK Set, e.g. the service's /.well-known/jwks.json), for the client_credentials,
 //            refresh_token and authorization_code grants; the --scope scopes are its allowed scopes
+//        [--interactive [--fhir-user-base URL]]   the member's own sign-in (see below)
+//
+// --redirect-uri may be given several times (every one is registered for both clients).
+//
+// --interactive: the authorization-code flow a member goes through at a SMART on FHIR payer, with
+// oidc-provider's own login and consent pages (devInteractions: GET {issuer}/auth?... -> /interaction/UID;
+// any login name and any password are accepted; the login name is the account id, `sub`):
+//   - PKCE is required at /auth for every client (code_challenge_method S256, the only one oidc-provider 9
+//     supports); offline_access (a refresh token) is granted when the request has prompt=consent, as
+//     oidc-provider requires for it;
+//   - the `fhirUser` scope puts a `fhirUser` claim "Patient/<login>" (or "<--fhir-user-base>/Patient/<login>")
+//     into the id_token (oidc-provider's `claims` + conformIdTokenClaims: false) and userinfo;
+//   - p2p-exchange test addition (SMART App Launch launch context, which oidc-provider does not know):
+//     an authorization_code token response whose scope has launch/patient carries `"patient": "<login>"`.
+// Without --interactive none of the three applies (the login pages are there, but nothing above).
+// tests/peers/sign-in.mjs walks those pages over HTTP (as a member's browser would) for a test.
 //
 // When listening it prints exactly one JSON line to stdout:
 //   {"ready":true,"port":N,"issuer":"http://127.0.0.1:N","token_endpoint":...,
-//    "introspection_endpoint":...,"revocation_endpoint":...,"well_known":...}
+//    "introspection_endpoint":...,"revocation_endpoint":...,"well_known":...,
+//    "authorization_endpoint":...,"interactive":true|false}
 // and then logs to stderr only (oidc-provider's own notices included). Secrets and token values
 // are never logged.
 //
@@ -92,11 +109,13 @@ try {
       'refresh-ttl': { type: 'string', default: String(14 * 24 * 3600) },
       'introspection-client-id': { type: 'string' },
       'introspection-client-secret': { type: 'string' },
-      'redirect-uri': { type: 'string', default: 'http://127.0.0.1/callback' },
+      'redirect-uri': { type: 'string', multiple: true, default: ['http://127.0.0.1/callback'] },
       'extra-token-param': { type: 'string', multiple: true, default: ['memberId'] },
       scope: { type: 'string', multiple: true, default: [] },
       'jwt-client-id': { type: 'string' },
       'jwt-client-jwks': { type: 'string' },
+      interactive: { type: 'boolean', default: false },
+      'fhir-user-base': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -109,7 +128,8 @@ if (args.help) {
   process.stderr.write('usage: node tests/peers/oauth-server.mjs [--port 0] [--host 127.0.0.1] '
     + '--client-id ID --client-secret SECRET [--access-ttl 3600] [--refresh-ttl 1209600] '
     + '[--introspection-client-id ID2 --introspection-client-secret SECRET2] '
-    + '[--redirect-uri URI] [--extra-token-param NAME ...] [--scope "a b" ...]\n');
+    + '[--redirect-uri URI ...] [--extra-token-param NAME ...] [--scope "a b" ...] '
+    + '[--jwt-client-id ID3 --jwt-client-jwks FILE] [--interactive [--fhir-user-base URL]]\n');
   process.exit(0);
 }
 
@@ -144,6 +164,21 @@ if (jwtClientId) {
   }
   if (!Array.isArray(jwtClientJwks?.keys) || jwtClientJwks.keys.length === 0) fail('--jwt-client-jwks has no keys');
 }
+
+const interactive = args.interactive;
+const redirectUris = [...new Set(args['redirect-uri'])];
+for (const uri of redirectUris) {
+  let parsed;
+  try {
+    parsed = new URL(uri);
+  } catch {
+    fail(`--redirect-uri ${uri} is not an absolute URL`);
+  }
+  if (parsed.hash) fail(`--redirect-uri ${uri} must not have a fragment`);
+}
+const fhirUserBase = args['fhir-user-base']?.replace(/\/+$/, '');
+if (fhirUserBase !== undefined && !interactive) fail('--fhir-user-base goes with --interactive');
+if (fhirUserBase !== undefined && !/^https?:\/\/[^/]/.test(fhirUserBase)) fail('--fhir-user-base must be an http(s) URL');
 
 const host = args.host;
 function isLoopback(h) {
@@ -201,7 +236,7 @@ function clientsConfig() {
     // client_secret_basic), as the docs sandbox runs it.
     grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
     response_types: ['code'],
-    redirect_uris: [args['redirect-uri']],
+    redirect_uris: redirectUris,
     token_endpoint_auth_method: 'client_secret_basic',
   }];
   if (jwtClientId) {
@@ -212,7 +247,7 @@ function clientsConfig() {
       client_name: 'p2p-exchange (test, private_key_jwt)',
       grant_types: ['client_credentials', 'authorization_code', 'refresh_token'],
       response_types: ['code'],
-      redirect_uris: [args['redirect-uri']],
+      redirect_uris: redirectUris,
       token_endpoint_auth_method: 'private_key_jwt',
       jwks: jwtClientJwks,
       scope: SCOPES.join(' '),
@@ -256,8 +291,23 @@ const configuration = {
   // SMART Backend Services: clients SHALL support RS384 and ES384.
   enabledJWA: { clientAuthSigningAlgValues: ['RS256', 'RS384', 'ES256', 'ES384', 'PS256'] },
   async findAccount(ctx, sub) {
-    return { accountId: sub, async claims() { return { sub }; } };
+    return {
+      accountId: sub,
+      async claims() {
+        if (!interactive) return { sub };
+        // SMART App Launch: fhirUser is the FHIR resource of the signed-in user, here the member's Patient.
+        return { sub, fhirUser: `${fhirUserBase ? `${fhirUserBase}/` : ''}Patient/${sub}` };
+      },
+    };
   },
+  ...(interactive ? {
+    // The `fhirUser` scope releases the `fhirUser` claim; with conformIdTokenClaims off the claims of
+    // the granted scopes go into the id_token of the code flow too (SMART apps read fhirUser there).
+    claims: { openid: ['sub'], fhirUser: ['fhirUser'] },
+    conformIdTokenClaims: false,
+    // SMART App Launch requires PKCE (S256) of every client, confidential ones included.
+    pkce: { required: () => true },
+  } : {}),
   features: {
     devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
@@ -657,6 +707,7 @@ provider.proxy = false;
 provider.use(async (ctx, next) => {
   await next();
   if (ctx.method === 'POST' && ctx.oidc?.route === 'token') {
+    if (interactive) await addLaunchContext(ctx); // p2p-exchange test addition
     if (ctx.body && typeof ctx.body === 'object') recordIssuedTokens(ctx.body.access_token, ctx.body.refresh_token);
     const rec = recordTokenRequest(ctx);
     maybeDropTokenResponse(ctx, rec); // p2p-exchange test addition
@@ -670,6 +721,18 @@ provider.on('grant.error', (ctx, err) => {
 provider.on('introspection.error', (ctx, err) => log(`introspection error: ${err.error} ${err.error_description ?? ''}`));
 provider.on('revocation.error', (ctx, err) => log(`revocation error: ${err.error} ${err.error_description ?? ''}`));
 provider.on('server_error', (ctx, err) => log(`server error: ${err && err.stack}`));
+
+// p2p-exchange test addition (--interactive): the SMART App Launch launch context. A token response
+// to an authorization_code grant whose scope has launch/patient names the member's Patient ("patient"),
+// as a SMART server's does; oidc-provider has no notion of it. The member's login is their Patient id.
+async function addLaunchContext(ctx) {
+  const body = ctx.body;
+  if (ctx.status !== 200 || !body || typeof body !== 'object' || typeof body.access_token !== 'string') return;
+  if ((ctx.oidc.params?.grant_type ?? ctx.oidc.body?.grant_type) !== 'authorization_code') return;
+  if (!String(body.scope ?? '').split(' ').includes('launch/patient')) return;
+  const at = await provider.AccessToken.find(body.access_token);
+  if (at?.accountId) body.patient = at.accountId;
+}
 
 const routes = controlRoutes(provider);
 const providerCallback = provider.callback();
@@ -693,8 +756,10 @@ process.stdout.write(`${JSON.stringify({
   introspection_endpoint: provider.urlFor('introspection'),
   revocation_endpoint: provider.urlFor('revocation'),
   well_known: `${issuer}/.well-known/openid-configuration`,
+  authorization_endpoint: provider.urlFor('authorization'),
+  interactive,
 })}\n`);
-log(`listening on ${issuer} (client ${clientId}${introspectionClientId ? `, introspection client ${introspectionClientId}` : ''}, access ttl ${accessTtl}s)`);
+log(`listening on ${issuer}${interactive ? ' (interactive)' : ''} (client ${clientId}${introspectionClientId ? `, introspection client ${introspectionClientId}` : ''}, access ttl ${accessTtl}s)`);
 
 let stopping = false;
 function shutdown(signal) {

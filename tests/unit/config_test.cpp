@@ -352,3 +352,50 @@ TEST(Config, ClientAuthenticationNeedsAKnownMethodAClientIdAndSigningKeys) {
                                       "exchange.clientSigningKeys[0]"}));
   std::filesystem::remove(key);
 }
+
+namespace {
+
+TEST(Config, TheConnectFlowsBaseUrlAndReturnUrls) {
+  // Off by default; the public base URL falls back to the notifications' one.
+  const auto defaults = parse_config(json::object(), kWithKey);
+  EXPECT_TRUE(defaults.connect.public_base_url.empty());
+  EXPECT_TRUE(defaults.connect.allowed_return_urls.empty());
+  EXPECT_EQ(defaults.connect.authorization_ttl_seconds, 600);
+  auto env = kWithKey;
+  env["P2P_PUBLIC_BASE_URL"] = "https://p2p.internal.example/";
+  EXPECT_EQ(parse_config(json::object(), env).connect.public_base_url, "https://p2p.internal.example");
+  env["P2P_CONNECT_PUBLIC_BASE_URL"] = "https://p2p.example/";
+  env["P2P_CONNECT_ALLOWED_RETURN_URLS"] = "https://portal.example/p2p/, https://other.example/done";
+  const auto set = parse_config(json::object(), env);
+  EXPECT_EQ(set.connect.public_base_url, "https://p2p.example");
+  EXPECT_EQ(set.connect.allowed_return_urls,
+            (std::vector<std::string>{"https://portal.example/p2p/", "https://other.example/done"}));
+
+  EXPECT_EQ(issues_of({{"connect", {{"publicBaseUrl", "https://p2p.example/?x"},
+                                    {"allowedReturnUrls", {"http://portal.example/p2p/", "https://portal.example/#f", "/p2p"}},
+                                    {"authorizationTtlSeconds", 10}}}},
+                      kWithKey),
+            (std::vector<std::string>{
+                "connect.authorizationTtlSeconds: must be between 60 and 3600, got 10",
+                "connect.publicBaseUrl: must be a base URL without a query or fragment, e.g. https://p2p.example.org",
+                "connect.allowedReturnUrls[0]: uses plain http://: the member's browser would carry the result in clear "
+                "(use https://; P2P_ALLOW_PLAIN_HTTP=true allows it for local tests only)",
+                "connect.allowedReturnUrls[1]: must be an origin and a path prefix without a query or fragment, e.g. "
+                "https://portal.example.org/p2p/",
+                "connect.allowedReturnUrls[2]: must be an absolute URL such as https://payer.example.com/fhir (mismatch)"}));
+  const auto plain = parse_config({{"exchange", {{"allowPlainHttp", true}}},
+                                   {"connect", {{"allowedReturnUrls", {"http://127.0.0.1:8090/p2p/"}}}}},
+                                  kWithKey);
+  EXPECT_EQ(plain.connect.allowed_return_urls.size(), 1u);
+}
+
+TEST(Config, ADefinitionsPatientIdClaimIsFhirUserOrSub) {
+  const json server = {{"name", "A"}, {"issuer", "https://a.example"}, {"patientIdClaim", "sub"}};
+  EXPECT_EQ(parse_config({{"oidcServers", {server}}}, kWithKey).oidc_servers[0].patient_id_claim, "sub");
+  json wrong = server;
+  wrong["patientIdClaim"] = "email";
+  EXPECT_EQ(issues_of({{"oidcServers", {wrong}}}, kWithKey),
+            (std::vector<std::string>{"oidcServers[0].patientIdClaim: must be \"fhirUser\" or \"sub\"; got \"email\""}));
+}
+
+}  // namespace

@@ -23,6 +23,10 @@ namespace p2p::notify {
 class Notifier;
 }
 
+namespace p2p::http {
+class HttpClient;
+}
+
 namespace p2p::api {
 
 class SwaggerUi;
@@ -39,6 +43,8 @@ struct ApiContext {
   std::function<void()> job_created;  // tells this instance's runner to look for work now
   notify::Notifier& notifier;         // add-payer Task notifications (the hook routes)
   boost::asio::thread_pool& blocking;  // the API's blocking pool, for coroutine routes' database work
+  const config::ConnectConfig& connect;  // the member connect flow
+  http::HttpClient& outbound_client;     // the API's calls to source payers (the member connect flow)
 };
 
 void add_routes(http::Router& router, ApiContext context);
@@ -49,5 +55,6 @@ void add_oidc_server_routes(http::Router& router, ApiContext context);
 void add_batch_job_routes(http::Router& router, ApiContext context);
 void add_hook_routes(http::Router& router, ApiContext context);
 void add_jwks_routes(http::Router& router, ApiContext context);
+void add_member_connect_routes(http::Router& router, ApiContext context);
 
 }  // namespace p2p::api

@@ -75,6 +75,9 @@ struct OidcServerDefinition {
   std::string token_endpoint_auth_method = "client_secret_basic";
   std::optional<std::string> system_scopes;  // client_credentials (SMART Backend Services) scopes
   std::string response_type = "code";
+  // The member connect flow: where the member's Patient id comes from when the token response has no
+  // SMART `patient`: the id token's "fhirUser" (a Patient reference; default) or its "sub".
+  std::string patient_id_claim = "fhirUser";
   std::optional<std::string> organization_id;
   std::optional<std::string> notes;
 };
@@ -157,6 +160,18 @@ struct NotificationsConfig {
   EmailTemplate member_status_update;
 };
 
+// The member connect flow (POST /api/oidc_servers/{id}/authorizations, GET /oauth/callback): the
+// service runs the OAuth authorization-code flow with PKCE for member portals.
+struct ConnectConfig {
+  // The browser-facing base URL of this service: redirect_uri = public_base_url + "/oauth/callback".
+  // Empty: notifications.publicBaseUrl. The flow is off while both are empty.
+  std::string public_base_url;
+  // Where the callback may send the member's browser back: "scheme://host[:port]/path-prefix" each;
+  // a returnUrl matches one when its origin is the same and its path starts with the prefix's path.
+  std::vector<std::string> allowed_return_urls;
+  int authorization_ttl_seconds = 600;  // an authorization not used within this is refused at the callback
+};
+
 struct Config {
   HttpConfig http;
   DatabaseConfig database;
@@ -164,6 +179,7 @@ struct Config {
   AuthConfig auth;
   ExchangeConfig exchange;
   NotificationsConfig notifications;
+  ConnectConfig connect;
   std::vector<OidcServerDefinition> oidc_servers;
 };
 

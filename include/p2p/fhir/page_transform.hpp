@@ -74,6 +74,9 @@ struct TransformedPage {
   // entry (e.g. "warning: too many resources; results truncated"), text cut at 300 bytes.
   std::vector<std::string> warnings;         // the first 50
   std::optional<std::string> source_error;   // the first warning of severity error or fatal, if any
+  // Bundle.total when the page has one (a non-negative integer): the source's count of all the
+  // member's resources, for a progress estimate. Not checked against anything.
+  std::optional<long long> total;
 };
 
 // One of the 145 resource types of FHIR R4 (skipped types are counted by name only when they are).

@@ -23,6 +23,9 @@ SourceEndpointProblem source_endpoint_problem(const std::optional<std::string>& 
 
 // A FHIR resource id: 1-64 of A-Z a-z 0-9 - . (FHIR R4 id datatype).
 bool is_fhir_id(std::string_view id);
+// A Patient id a URL can be built from: a FHIR id, and not "." or ".." (which the id pattern allows,
+// and which a URL path would read as a step up).
+bool is_patient_id(std::string_view id);
 
 // The absolute URL to fetch first: `bundle_request` may be relative to the endpoint
 // ("Patient/123/$everything") or absolute under it; empty means Patient/{patient_id}/$everything.

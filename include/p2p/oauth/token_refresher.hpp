@@ -59,6 +59,18 @@ struct Tokens {
   std::string access_token;
   std::optional<std::string> refresh_token;  // absent when the server keeps the old one valid
   std::optional<long long> expires_in;       // seconds, when the server said
+  std::optional<std::string> id_token;       // OpenID Connect, when the scope had openid (not verified here)
+  std::optional<std::string> patient;        // SMART's launch context: the member's Patient id
+};
+
+// The member connect flow's code exchange (RFC 6749 section 4.1.3 with RFC 7636's code_verifier).
+struct AuthorizationCodeRequest {
+  std::string token_endpoint;
+  std::string code;
+  std::string redirect_uri;
+  std::string code_verifier;
+  ClientAuthentication client;
+  std::vector<std::pair<std::string, std::string>> extra_parameters;  // the definition's customTokenParams
 };
 
 struct ClientCredentialsRequest {
@@ -78,6 +90,11 @@ std::string form_encode(const std::vector<std::pair<std::string, std::string>>& 
 boost::asio::awaitable<std::string> discover_token_endpoint(http::HttpClient& client, std::string well_known_url);
 
 boost::asio::awaitable<Tokens> refresh_tokens(http::HttpClient& client, RefreshRequest request);
+
+// Exchanges the member's authorization code once (a code is single-use: never sent twice). Throws
+// TokenRefreshError (final) with the source's OAuth error when it refuses the code, not final when it
+// did not accept the client or answered 429/5xx; transport failures throw FetchError.
+boost::asio::awaitable<Tokens> exchange_authorization_code(http::HttpClient& client, AuthorizationCodeRequest request);
 
 // The service's own access token (grant_type=client_credentials; no refresh token: ask again when it
 // expires or is refused). Throws TokenRefreshError: final when the server refused the request (400/401,

@@ -29,6 +29,7 @@ struct BatchJob {
   std::optional<std::string> task_id;
   int pages_completed = 0;
   int resources_written = 0;
+  std::optional<long long> resources_total;  // the source's count (Bundle.total of the first page), if it said
   std::optional<std::string> last_error;
   int attempts = 0;
   std::string create_time;  // ISO 8601 UTC with milliseconds, e.g. 2026-11-25T10:00:00.123Z
@@ -120,7 +121,8 @@ class BatchJobRepository {
   std::vector<long long> renew_leases(const std::string& owner, std::chrono::seconds lease,
                                       const std::vector<long long>& running);
 
-  // Records a written page: the next URL (nullopt when it was the last), counts (`skipped`: resources
+  // Records a written page: the next URL (nullopt when it was the last), the source's count of all
+  // resources when the job has none yet (`resources_total`, the first page's Bundle.total), counts (`skipped`: resources
   // not exchanged, per type, added to the job's), the source's warnings (appended, up to 50). Returns
   // the job's status as it is now (STOPPING once cancelled), or nullopt when the owner no longer holds
   // the job or the job does not have `recorded_pages` pages recorded (a record lost in a crash of
@@ -130,7 +132,8 @@ class BatchJobRepository {
                                          const std::map<std::string, long long>& skipped = {},
                                          const std::vector<std::string>& warnings = {},
                                          const std::optional<std::string>& source_error = std::nullopt,
-                                         const std::optional<std::string>& export_cursor = std::nullopt);
+                                         const std::optional<std::string>& export_cursor = std::nullopt,
+                                         std::optional<long long> resources_total = std::nullopt);
   bool store_tokens(long long id, const std::string& owner, const std::string& access_token,
                     const std::optional<std::string>& refresh_token);
   bool set_task_id(long long id, const std::string& owner, const std::string& task_id);

@@ -30,6 +30,7 @@ struct OidcServerPublic {
   std::optional<std::string> token_endpoint;
   std::optional<std::string> fhir_endpoint;
   std::string response_type;
+  std::string patient_id_claim = "fhirUser";  // the connect flow: "fhirUser" or "sub" of the id token
   std::optional<std::string> organization_id;
   std::optional<std::string> notes;
 };
@@ -38,6 +39,8 @@ struct OidcServerPublic {
 struct OidcServerForExchange {
   OidcServerPublic definition;
   std::optional<std::string> client_secret;
+  std::optional<std::string> jwk_text;  // the payer's JWK (or JWK Set): verifies its id tokens
+  std::optional<std::string> jwk_file;  // the same, as a file the service reads
 };
 
 class OidcServerRepository {
