@@ -100,6 +100,9 @@ std::optional<std::string> idempotency_key(const http::Request& request) {
   if (key.empty() || key.size() > 255 || !visible) {
     throw http::ApiError(400, "the Idempotency-Key header must be 1-255 visible ASCII characters, e.g. a UUID");
   }
+  if (key.starts_with("member_authorization:")) {  // the member connect flow's own keys (member_connect.cpp)
+    throw http::ApiError(400, "Idempotency-Key values starting with member_authorization: are reserved; use e.g. a UUID");
+  }
   return std::string(key);
 }
 

@@ -214,7 +214,17 @@ asio::awaitable<std::pair<std::optional<std::string>, std::optional<std::string>
 
 // GET /oauth/callback
 asio::awaitable<http::Response> callback(const http::Request& request, Connect& connect) {
-  const auto state = request.query_param("state");
+  // A link checker's HEAD must not use the member's one sign-in up.
+  if (request.method == "HEAD") co_return page(200, "Connecting your previous health plan", "");
+  std::optional<std::string> state;
+  try {
+    state = request.query_param("state");
+    (void)request.query_param("code");  // malformed percent-encoding anywhere is refused here, with the page
+    (void)request.query_param("error");
+    (void)request.query_param("iss");
+  } catch (const http::ApiError&) {
+    co_return error_page();
+  }
   if (!state || state->empty() || state->size() > 512) co_return error_page();
   const std::string state_value = *state;
   const auto use = [&connect, &state_value] {
@@ -287,6 +297,10 @@ asio::awaitable<std::pair<std::optional<std::string>, std::optional<std::string>
   };
   if (used.kind == Kind::kExpired) {
     failure = "expired";
+  } else if (used.kind == Kind::kUnusable) {
+    failure = "server_error";
+    spdlog::error("member connect: authorization {}: its PKCE verifier does not open with the token keys (was the "
+                  "token encryption key replaced instead of retired?)", authorization.id);
   } else if (payer_error) {
     // RFC 6749 4.1.2.1: the member said no, or the payer could not go on. Its description is not shown.
     failure = *payer_error == "access_denied" ? "access_denied" : "authorization_failed";
@@ -381,7 +395,8 @@ http::Response complete(const http::Request& request, const http::PathParams& pa
   using Kind = store::Completion::Kind;
   switch (completion.kind) {
     case Kind::kUnknown:
-      throw http::ApiError(404, "there is no authorization " + id.substr(0, 40) + " for OIDC server " + std::to_string(pid));
+      throw http::ApiError(404, "there is no authorization " + (store::is_authorization_id(id) ? id : "with that id") +
+                                    " for OIDC server " + std::to_string(pid));
     case Kind::kMismatch:
       throw http::ApiError(409, "the completionCode does not complete " + named + " (it is " +
                                     completion.authorization.status +
@@ -434,6 +449,13 @@ http::Response complete(const http::Request& request, const http::PathParams& pa
     }
     throw;
   }
+  if (outcome.kind == store::CreateOutcome::Kind::kKeyReused) {  // cannot be: POST .../batch_job refuses such keys
+    with_database(connect.database, [&](pqxx::connection& connection) {
+      store::AuthorizationRepository(connection, connect.cipher).fail(authorization.id, "job_not_created");
+      return true;
+    });
+    throw http::ApiError(409, named + ": its idempotency key names another request's job; nothing was started");
+  }
   with_database(connect.database, [&](pqxx::connection& connection) {
     store::AuthorizationRepository authorizations(connection, connect.cipher);
     if (outcome.kind == store::CreateOutcome::Kind::kActiveJobExists) {
@@ -479,11 +501,13 @@ void add_member_connect_routes(http::Router& router, ApiContext context) {
                const int pid = parse_positive_id(params, "server_id");
                const std::string id = params.find("authorization_id")->second;
                const auto found = with_database(connect->database, [&](pqxx::connection& connection) {
-                 return store::AuthorizationRepository(connection, connect->cipher).find(pid, id);
+                 return store::AuthorizationRepository(connection, connect->cipher)
+                     .find(pid, id, connect->config.authorization_ttl_seconds);
                });
                if (!found) {
-                 throw http::ApiError(404, "there is no authorization " + id.substr(0, 40) + " for OIDC server " +
-                                               std::to_string(pid));
+                 throw http::ApiError(404, "there is no authorization " +
+                                               (store::is_authorization_id(id) ? id : "with that id") +
+                                               " for OIDC server " + std::to_string(pid));
                }
                return json_response(200, authorization_json(*found));
              },

@@ -30,8 +30,12 @@ Authorization read(const pqxx::row& row) {
   authorization.server_pid = row["server_pid"].as<int>();
   authorization.status = row["status"].as<std::string>();
   if (authorization.status == "exchanging") authorization.status = "pending";
-  if (row["expired_now"].as<bool>()) authorization.status = "expired";
   authorization.error = optional_text(row["error"]);
+  // One shape for every authorization whose time ran out, however it was noticed.
+  if (row["expired_now"].as<bool>() || (authorization.status == "failed" && authorization.error == "expired")) {
+    authorization.status = "expired";
+    authorization.error = "expired";
+  }
   // The instance that took the callback stopped before it finished (every step is bounded by
   // timeouts well under 5 minutes): the member must start again.
   if (row["abandoned"].as<bool>()) {
@@ -60,16 +64,31 @@ std::string random_uuid() {
          hex.substr(20);
 }
 
+// Authorizations whose portal never completed them in time: failed, their tokens deleted.
+void expire_uncompleted(pqxx::work& tx, int ttl_seconds) {
+  tx.exec_params("UPDATE member_authorizations SET status = 'failed', error = 'expired', access_token_sealed = NULL,"
+                 " refresh_token_sealed = NULL WHERE status = 'authorized' AND used_at < now() - make_interval(secs => $1)",
+                 ttl_seconds);
+}
+
 }  // namespace
+
+bool is_authorization_id(const std::string& id) {
+  if (id.size() != 36) return false;
+  for (std::size_t i = 0; i < id.size(); ++i) {
+    const char c = id[i];
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
 
 Authorization AuthorizationRepository::create(const NewAuthorization& a) {
   const std::string id = random_uuid();
   pqxx::work tx(connection_);
   tx.exec("DELETE FROM member_authorizations WHERE expires_at < now() - interval '7 days'");
   // Tokens of members whose portal never completed the authorization are not kept past its time.
-  tx.exec_params("UPDATE member_authorizations SET status = 'failed', error = 'expired', access_token_sealed = NULL,"
-                 " refresh_token_sealed = NULL WHERE status = 'authorized' AND used_at < now() - make_interval(secs => $1)",
-                 a.ttl_seconds);
+  expire_uncompleted(tx, a.ttl_seconds);
   const auto row = tx.exec_params1(
       "INSERT INTO member_authorizations (id, server_pid, state_hash, nonce_hash, code_verifier_sealed, redirect_uri,"
       " return_url, target_patient_id, target_organization_id, fhir_bundle_request, expires_at)"
@@ -82,12 +101,14 @@ Authorization AuthorizationRepository::create(const NewAuthorization& a) {
   return read(row);
 }
 
-std::optional<Authorization> AuthorizationRepository::find(int server_pid, const std::string& id) {
-  pqxx::read_transaction tx(connection_);
-  // The id is compared as text: a malformed one finds nothing rather than failing the cast.
+std::optional<Authorization> AuthorizationRepository::find(int server_pid, const std::string& id, int ttl_seconds) {
+  if (!is_authorization_id(id)) return std::nullopt;
+  pqxx::work tx(connection_);
+  expire_uncompleted(tx, ttl_seconds);
   const auto rows = tx.exec_params("SELECT" P2P_AUTHORIZATION_COLUMNS
-                                   " FROM member_authorizations WHERE server_pid = $1 AND id::text = lower($2)",
+                                   " FROM member_authorizations WHERE server_pid = $1 AND id = $2::uuid",
                                    server_pid, id);
+  tx.commit();
   if (rows.empty()) return std::nullopt;
   return read(rows[0]);
 }
@@ -111,8 +132,16 @@ UsedAuthorization AuthorizationRepository::use_state(const std::string& state) {
     used.kind = UsedAuthorization::Kind::kExpired;
     used.authorization.status = "failed";
   } else {
-    used.kind = UsedAuthorization::Kind::kUsable;
-    used.code_verifier = cipher_.open(row["sealed"].as<std::string>(), associated_data(used.authorization.id));
+    try {
+      used.code_verifier = cipher_.open(row["sealed"].as<std::string>(), associated_data(used.authorization.id));
+      used.kind = UsedAuthorization::Kind::kUsable;
+    } catch (const crypto::CipherError&) {
+      // Not a state to retry: the verifier will never open (the token key was replaced, not retired).
+      tx.exec_params("UPDATE member_authorizations SET status = 'failed', error = 'server_error' WHERE id = $1::uuid",
+                     used.authorization.id);
+      used.kind = UsedAuthorization::Kind::kUnusable;
+      used.authorization.status = "failed";
+    }
   }
   tx.commit();
   return used;
@@ -136,11 +165,12 @@ bool AuthorizationRepository::authorize(const std::string& id, const std::string
 
 Completion AuthorizationRepository::find_completion(int server_pid, const std::string& id,
                                                     const std::string& completion_code, int ttl_seconds) {
+  if (!is_authorization_id(id)) return Completion{};
   pqxx::work tx(connection_);
   const auto rows = tx.exec_params(
       "SELECT" P2P_AUTHORIZATION_COLUMNS ", completion_hash, access_token_sealed, refresh_token_sealed,"
       " (used_at + make_interval(secs => $3) <= now()) AS completion_expired"
-      " FROM member_authorizations WHERE server_pid = $1 AND id::text = lower($2) FOR UPDATE",
+      " FROM member_authorizations WHERE server_pid = $1 AND id = $2::uuid FOR UPDATE",
       server_pid, id, ttl_seconds);
   Completion completion;
   if (rows.empty()) return completion;

@@ -250,6 +250,9 @@ TEST_F(MemberConnectTest, AMemberWhoDeniesAccessIsSentBackWithAccessDenied) {
   const json created = authorization_for(service, "m4");
   const std::string callback = sign_in(created["authorizationUrl"], "m4", /*deny=*/true);
   ASSERT_NE(callback.find("error=access_denied"), std::string::npos) << callback;
+  // A link checker's HEAD does not use the member's sign-in up.
+  EXPECT_EQ(http_request("HEAD", callback).status, 200);
+  EXPECT_EQ(authorization(service, created["authorizationId"])["status"], "pending");
   const auto back = http_get(callback);
   ASSERT_EQ(back.status, 303) << back.body;
   EXPECT_EQ(back.headers.at("location"),
@@ -269,6 +272,9 @@ TEST_F(MemberConnectTest, StatesThatAreForgedExpiredOrMisdirectedAreRefused) {
   EXPECT_EQ(forged.body.find("alert"), std::string::npos);
   EXPECT_NE(forged.headers.at("content-security-policy").find("default-src 'none'"), std::string::npos);
   EXPECT_EQ(http_get(service.url("/oauth/callback")).status, 400);
+  const auto malformed = http_get(service.url("/oauth/callback?state=%ZZ&code=x"));
+  EXPECT_EQ(malformed.status, 400);
+  EXPECT_EQ(malformed.headers.at("content-type"), "text/html; charset=utf-8");
 
   // An authorization whose 10 minutes are up: the portal hears "expired".
   const json created = authorization_for(service, "m5");
@@ -298,6 +304,15 @@ TEST_F(MemberConnectTest, StatesThatAreForgedExpiredOrMisdirectedAreRefused) {
             401);
   EXPECT_EQ(authorize(service, {{"targetPayer", {{"patientId", "t-1"}}}, {"returnUrl", kReturnUrl}}).status, 201);
   EXPECT_EQ(http_get(service.url("/api/oidc_servers/1/authorizations/not-an-id"), {kAuthHeader}).status, 404);
+  // Ids that are not UTF-8 once decoded are not an error of the service's.
+  EXPECT_EQ(http_get(service.url("/api/oidc_servers/1/authorizations/%FF%FE"), {kAuthHeader}).status, 404);
+  EXPECT_EQ(complete(service, "%FF", "x").status, 404);
+  // The flow's own idempotency keys cannot be taken by a POST .../batch_job.
+  const auto reserved = http_request("POST", service.url("/api/oidc_servers/1/batch_job"),
+                                     {kAuthHeader, kJson, "Idempotency-Key: member_authorization:x"},
+                                     json({{"sourcePayer", {{"oidcToken", "t"}, {"patientId", "p"}}},
+                                           {"targetPayer", {{"patientId", "t-1"}}}}).dump());
+  EXPECT_EQ(reserved.status, 400) << reserved.body;
 }
 
 }  // namespace

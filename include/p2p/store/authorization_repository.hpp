@@ -58,19 +58,26 @@ struct Completion {
 
 // What the callback's state found.
 struct UsedAuthorization {
-  enum class Kind { kUsable, kExpired, kUnknown } kind = Kind::kUnknown;
-  Authorization authorization;  // kUsable and kExpired
+  // kUnusable: its verifier no longer opens (the token key changed): now failed with "server_error".
+  enum class Kind { kUsable, kExpired, kUnusable, kUnknown } kind = Kind::kUnknown;
+  Authorization authorization;  // kUsable, kExpired and kUnusable
   std::string code_verifier;    // kUsable
 };
+
+// A UUID in the canonical lower-case form the API gives (8-4-4-4-12 hex digits).
+bool is_authorization_id(const std::string& id);
 
 class AuthorizationRepository {
  public:
   AuthorizationRepository(pqxx::connection& connection, const crypto::TokenCipher& cipher)
       : connection_(connection), cipher_(cipher) {}
 
-  // Stores a new authorization; returns it. Authorizations that ended more than 7 days ago are deleted.
+  // Stores a new authorization; returns it. Authorizations that ended more than 7 days ago are deleted,
+  // and those authorized more than `ttl_seconds` ago and never completed are failed (their tokens deleted).
   Authorization create(const NewAuthorization& authorization);
-  std::optional<Authorization> find(int server_pid, const std::string& id);
+  // `id` must be a UUID as the API shows them (is_authorization_id); authorizations authorized more than
+  // `ttl_seconds` ago and never completed are failed ("expired", their tokens deleted) first.
+  std::optional<Authorization> find(int server_pid, const std::string& id, int ttl_seconds);
   // Marks the authorization whose state this is as used (once, atomically; the verifier is deleted)
   // and returns it: kUsable with the verifier opened, kExpired (now failed with error "expired"), or
   // kUnknown for a state never issued or already used.
