@@ -68,6 +68,15 @@ ordered_json authorization_json(const store::Authorization& authorization) {
                       {"expiresAt", authorization.expires_at}};
 }
 
+// Ends authorization `id` with `error` (blocking: the database).
+bool record_failure(Connect& connect, const std::string& id, const std::string& error,
+                    std::optional<long long> batch_job_id = std::nullopt) {
+  return with_database(connect.database, [&](pqxx::connection& connection) {
+    store::AuthorizationRepository(connection, connect.cipher).fail(id, error, batch_job_id);
+    return true;
+  });
+}
+
 oauth::ClientAuthentication client_of(const store::OidcServerForExchange& server, const crypto::SigningKeys& keys) {
   return oauth::ClientAuthentication{server.definition.token_endpoint_auth_method, server.definition.client_id,
                                      server.client_secret, &keys};
@@ -149,9 +158,9 @@ asio::awaitable<http::Response> start(const http::Request& request, const http::
   authorize.code_challenge = pkce.challenge;
   authorize.nonce = row.nonce;
   // SMART App Launch asks for `aud` (the FHIR endpoint the token is for); OpenID Connect servers ignore it.
-  const std::string scopes = " " + authorize.scope + " ";
-  const bool smart_scopes = scopes.find(" launch") != std::string::npos || scopes.find(" patient/") != std::string::npos ||
-                            scopes.find(" user/") != std::string::npos;
+  const bool smart_scopes = oauth::has_scope_starting(authorize.scope, "launch") ||
+                            oauth::has_scope_starting(authorize.scope, "patient/") ||
+                            oauth::has_scope_starting(authorize.scope, "user/");
   if (authorization_server.smart || smart_scopes) authorize.aud = *server.fhir_endpoint;
   spdlog::info("member connect: authorization {} for OIDC server {} made; it expires at {}", created.id, pid,
                created.expires_at);
@@ -260,12 +269,7 @@ asio::awaitable<http::Response> callback(const http::Request& request, Connect& 
   const std::string id = used.authorization.id;
   if (failure) {
     const std::string code = *failure;
-    const auto record = [&connect, &id, &code] {
-      return with_database(connect.database, [&](pqxx::connection& connection) {
-        store::AuthorizationRepository(connection, connect.cipher).fail(id, code);
-        return true;
-      });
-    };
+    const auto record = [&connect, &id, &code] { return record_failure(connect, id, code); };
     try {
       const bool recorded = co_await runtime::run_blocking(connect.blocking, record);
       (void)recorded;
@@ -344,8 +348,7 @@ asio::awaitable<std::pair<std::optional<std::string>, std::optional<std::string>
     exchange.jwk_text = server->jwk_text;
     exchange.jwk_file = server->jwk_file;
     exchange.patient_id_claim = definition.patient_id_claim;
-    const std::string scopes = " " + definition.scopes.value_or(kDefaultScopes) + " ";
-    exchange.expect_id_token = scopes.find(" openid ") != std::string::npos;
+    exchange.expect_id_token = oauth::has_scope(definition.scopes.value_or(kDefaultScopes), "openid");
     exchange.allow_plain_http = connect.creation.exchange.allow_plain_http;
     std::string problem;
     try {
@@ -441,19 +444,11 @@ http::Response complete(const http::Request& request, const http::PathParams& pa
     outcome = create_batch_job(connect.creation, pid, body, "member_authorization:" + authorization.id,
                                util::sha256_hex("member_authorization:" + authorization.id));
   } catch (const http::ApiError& error) {
-    if (error.status() != 503) {  // the database: the portal may send it again
-      with_database(connect.database, [&](pqxx::connection& connection) {
-        store::AuthorizationRepository(connection, connect.cipher).fail(authorization.id, "job_not_created");
-        return true;
-      });
-    }
+    if (error.status() != 503) record_failure(connect, authorization.id, "job_not_created");  // 503: may come again
     throw;
   }
   if (outcome.kind == store::CreateOutcome::Kind::kKeyReused) {  // cannot be: POST .../batch_job refuses such keys
-    with_database(connect.database, [&](pqxx::connection& connection) {
-      store::AuthorizationRepository(connection, connect.cipher).fail(authorization.id, "job_not_created");
-      return true;
-    });
+    record_failure(connect, authorization.id, "job_not_created");
     throw http::ApiError(409, named + ": its idempotency key names another request's job; nothing was started");
   }
   with_database(connect.database, [&](pqxx::connection& connection) {

@@ -11,32 +11,13 @@
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 
+#include "openssl_handles.hpp"
+
 namespace p2p::crypto {
 namespace {
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct CtxFree {
-  void operator()(EVP_PKEY_CTX* context) const { EVP_PKEY_CTX_free(context); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
-};
-struct BnFree {
-  void operator()(BIGNUM* number) const { BN_free(number); }
-};
-struct BldFree {
-  void operator()(OSSL_PARAM_BLD* builder) const { OSSL_PARAM_BLD_free(builder); }
-};
-struct ParamFree {
-  void operator()(OSSL_PARAM* params) const { OSSL_PARAM_free(params); }
-};
-struct SigFree {
-  void operator()(ECDSA_SIG* signature) const { ECDSA_SIG_free(signature); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using Bn = std::unique_ptr<BIGNUM, BnFree>;
+using detail::Bn;
+using detail::Pkey;
 
 struct Algorithm {
   std::string_view name;
@@ -75,7 +56,7 @@ Bn big_number(const std::string& bytes) {
 }
 
 Pkey make_key(const OSSL_PARAM* params, const char* type) {
-  std::unique_ptr<EVP_PKEY_CTX, CtxFree> context(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  detail::PkeyCtx context(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
   EVP_PKEY* key = nullptr;
   if (!context || EVP_PKEY_fromdata_init(context.get()) != 1 ||
       EVP_PKEY_fromdata(context.get(), &key, EVP_PKEY_PUBLIC_KEY, const_cast<OSSL_PARAM*>(params)) != 1) {
@@ -91,12 +72,12 @@ Pkey rsa_key(const nlohmann::json& jwk) {
   if (!BN_is_odd(e.get()) || BN_num_bits(e.get()) < 2 || BN_num_bits(e.get()) > 64) {
     throw JwsError("the RSA key's exponent is not a valid public exponent");
   }
-  std::unique_ptr<OSSL_PARAM_BLD, BldFree> builder(OSSL_PARAM_BLD_new());
+  detail::ParamBld builder(OSSL_PARAM_BLD_new());
   if (!builder || OSSL_PARAM_BLD_push_BN(builder.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) != 1 ||
       OSSL_PARAM_BLD_push_BN(builder.get(), OSSL_PKEY_PARAM_RSA_E, e.get()) != 1) {
     throw JwsError("the RSA key cannot be built");
   }
-  std::unique_ptr<OSSL_PARAM, ParamFree> params(OSSL_PARAM_BLD_to_param(builder.get()));
+  detail::Params params(OSSL_PARAM_BLD_to_param(builder.get()));
   if (!params) throw JwsError("the RSA key cannot be built");
   return make_key(params.get(), "RSA");
 }
@@ -112,12 +93,12 @@ Pkey ec_key(const nlohmann::json& jwk, const Algorithm& algorithm) {
   }
   std::string point = "\x04" + x + y;  // uncompressed point (SEC 1)
   const char* group = algorithm.curve == "P-256" ? "prime256v1" : (algorithm.curve == "P-384" ? "secp384r1" : "secp521r1");
-  std::unique_ptr<OSSL_PARAM_BLD, BldFree> builder(OSSL_PARAM_BLD_new());
+  detail::ParamBld builder(OSSL_PARAM_BLD_new());
   if (!builder || OSSL_PARAM_BLD_push_utf8_string(builder.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
       OSSL_PARAM_BLD_push_octet_string(builder.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1) {
     throw JwsError("the EC key cannot be built");
   }
-  std::unique_ptr<OSSL_PARAM, ParamFree> params(OSSL_PARAM_BLD_to_param(builder.get()));
+  detail::Params params(OSSL_PARAM_BLD_to_param(builder.get()));
   if (!params) throw JwsError("the EC key cannot be built");
   return make_key(params.get(), "EC");
 }
@@ -125,7 +106,7 @@ Pkey ec_key(const nlohmann::json& jwk, const Algorithm& algorithm) {
 // JWS ECDSA signatures are R || S; OpenSSL verifies DER.
 std::string ecdsa_der(const std::string& raw, std::size_t coordinate_bytes) {
   if (raw.size() != 2 * coordinate_bytes) throw JwsError("the ECDSA signature has the wrong length");
-  std::unique_ptr<ECDSA_SIG, SigFree> signature(ECDSA_SIG_new());
+  detail::EcdsaSig signature(ECDSA_SIG_new());
   BIGNUM* r = BN_bin2bn(bytes_of(raw), static_cast<int>(coordinate_bytes), nullptr);
   BIGNUM* s = BN_bin2bn(bytes_of(raw) + coordinate_bytes, static_cast<int>(coordinate_bytes), nullptr);
   if (!signature || !r || !s || ECDSA_SIG_set0(signature.get(), r, s) != 1) {
@@ -223,7 +204,7 @@ VerifiedJws verify_jws(std::string_view compact, const nlohmann::json& keys) {
   std::string signature = base64url_decode(compact.substr(second + 1));
   if (algorithm->kty == "EC") signature = ecdsa_der(signature, algorithm->coordinate_bytes);
   const std::string_view input = compact.substr(0, second);
-  std::unique_ptr<EVP_MD_CTX, MdCtxFree> context(EVP_MD_CTX_new());
+  detail::MdCtx context(EVP_MD_CTX_new());
   EVP_PKEY_CTX* key_context = nullptr;
   if (!context || EVP_DigestVerifyInit(context.get(), &key_context, algorithm->digest(), nullptr, key.get()) != 1) {
     throw JwsError("the signature cannot be checked");

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "openssl_handles.hpp"
 #include "p2p/crypto/token_cipher.hpp"
 #include "p2p/util/crypto.hpp"
 
@@ -22,23 +23,8 @@ namespace {
 
 using nlohmann::json;
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct BnFree {
-  void operator()(BIGNUM* number) const { BN_free(number); }
-};
-struct BioFree {
-  void operator()(BIO* bio) const { BIO_free(bio); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
-};
-struct EcdsaSigFree {
-  void operator()(ECDSA_SIG* signature) const { ECDSA_SIG_free(signature); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using Bn = std::unique_ptr<BIGNUM, BnFree>;
+using detail::Bn;
+using detail::Pkey;
 
 constexpr int kMinRsaBits = 2048;
 constexpr std::size_t kP384Bytes = 48;  // one coordinate, one ECDSA r or s
@@ -148,7 +134,7 @@ SigningKeys SigningKeys::from_pem(const std::vector<std::string>& pems, const st
       throw SigningKeyError("the signing key " + name + " is encrypted; give the service an unencrypted PEM "
                             "(e.g. openssl pkey -in " + name + " -out key.pem) and protect the file instead");
     }
-    std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    detail::Bio bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
     if (!bio) throw SigningKeyError("out of memory reading the signing key " + name);
     Pkey pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
     if (!pkey) {
@@ -188,8 +174,7 @@ SigningKeys SigningKeys::from_pem(const std::vector<std::string>& pems, const st
                             "or EC P-384 (ES384)");
     }
     // A corrupt key would publish a JWK that verifies nothing this service signs.
-    std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr),
-                                                                     &EVP_PKEY_CTX_free);
+    const detail::PkeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr));
     if (!check || EVP_PKEY_pairwise_check(check.get()) != 1) {
       throw SigningKeyError("the signing key " + name + " is inconsistent (its public and private halves do not match: " +
                             openssl_reason() + "); make a new one");
@@ -225,7 +210,7 @@ std::string SigningKeys::sign_jwt(const json& claims) const {
   const json header = {{"alg", key.algorithm}, {"kid", key.kid}, {"typ", "JWT"}};
   std::string input = base64url_encode(header.dump()) + "." + base64url_encode(claims.dump());
 
-  std::unique_ptr<EVP_MD_CTX, MdCtxFree> context(EVP_MD_CTX_new());
+  detail::MdCtx context(EVP_MD_CTX_new());
   std::size_t length = 0;
   if (!context || EVP_DigestSignInit(context.get(), nullptr, EVP_sha384(), nullptr, key.pkey.get()) != 1 ||
       EVP_DigestSign(context.get(), nullptr, &length, reinterpret_cast<const unsigned char*>(input.data()),
@@ -241,7 +226,7 @@ std::string SigningKeys::sign_jwt(const json& claims) const {
   if (key.ec) {
     // OpenSSL writes ECDSA signatures as DER; JWS (RFC 7518 section 3.4) wants r and s, 48 bytes each.
     const auto* der = reinterpret_cast<const unsigned char*>(signature.data());
-    std::unique_ptr<ECDSA_SIG, EcdsaSigFree> parsed(d2i_ECDSA_SIG(nullptr, &der, static_cast<long>(signature.size())));
+    detail::EcdsaSig parsed(d2i_ECDSA_SIG(nullptr, &der, static_cast<long>(signature.size())));
     if (!parsed) throw SigningKeyError("cannot read OpenSSL's ECDSA signature: " + openssl_reason());
     const BIGNUM* r = nullptr;
     const BIGNUM* s = nullptr;

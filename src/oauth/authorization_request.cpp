@@ -59,6 +59,24 @@ std::optional<std::pair<Origin, std::string>> origin_and_path(std::string_view t
 
 }  // namespace
 
+bool has_scope_starting(std::string_view scopes, std::string_view prefix) {
+  while (!scopes.empty()) {
+    const auto space = scopes.find(' ');
+    if (scopes.substr(0, space).starts_with(prefix)) return true;
+    scopes.remove_prefix(space == std::string_view::npos ? scopes.size() : space + 1);
+  }
+  return false;
+}
+
+bool has_scope(std::string_view scopes, std::string_view scope) {
+  while (!scopes.empty()) {
+    const auto space = scopes.find(' ');
+    if (scopes.substr(0, space) == scope) return true;
+    scopes.remove_prefix(space == std::string_view::npos ? scopes.size() : space + 1);
+  }
+  return false;
+}
+
 Pkce make_pkce() {
   Pkce pkce;
   pkce.verifier = random_base64url(32);
@@ -91,8 +109,7 @@ std::string authorization_url(const AuthorizationRequest& request) {
       {"state", request.state},                 {"code_challenge", request.code_challenge},
       {"code_challenge_method", "S256"},        {"nonce", request.nonce}};
   if (request.aud) parameters.emplace_back("aud", *request.aud);
-  std::string scopes = " " + request.scope + " ";
-  if (scopes.find(" offline_access ") != std::string::npos) parameters.emplace_back("prompt", "consent");
+  if (has_scope(request.scope, "offline_access")) parameters.emplace_back("prompt", "consent");
   return with_query_parameters(request.authorization_endpoint, parameters);
 }
 

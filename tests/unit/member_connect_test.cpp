@@ -255,6 +255,19 @@ TEST(AuthorizationRequest, TheUrlCarriesEveryParameterEncodedAfterTheEndpointsOw
   EXPECT_NE(url.find("&prompt=consent"), std::string::npos);  // offline_access needs the member's consent
 }
 
+TEST(AuthorizationRequest, ScopesAreMatchedWholeOrByPrefix) {
+  const std::string scopes = "openid fhirUser launch/patient patient/*.read offline_access";
+  EXPECT_TRUE(oauth::has_scope(scopes, "openid"));
+  EXPECT_TRUE(oauth::has_scope(scopes, "offline_access"));
+  EXPECT_FALSE(oauth::has_scope(scopes, "open"));
+  EXPECT_FALSE(oauth::has_scope(scopes, "launch"));
+  EXPECT_FALSE(oauth::has_scope("openidx", "openid"));
+  EXPECT_TRUE(oauth::has_scope_starting(scopes, "launch"));
+  EXPECT_TRUE(oauth::has_scope_starting(scopes, "patient/"));
+  EXPECT_FALSE(oauth::has_scope_starting(scopes, "user/"));
+  EXPECT_FALSE(oauth::has_scope_starting("", "launch"));
+}
+
 TEST(AuthorizationRequest, ReturnUrlsMustBeUnderAnAllowedOriginAndPath) {
   const std::vector<std::string> allowed = {"https://portal.example/p2p/", "https://Portal2.example:8443/done",
                                             "http://127.0.0.1:8090/"};

@@ -39,6 +39,11 @@ struct AuthorizationServer {
 // Throws ConnectError naming what is missing or not an absolute http(s) URL.
 AuthorizationServer read_discovery(const nlohmann::json& document);
 
+// Whether the space-separated `scopes` hold `scope` exactly ("openid"), or a scope starting with
+// `prefix` ("patient/" for SMART's patient scopes, "launch" for launch and launch/patient).
+bool has_scope(std::string_view scopes, std::string_view scope);
+bool has_scope_starting(std::string_view scopes, std::string_view prefix);
+
 struct AuthorizationRequest {
   std::string authorization_endpoint;
   std::string response_type;  // the definition's
