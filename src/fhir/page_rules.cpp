@@ -9,6 +9,42 @@
 #include "p2p/util/text.hpp"
 
 namespace p2p::fhir::detail {
+
+void write_string(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  std::size_t run = 0;  // start of the bytes not yet written
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(text.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out.append("\\\""); break;
+      case '\\': out.append("\\\\"); break;
+      case '\n': out.append("\\n"); break;
+      case '\r': out.append("\\r"); break;
+      case '\t': out.append("\\t"); break;
+      case '\b': out.append("\\b"); break;
+      case '\f': out.append("\\f"); break;
+      default: {
+        const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
+        out.append(escaped, sizeof escaped);
+      }
+    }
+  }
+  out.append(text.data() + run, text.size() - run);
+  out.push_back('"');
+}
+
+void write_coding(std::string& out, std::string_view system, std::string_view code) {
+  out.append(R"({"system":)");
+  write_string(out, system);
+  out.append(R"(,"code":)");
+  write_string(out, code);
+  out.push_back('}');
+}
+
 namespace {
 
 using nlohmann::json;
@@ -48,6 +84,7 @@ std::optional<Reference> parse_relative(std::string_view reference) {
 }
 
 json coding(const std::string& system, const std::string& code) { return {{"system", system}, {"code", code}}; }
+
 
 void add_tag(json& resource, const TransformContext& context) {
   json& meta = resource["meta"];
@@ -343,35 +380,47 @@ void PageAssembly::add_warnings(const json& outcome) {
   }
 }
 
-json PageAssembly::page_provenance() {
+std::string PageAssembly::page_provenance() {
   out_.provenance_id = target_id(context_.source_organization_id, "Provenance",
                                  "page|" + context_.target_patient_id + "|" + context_.source_page_url);
-  json targets = json::array();
-  for (const auto& reference : out_.target_references) targets.push_back({{"reference", reference}});
-  json agents = json::array();
-  agents.push_back(
-      {{"type", {{"coding", json::array({coding(kUsCoreParticipantTypeSystem, "transmitter")})}}},
-       {"who",
-        {{"type", "Organization"},
-         {"identifier", {{"system", context_.traceability_system}, {"value", context_.source_organization_id}}},
-         {"display", context_.source_organization_name}}}});
-  for (auto& author : author_agents_) agents.push_back(std::move(author));
+  // Written as text: this runs once a page, on the streaming path too, where building it as a tree of
+  // ~100 targets cost as much as writing a dozen resources.
+  std::string text;
+  text.reserve(1536 + out_.target_references.size() * 80);
+  text.append(R"({"resourceType":"Provenance","id":)");
+  write_string(text, out_.provenance_id);
+  text.append(R"(,"meta":{"profile":[")").append(kPdexProvenanceProfile).append(R"("],"tag":[)");
+  write_coding(text, context_.exchange_tag_system, context_.exchange_tag_code);
+  text.append(R"(]},"target":[)");
+  bool first = true;
+  for (const auto& reference : out_.target_references) {
+    text.append(first ? R"({"reference":)" : R"(,{"reference":)");
+    first = false;
+    write_string(text, reference);
+    text.push_back('}');
+  }
+  text.append(R"(],"recorded":)");
+  write_string(text, context_.recorded);
+  text.append(R"(,"agent":[{"type":{"coding":[)");
+  write_coding(text, kUsCoreParticipantTypeSystem, "transmitter");
+  text.append(R"(]},"who":{"type":"Organization","identifier":{"system":)");
+  write_string(text, context_.traceability_system);
+  text.append(R"(,"value":)");
+  write_string(text, context_.source_organization_id);
+  text.append(R"(},"display":)");
+  write_string(text, context_.source_organization_name);
+  text.append("}}");
+  for (const auto& author : author_agents_) text.append(",").append(author.dump());
   author_agents_ = json::array();
-  return {
-      {"resourceType", "Provenance"},
-      {"id", out_.provenance_id},
-      {"meta", {{"profile", json::array({kPdexProvenanceProfile})}, {"tag", json::array({exchange_tag(context_)})}}},
-      {"target", std::move(targets)},
-      {"recorded", context_.recorded},
-      {"agent", std::move(agents)},
-      {"entity",
-       json::array({{{"role", "source"},
-                     {"what", {{"identifier", {{"system", "urn:ietf:rfc:3986"}, {"value", context_.source_page_url}}},
-                               {"display", "Page of the member's records from " + context_.source_organization_name}}},
-                     {"extension",
-                      json::array({{{"url", kSourceFromExtension},
-                                    {"valueCodeableConcept",
-                                     {{"coding", json::array({coding(kPayerDataSourceSystem, "hl7fhirr4")})}}}}})}}})}};
+  text.append(R"(],"entity":[{"role":"source","what":{"identifier":{"system":"urn:ietf:rfc:3986","value":)");
+  write_string(text, context_.source_page_url);
+  text.append(R"(},"display":)");
+  write_string(text, "Page of the member's records from " + context_.source_organization_name);
+  text.append(R"(},"extension":[{"url":")").append(kSourceFromExtension);
+  text.append(R"(","valueCodeableConcept":{"coding":[)");
+  write_coding(text, kPayerDataSourceSystem, "hl7fhirr4");
+  text.append("]}}]}]}");
+  return text;
 }
 
 }  // namespace p2p::fhir::detail

@@ -42,6 +42,12 @@ std::string cut(std::string_view text, std::size_t limit);
 // display).
 std::string not_copied_display(std::string_view reference, std::string_view reason);
 
+// JSON string escaping of unescaped text: the characters JSON requires, no more.
+void write_string(std::string& out, std::string_view text);
+
+// A Coding of system and code, as JSON text.
+void write_coding(std::string& out, std::string_view system, std::string_view code);
+
 // What a Reference.reference becomes: another reference (target set), dropped (reason set), or kept as
 // it is (neither: a #contained reference).
 struct Decision {
@@ -121,8 +127,9 @@ class PageAssembly {
   // An OperationOutcome entry: the source's word on its results.
   void add_warnings(const nlohmann::json& outcome);
 
-  // The page's Provenance (Da Vinci PDex Provenance, on US Core Provenance); sets out.provenance_id.
-  nlohmann::json page_provenance();
+  // The page's Provenance (Da Vinci PDex Provenance, on US Core Provenance), serialised; sets
+  // out.provenance_id.
+  std::string page_provenance();
 
   std::size_t& references_replaced() { return out_.references_replaced; }
 

@@ -125,7 +125,7 @@ WrittenPage from_dom(TransformedPage transformed, std::optional<std::string> nex
   WrittenPage page;
   json& entries = transformed.transaction["entry"];
   page.entries = entries.size();
-  if (!transformed.target_references.empty()) page.provenance = entries.back()["resource"];
+  if (!transformed.target_references.empty()) page.provenance = entries.back()["resource"].dump();
   page.transaction = transformed.transaction.dump();
   transformed.transaction = json();
   page.summary = std::move(transformed);
@@ -228,11 +228,11 @@ WrittenPage stream(ondemand::parser& parser, std::string& body, const TransformC
     }
   }
 
-  json provenance = assembly.page_provenance();
+  std::string provenance = assembly.page_provenance();
   if (!out.target_references.empty()) {
     const std::string reference = "Provenance/" + out.provenance_id;
     write_entry_head(transaction, page.entries == 0, reference);
-    transaction.append(provenance.dump());
+    transaction.append(provenance);
     write_entry_tail(transaction, reference);
     ++page.entries;
     page.provenance = std::move(provenance);

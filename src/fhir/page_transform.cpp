@@ -155,11 +155,11 @@ TransformedPage transform_page(json&& page, const TransformContext& context) {
                                    {"request", {{"method", "PUT"}, {"url", verdict.target}}}});
   }
 
-  json provenance = assembly.page_provenance();
+  const std::string provenance = assembly.page_provenance();
   if (!out.target_references.empty()) {
     const std::string reference = "Provenance/" + out.provenance_id;
     transaction_entries.push_back({{"fullUrl", reference},
-                                   {"resource", std::move(provenance)},
+                                   {"resource", json::parse(provenance)},
                                    {"request", {{"method", "PUT"}, {"url", reference}}}});
   }
   out.transaction = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", std::move(transaction_entries)}};

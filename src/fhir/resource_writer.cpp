@@ -17,39 +17,12 @@ struct ObjectState {
 
 }  // namespace
 
-void write_string(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  std::size_t run = 0;  // start of the bytes not yet written
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(text.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
-      case '\b': out.append("\\b"); break;
-      case '\f': out.append("\\f"); break;
-      default: {
-        const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
-        out.append(escaped, sizeof escaped);
-      }
-    }
-  }
-  out.append(text.data() + run, text.size() - run);
-  out.push_back('"');
-}
-
 // The reference rules of Rewriter::rewrite, applied while copying.
 class ResourceWriter::Impl {
  public:
   Impl(std::string& out, const Rewriter& rewriter, std::size_t& replaced, const TransformContext& context)
       : out_(out), rewriter_(rewriter), replaced_(replaced), context_(context) {
-    tag_ = exchange_tag(context).dump();
+    write_coding(tag_, context.exchange_tag_system, context.exchange_tag_code);
     trace_prefix_ = R"({"use":"secondary","system":)";
     write_string(trace_prefix_, context.traceability_system);
     trace_prefix_.append(R"(,"value":)");

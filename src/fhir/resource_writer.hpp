@@ -16,9 +16,6 @@
 
 namespace p2p::fhir::detail {
 
-// JSON string escaping of unescaped text: the characters JSON requires, no more.
-void write_string(std::string& out, std::string_view text);
-
 // Resources start at level 4 of a page: Bundle, entry array, entry, resource.
 constexpr std::size_t kResourceDepth = 4;
 

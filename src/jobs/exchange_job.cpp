@@ -406,7 +406,7 @@ asio::awaitable<void> ExchangeJob::write(fhir::WrittenPage& page, int number) {
   // The page's Provenance, when it is pointed at the written versions afterwards.
   const bool versioned = context_.config.versioned_references;
   json provenance;
-  if (versioned) provenance = std::move(page.provenance);
+  if (versioned) provenance = json::parse(page.provenance);
   const std::string result = co_await target_.send(post, base_path, std::move(transaction), what, all_stored);
   if (versioned) {
     const std::string& provenance_id = page.summary.provenance_id;

@@ -122,6 +122,12 @@ TEST(PageTransform, AddsOnePdexProvenanceForThePage) {
   const auto& last = page.transaction["entry"].back();
   EXPECT_EQ(last["request"], json({{"method", "PUT"}, {"url", "Provenance/" + page.provenance_id}}));
   const auto& provenance = last["resource"];
+  EXPECT_EQ(provenance.size(), 7u) << "resourceType, id, meta, target, recorded, agent, entity: " << provenance.dump();
+  EXPECT_EQ(provenance["resourceType"], "Provenance");
+  EXPECT_EQ(provenance["id"], page.provenance_id);
+  EXPECT_EQ(provenance["meta"].size(), 2u);
+  EXPECT_EQ(provenance["meta"]["tag"], json::array({{{"system", context().exchange_tag_system}, {"code", context().exchange_tag_code}}}));
+  EXPECT_EQ(provenance["agent"].size(), 2u);
   EXPECT_EQ(provenance["meta"]["profile"], json::array({"http://hl7.org/fhir/us/davinci-pdex/StructureDefinition/pdex-provenance"}));
   EXPECT_EQ(provenance["recorded"], "2026-11-25T10:00:00Z");
   json targets = json::array();

@@ -36,7 +36,7 @@ struct WrittenPage {
   TransformedPage summary;        // counts, warnings, target references, provenance id; its transaction is null
   std::string transaction;        // the transaction Bundle, serialised, as it is sent
   std::size_t entries = 0;        // entries of the transaction (the written resources and the page's Provenance)
-  nlohmann::json provenance;      // the page's Provenance (as in the transaction), null when nothing is written
+  std::string provenance;         // the page's Provenance, serialised as in the transaction; "" when nothing is written
   std::optional<std::string> next;  // Bundle.link[relation=next].url, as next_link() reads it
   bool streamed = false;          // false: the page took the DOM path
 };
