@@ -64,7 +64,7 @@ urls::url parse_endpoint(std::string_view fhir_endpoint) {
 // `candidate` (absolute, normalised) must be under `endpoint`.
 // With `allow_endpoint_itself`, the endpoint's own path is accepted too (HAPI-style paging links such
 // as {base}?_getpages=...).
-void check_under(const urls::url& endpoint, const urls::url& candidate, bool allow_endpoint_itself) {
+void check_under(const urls::url_view_base& endpoint, const urls::url_view_base& candidate, bool allow_endpoint_itself) {
   if (candidate.scheme_id() != endpoint.scheme_id()) {
     throw SourceUrlError("it must use the FHIR endpoint's scheme (" + std::string(endpoint.scheme()) + ")");
   }
@@ -186,7 +186,13 @@ std::string export_kickoff_url(std::string_view fhir_endpoint, std::string_view 
 }
 
 std::string require_under_endpoint(std::string_view fhir_endpoint, std::string_view url) {
-  const urls::url endpoint = parse_endpoint(fhir_endpoint);
+  return SourceEndpoint(fhir_endpoint).require_under(url);
+}
+
+SourceEndpoint::SourceEndpoint(std::string_view fhir_endpoint) : endpoint_(parse_endpoint(fhir_endpoint).buffer()) {}
+
+std::string SourceEndpoint::require_under(std::string_view url) const {
+  const urls::url_view endpoint = urls::parse_absolute_uri(endpoint_).value();  // parsed and normalised before
   auto parsed = urls::parse_absolute_uri(url);
   if (!parsed) throw SourceUrlError("the next link is not an absolute URL");
   urls::url candidate(*parsed);

@@ -273,6 +273,7 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
   // next record that lands: the job then writes no further page. Records land while the next page is
   // written, so up to two pages can be written after a cancel arrives.
   JobStatus status = job_.status;
+  std::optional<fhir::SourceEndpoint> source_endpoint;  // read at the first next link
   int number = pages_;  // the page being read (1-based); pages_ counts those recorded
   while (url) {
     ++number;
@@ -328,7 +329,8 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
     std::optional<std::string> next;
     if (written.next) {
       try {
-        next = fhir::require_under_endpoint(*endpoint, *written.next);
+        if (!source_endpoint) source_endpoint.emplace(*endpoint);
+        next = source_endpoint->require_under(*written.next);
       } catch (const fhir::SourceUrlError& error) {
         throw JobFailure(std::string("stopped following the source's paging: ") + error.what());
       }

@@ -68,6 +68,36 @@ TEST(SourceUrl, NextLinksMustStayUnderTheEndpoint) {
   EXPECT_THROW(require_under_endpoint(kEndpoint, "https://sourcepayerA.com/other?page=2"), SourceUrlError);
 }
 
+// A job reads its endpoint once and checks every page's next link against it: one SourceEndpoint used
+// link after link answers as a fresh one does for each (nothing of a check stays behind for the next),
+// root paths included (Boost.URL 1.81's "/./").
+TEST(SourceUrl, AnEndpointReadOnceChecksEveryLinkTheSame) {
+  for (const std::string& endpoint : {std::string(kEndpoint), std::string("https://root.example"), std::string("http://127.0.0.1:4000/")}) {
+    const p2p::fhir::SourceEndpoint once(endpoint);
+    const std::string origin = endpoint.starts_with("http://") ? "http://127.0.0.1:4000" : "https://root.example";
+    const std::string base = endpoint == kEndpoint ? std::string("https://sourcepayera.com/fhir-endpoint") : origin;
+    for (const std::string& link : {base + "/Patient/1/$everything?_offset=50", base + "?_getpages=abc&_offset=50",
+                                   base + "/Patient/1/../../x", std::string("https://evil.example.com/fhir-endpoint?page=2"),
+                                   base + "/a%2fb", std::string("Patient?page=2"), base + "#f"}) {
+      std::string fresh;
+      std::string reused;
+      try {
+        fresh = require_under_endpoint(endpoint, link);
+      } catch (const SourceUrlError& error) {
+        fresh = std::string("refused: ") + error.what();
+      }
+      try {
+        reused = once.require_under(link);
+      } catch (const SourceUrlError& error) {
+        reused = std::string("refused: ") + error.what();
+      }
+      EXPECT_EQ(reused, fresh) << endpoint << " " << link;
+    }
+    EXPECT_EQ(once.require_under(base + "/Patient/1?page=2"), base + "/Patient/1?page=2") << endpoint;
+    EXPECT_THROW(once.require_under(std::string("https://other.example/Patient/1")), SourceUrlError) << endpoint;
+  }
+}
+
 // Issue #9 (1): Boost.URL 1.81 turns a base path "/" into "/./", so an endpoint at a server's root
 // refused every request ("must be a path under the FHIR endpoint https://host/./").
 TEST(SourceUrl, AnEndpointAtTheServersRootWorks) {

@@ -47,6 +47,18 @@ std::string export_kickoff_url(std::string_view fhir_endpoint, std::string_view 
 // Checks that an absolute URL (e.g. a next link) is under the endpoint; returns it normalised.
 std::string require_under_endpoint(std::string_view fhir_endpoint, std::string_view url);
 
+// The same check against an endpoint read once (a job checks each page's next link: normalising the
+// endpoint every time was a noticeable share of a page's cost). The constructor throws SourceUrlError
+// as require_under_endpoint() does for an endpoint it cannot use.
+class SourceEndpoint {
+ public:
+  explicit SourceEndpoint(std::string_view fhir_endpoint);
+  std::string require_under(std::string_view url) const;
+
+ private:
+  std::string endpoint_;  // normalised, its path ending in '/'
+};
+
 // A FHIR server's base, recognised in any spelling of an absolute URL under it: scheme case, http or
 // https, default port written or not, case of the host, extra slashes. For the references inside a
 // source's pages (fhir/page_transform), which name a base more loosely than requests may.
