@@ -124,6 +124,10 @@ asio::awaitable<http::Response> start(const http::Request& request, const http::
   row.target_organization_id = body.target_organization_id;
   row.fhir_bundle_request = body.bundle_request;
   row.ttl_seconds = connect.config.authorization_ttl_seconds;
+  row.client_id = *server.client_id;
+  row.scope = server.scopes.value_or(kDefaultScopes);
+  row.token_endpoint = server.token_endpoint.value_or(authorization_server.token_endpoint);
+  row.jwks_uri = authorization_server.jwks_uri;
   const auto insert = [&connect, &row] {
     return with_database(connect.database, [&](pqxx::connection& connection) {
       return store::AuthorizationRepository(connection, connect.cipher).create(row);
@@ -134,9 +138,9 @@ asio::awaitable<http::Response> start(const http::Request& request, const http::
   oauth::AuthorizationRequest authorize;
   authorize.authorization_endpoint = authorization_server.authorization_endpoint;
   authorize.response_type = server.response_type;
-  authorize.client_id = *server.client_id;
+  authorize.client_id = row.client_id;
   authorize.redirect_uri = row.redirect_uri;
-  authorize.scope = server.scopes.value_or(kDefaultScopes);
+  authorize.scope = row.scope;
   authorize.state = row.state;
   authorize.code_challenge = pkce.challenge;
   authorize.nonce = row.nonce;

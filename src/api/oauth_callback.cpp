@@ -190,12 +190,25 @@ asio::awaitable<std::pair<std::optional<std::string>, std::optional<std::string>
     failure = "authorization_failed";
     spdlog::warn("member connect: authorization {}: the callback's iss is not the definition's issuer", authorization.id);
   }
+  // The code was issued to the client the member authorized: a definition whose clientId changed since
+  // (an admin replaced the client) cannot use it.
+  if (!failure && authorization.client_id && server->definition.client_id != authorization.client_id) {
+    failure = "token_exchange_failed";
+    spdlog::warn("member connect: authorization {}: the definition's clientId changed while the member signed in; "
+                 "the member must start again", authorization.id);
+  }
   std::optional<oauth::MemberTokens> member;
   if (!failure) {
     const auto& definition = server->definition;
     oauth::CodeExchange exchange;
-    exchange.discovery_urls = oauth::discovery_urls(definition.auth_well_known, definition.issuer, definition.fhir_endpoint);
-    exchange.token_endpoint = definition.token_endpoint;
+    if (authorization.token_endpoint) {  // found when the member was sent to sign in (migration 0010)
+      exchange.endpoints_known = true;
+      exchange.token_endpoint = authorization.token_endpoint;
+      exchange.jwks_uri = authorization.jwks_uri;
+    } else {
+      exchange.discovery_urls = oauth::discovery_urls(definition.auth_well_known, definition.issuer, definition.fhir_endpoint);
+      exchange.token_endpoint = definition.token_endpoint;
+    }
     exchange.issuer = definition.issuer;
     exchange.code = *code;
     exchange.redirect_uri = authorization.redirect_uri;
@@ -209,7 +222,7 @@ asio::awaitable<std::pair<std::optional<std::string>, std::optional<std::string>
     exchange.jwk_text = server->jwk_text;
     exchange.jwk_file = server->jwk_file;
     exchange.patient_id_claim = definition.patient_id_claim;
-    exchange.expect_id_token = oauth::has_scope(definition.scopes.value_or(kDefaultScopes), "openid");
+    exchange.expect_id_token = oauth::has_scope(authorization.scope.value_or(definition.scopes.value_or(kDefaultScopes)), "openid");
     exchange.allow_plain_http = connect.creation.exchange.allow_plain_http;
     std::string problem;
     try {

@@ -117,17 +117,22 @@ boost::asio::awaitable<AuthorizationServer> discover_authorization_server(http::
 }
 
 boost::asio::awaitable<MemberTokens> complete_code_exchange(http::HttpClient& client, CodeExchange exchange) {
-  std::optional<AuthorizationServer> server;
   std::string token_endpoint = exchange.token_endpoint.value_or("");
-  try {
-    auto discovered = co_await discover_authorization_server(client, exchange.discovery_urls, exchange.issuer,
-                                                             exchange.allow_plain_http);
-    server = std::move(discovered);
-  } catch (const ConnectError& error) {
-    // Without a token endpoint in the definition there is nowhere to send the code.
-    if (token_endpoint.empty()) throw ConnectFailure("token_exchange_failed", error.what());
+  std::optional<std::string> jwks_uri = exchange.jwks_uri;
+  if (!exchange.endpoints_known) {
+    std::optional<AuthorizationServer> server;
+    try {
+      auto discovered = co_await discover_authorization_server(client, exchange.discovery_urls, exchange.issuer,
+                                                               exchange.allow_plain_http);
+      server = std::move(discovered);
+    } catch (const ConnectError& error) {
+      // Without a token endpoint in the definition there is nowhere to send the code.
+      if (token_endpoint.empty()) throw ConnectFailure("token_exchange_failed", error.what());
+    }
+    if (token_endpoint.empty()) token_endpoint = server->token_endpoint;
+    jwks_uri = server ? server->jwks_uri : std::nullopt;
   }
-  if (token_endpoint.empty()) token_endpoint = server->token_endpoint;
+  if (token_endpoint.empty()) throw ConnectFailure("token_exchange_failed", "no token endpoint is known for the source payer");
   if (!exchange.allow_plain_http && util::is_plain_http(token_endpoint)) {
     throw ConnectFailure("token_exchange_failed", "the token endpoint " + token_endpoint +
                                                       " uses plain http://: the code and the client's credentials "
@@ -153,8 +158,6 @@ boost::asio::awaitable<MemberTokens> complete_code_exchange(http::HttpClient& cl
   }
   nlohmann::json claims;
   if (tokens.id_token) {
-    // Named first: GCC 12 destroys a temporary in a co_await expression twice.
-    const std::optional<std::string> jwks_uri = server ? server->jwks_uri : std::nullopt;
     const auto keys = co_await issuer_keys(client, exchange, jwks_uri);
     try {
       claims = crypto::verify_jws(*tokens.id_token, keys).payload;

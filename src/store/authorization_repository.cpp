@@ -8,6 +8,7 @@ namespace {
 #define P2P_AUTHORIZATION_COLUMNS                                                                        \
   " id::text AS id_text, server_pid, status, error, batch_job_id, redirect_uri, return_url,"             \
   " target_patient_id, target_organization_id, fhir_bundle_request, nonce_hash, source_patient_id,"      \
+  " client_id, scope, token_endpoint, jwks_uri,"                                                        \
   " to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS expires_at_text,"      \
   " (status = 'pending' AND expires_at <= now()) AS expired_now,"                                       \
   " (status = 'exchanging' AND used_at < now() - interval '5 minutes') AS abandoned"
@@ -48,6 +49,10 @@ Authorization read(const pqxx::row& row) {
   authorization.return_url = row["return_url"].as<std::string>();
   authorization.target_patient_id = row["target_patient_id"].as<std::string>();
   authorization.target_organization_id = optional_text(row["target_organization_id"]);
+  authorization.client_id = optional_text(row["client_id"]);
+  authorization.scope = optional_text(row["scope"]);
+  authorization.token_endpoint = optional_text(row["token_endpoint"]);
+  authorization.jwks_uri = optional_text(row["jwks_uri"]);
   authorization.fhir_bundle_request = optional_text(row["fhir_bundle_request"]);
   authorization.nonce_hash = row["nonce_hash"].as<std::string>();
   authorization.source_patient_id = optional_text(row["source_patient_id"]);
@@ -91,12 +96,14 @@ Authorization AuthorizationRepository::create(const NewAuthorization& a) {
   expire_uncompleted(tx, a.ttl_seconds);
   const auto row = tx.exec_params1(
       "INSERT INTO member_authorizations (id, server_pid, state_hash, nonce_hash, code_verifier_sealed, redirect_uri,"
-      " return_url, target_patient_id, target_organization_id, fhir_bundle_request, expires_at)"
-      " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11))"
+      " return_url, target_patient_id, target_organization_id, fhir_bundle_request, expires_at, client_id, scope,"
+      " token_endpoint, jwks_uri)"
+      " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11), $12, $13, $14, $15)"
       " RETURNING" P2P_AUTHORIZATION_COLUMNS,
       id, a.server_pid, util::sha256_hex(a.state), util::sha256_hex(a.nonce),
       cipher_.seal(a.code_verifier, associated_data(id)), a.redirect_uri, a.return_url, a.target_patient_id,
-      nullable(a.target_organization_id), nullable(a.fhir_bundle_request), a.ttl_seconds);
+      nullable(a.target_organization_id), nullable(a.fhir_bundle_request), a.ttl_seconds, a.client_id, a.scope,
+      a.token_endpoint, nullable(a.jwks_uri));
   tx.commit();
   return read(row);
 }

@@ -193,6 +193,36 @@ TEST_F(MemberConnectTest, TheIdTokensFhirUserNamesTheMemberWhenTheTokenResponseH
   EXPECT_EQ(done["resourcesWritten"], 4);
 }
 
+// Where the code goes is decided when the member is sent to sign in: the token endpoint and key set
+// found then are kept with the authorization, so a definition changed (or a payer's discovery document
+// gone) while the member signs in does not send the code, the verifier and the client's credentials
+// somewhere else, and the discovery document is not read twice.
+TEST_F(MemberConnectTest, TheCallbackUsesTheEndpointsFoundWhenTheMemberWasSentToSignIn) {
+  seed_source("m5", 2);
+  auto& service = start_connect_service();
+  const json created = authorization_for(service, "m5");
+  exec_sql(database_url(), "UPDATE oidc_servers SET token_endpoint = 'http://127.0.0.1:1/token', "
+                           "auth_well_known = 'http://127.0.0.1:1/.well-known/openid-configuration'");
+  const auto back = http_get(sign_in(created["authorizationUrl"], "m5"));
+  ASSERT_EQ(back.status, 303) << back.body << service.log();
+  const std::string location = back.headers.at("location");
+  const std::string completion_code = query_value(location, "completionCode");
+  ASSERT_FALSE(completion_code.empty()) << location << service.log();
+  const auto completed = complete(service, created["authorizationId"], completion_code);
+  ASSERT_EQ(completed.status, 202) << completed.body;
+  const json done = wait_for_end(service, parse(completed).value("batchJobId", 0LL));
+  EXPECT_EQ(done["resourcesWritten"], 4) << done.dump();
+
+  // A client that is no longer the one the member authorized gets no code: the member starts again.
+  exec_sql(database_url(), "UPDATE oidc_servers SET token_endpoint = NULL, auth_well_known = NULL");
+  const json second = authorization_for(service, "m5");
+  exec_sql(database_url(), "UPDATE oidc_servers SET client_id = client_id || '-new'");
+  const auto refused = http_get(sign_in(second["authorizationUrl"], "m5"));
+  ASSERT_EQ(refused.status, 303) << refused.body;
+  EXPECT_EQ(refused.headers.at("location"), kReturnUrl + "?authorizationId=" + second["authorizationId"].get<std::string>() +
+                                                "&error=token_exchange_failed");
+}
+
 TEST_F(MemberConnectTest, AnIdTokenThePayersKeyDidNotSignCreatesNoJob) {
   seed_source("m3", 1);
   auto& service = start_connect_service();

@@ -41,8 +41,12 @@ boost::asio::awaitable<AuthorizationServer> discover_authorization_server(http::
                                                                           std::string issuer, bool allow_plain_http);
 
 struct CodeExchange {
+  // Known: token_endpoint and jwks_uri are the ones found when the member was sent to sign in, and the
+  // discovery document is not read. Otherwise it is read from discovery_urls.
+  bool endpoints_known = false;
   std::vector<std::string> discovery_urls;
   std::optional<std::string> token_endpoint;  // the definition's; else the discovery document's
+  std::optional<std::string> jwks_uri;        // endpoints_known: the discovery document's, if it had one
   std::string issuer;                         // the id token's iss must be it
   std::string code;
   std::string redirect_uri;
