@@ -166,7 +166,11 @@ json traceability_identifier(const TransformContext& context, std::string_view t
 // --- Rewriter ---
 
 Rewriter::Rewriter(const TransformContext& context)
-    : context_(context), source_(context.source_fhir_endpoint), target_(context.target_fhir_endpoint) {}
+    : context_(context), source_(context.source_fhir_endpoint), target_(context.target_fhir_endpoint) {
+  // A page's entries, and the resources they point at: a page of 100 is not rehashed as it is read.
+  full_urls_.reserve(128);
+  targets_.reserve(256);
+}
 
 bool Rewriter::writes(std::string_view type) const { return context_.resource_types.contains(type) && !never_written(type); }
 
@@ -298,7 +302,9 @@ void Rewriter::rewrite_extensions(json& extensions, std::size_t& replaced) const
 // --- PageAssembly ---
 
 PageAssembly::PageAssembly(const TransformContext& context, Rewriter& rewriter, TransformedPage& out)
-    : context_(context), rewriter_(rewriter), out_(out) {}
+    : context_(context), rewriter_(rewriter), out_(out) {
+  seen_.reserve(128);
+}
 
 EntryVerdict PageAssembly::classify(bool has_resource, std::string_view type, std::string_view id) {
   using Kind = EntryVerdict::Kind;

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -138,7 +139,7 @@ class PageAssembly {
   Rewriter& rewriter_;
   TransformedPage& out_;
   nlohmann::json author_agents_ = nlohmann::json::array();
-  std::set<std::string, std::less<>> seen_;
+  std::unordered_set<std::string_view> seen_;  // views of the Rewriter's targets, which outlive the page's assembly
 };
 
 // The parts of the meta and identifier the exchange adds to every written resource.
