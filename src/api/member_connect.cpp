@@ -124,6 +124,7 @@ asio::awaitable<http::Response> start(const http::Request& request, const http::
   row.target_organization_id = body.target_organization_id;
   row.fhir_bundle_request = body.bundle_request;
   row.ttl_seconds = connect.config.authorization_ttl_seconds;
+  row.issuer = server.issuer;
   row.client_id = *server.client_id;
   row.scope = server.scopes.value_or(kDefaultScopes);
   row.token_endpoint = server.token_endpoint.value_or(authorization_server.token_endpoint);

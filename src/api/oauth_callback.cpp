@@ -184,18 +184,22 @@ asio::awaitable<std::pair<std::optional<std::string>, std::optional<std::string>
     server = std::move(loaded);
     if (!server) failure = "server_error";  // the definition was deleted meanwhile
   }
-  // RFC 9207: a payer that names itself in the callback must be the one asked.
+  // RFC 9207: a payer that names itself in the callback must be the one asked (the issuer kept when the
+  // member was sent to sign in; the definition's for authorizations made before migration 0010).
   const auto iss = request.query_param("iss");
-  if (!failure && iss && util::normalize_issuer(*iss) != util::normalize_issuer(server->definition.issuer)) {
+  const std::string asked = authorization.issuer ? *authorization.issuer : (server ? server->definition.issuer : "");
+  if (!failure && iss && util::normalize_issuer(*iss) != util::normalize_issuer(asked)) {
     failure = "authorization_failed";
     spdlog::warn("member connect: authorization {}: the callback's iss is not the definition's issuer", authorization.id);
   }
-  // The code was issued to the client the member authorized: a definition whose clientId changed since
-  // (an admin replaced the client) cannot use it.
-  if (!failure && authorization.client_id && server->definition.client_id != authorization.client_id) {
+  // The code was issued by the payer the member was sent to, to the client in that URL: a definition
+  // whose issuer or clientId changed since (an admin replaced them) cannot use it.
+  if (!failure && ((authorization.client_id && server->definition.client_id != authorization.client_id) ||
+                   (authorization.issuer && util::normalize_issuer(server->definition.issuer) !=
+                                                util::normalize_issuer(*authorization.issuer)))) {
     failure = "token_exchange_failed";
-    spdlog::warn("member connect: authorization {}: the definition's clientId changed while the member signed in; "
-                 "the member must start again", authorization.id);
+    spdlog::warn("member connect: authorization {}: the definition's issuer or clientId changed while the member "
+                 "signed in; the member must start again", authorization.id);
   }
   std::optional<oauth::MemberTokens> member;
   if (!failure) {
@@ -209,12 +213,13 @@ asio::awaitable<std::pair<std::optional<std::string>, std::optional<std::string>
       exchange.discovery_urls = oauth::discovery_urls(definition.auth_well_known, definition.issuer, definition.fhir_endpoint);
       exchange.token_endpoint = definition.token_endpoint;
     }
-    exchange.issuer = definition.issuer;
+    exchange.issuer = authorization.issuer.value_or(definition.issuer);
     exchange.code = *code;
     exchange.redirect_uri = authorization.redirect_uri;
     exchange.code_verifier = used.code_verifier;
     exchange.nonce_hash = authorization.nonce_hash;
     exchange.client = client_of(*server, connect.signing_keys);
+    if (authorization.client_id) exchange.client.client_id = authorization.client_id;  // (checked equal above)
     // Custom parameters with a value; a bare name stands for the member's id, which is not known yet.
     for (auto& [name, value] : oauth::parse_custom_token_params(definition.custom_token_params.value_or(""), "")) {
       if (!value.empty()) exchange.extra_parameters.emplace_back(name, value);

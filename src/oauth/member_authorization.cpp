@@ -133,6 +133,11 @@ boost::asio::awaitable<MemberTokens> complete_code_exchange(http::HttpClient& cl
     jwks_uri = server ? server->jwks_uri : std::nullopt;
   }
   if (token_endpoint.empty()) throw ConnectFailure("token_exchange_failed", "no token endpoint is known for the source payer");
+  // (Checked by discovery when it was found; again here, since exchange.allowPlainHttp may differ on the
+  // instance that takes the callback.)
+  if (!exchange.allow_plain_http && jwks_uri && util::is_plain_http(*jwks_uri)) {
+    throw ConnectFailure("token_exchange_failed", "the payer's jwks_uri " + *jwks_uri + " uses plain http://");
+  }
   if (!exchange.allow_plain_http && util::is_plain_http(token_endpoint)) {
     throw ConnectFailure("token_exchange_failed", "the token endpoint " + token_endpoint +
                                                       " uses plain http://: the code and the client's credentials "

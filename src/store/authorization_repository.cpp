@@ -8,7 +8,7 @@ namespace {
 #define P2P_AUTHORIZATION_COLUMNS                                                                        \
   " id::text AS id_text, server_pid, status, error, batch_job_id, redirect_uri, return_url,"             \
   " target_patient_id, target_organization_id, fhir_bundle_request, nonce_hash, source_patient_id,"      \
-  " client_id, scope, token_endpoint, jwks_uri,"                                                        \
+  " issuer, client_id, scope, token_endpoint, jwks_uri,"                                                \
   " to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS expires_at_text,"      \
   " (status = 'pending' AND expires_at <= now()) AS expired_now,"                                       \
   " (status = 'exchanging' AND used_at < now() - interval '5 minutes') AS abandoned"
@@ -49,6 +49,7 @@ Authorization read(const pqxx::row& row) {
   authorization.return_url = row["return_url"].as<std::string>();
   authorization.target_patient_id = row["target_patient_id"].as<std::string>();
   authorization.target_organization_id = optional_text(row["target_organization_id"]);
+  authorization.issuer = optional_text(row["issuer"]);
   authorization.client_id = optional_text(row["client_id"]);
   authorization.scope = optional_text(row["scope"]);
   authorization.token_endpoint = optional_text(row["token_endpoint"]);
@@ -97,13 +98,14 @@ Authorization AuthorizationRepository::create(const NewAuthorization& a) {
   const auto row = tx.exec_params1(
       "INSERT INTO member_authorizations (id, server_pid, state_hash, nonce_hash, code_verifier_sealed, redirect_uri,"
       " return_url, target_patient_id, target_organization_id, fhir_bundle_request, expires_at, client_id, scope,"
-      " token_endpoint, jwks_uri)"
-      " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11), $12, $13, $14, $15)"
+      " token_endpoint, jwks_uri, issuer)"
+      " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, now() + make_interval(secs => $11), $12, $13, $14, $15,"
+      " $16)"
       " RETURNING" P2P_AUTHORIZATION_COLUMNS,
       id, a.server_pid, util::sha256_hex(a.state), util::sha256_hex(a.nonce),
       cipher_.seal(a.code_verifier, associated_data(id)), a.redirect_uri, a.return_url, a.target_patient_id,
       nullable(a.target_organization_id), nullable(a.fhir_bundle_request), a.ttl_seconds, a.client_id, a.scope,
-      a.token_endpoint, nullable(a.jwks_uri));
+      a.token_endpoint, nullable(a.jwks_uri), a.issuer);
   tx.commit();
   return read(row);
 }

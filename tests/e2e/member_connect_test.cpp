@@ -213,14 +213,30 @@ TEST_F(MemberConnectTest, TheCallbackUsesTheEndpointsFoundWhenTheMemberWasSentTo
   const json done = wait_for_end(service, parse(completed).value("batchJobId", 0LL));
   EXPECT_EQ(done["resourcesWritten"], 4) << done.dump();
 
-  // A client that is no longer the one the member authorized gets no code: the member starts again.
+  // An authorization made before migration 0010 kept none of it: its callback reads the definition
+  // and the discovery document, as it did then.
   exec_sql(database_url(), "UPDATE oidc_servers SET token_endpoint = NULL, auth_well_known = NULL");
+  const json older = authorization_for(service, "m5");
+  exec_sql(database_url(), "UPDATE member_authorizations SET issuer = NULL, client_id = NULL, scope = NULL,"
+                           " token_endpoint = NULL, jwks_uri = NULL WHERE id = '" +
+                               older["authorizationId"].get<std::string>() + "'");
+  const auto older_back = http_get(sign_in(older["authorizationUrl"], "m5"));
+  ASSERT_EQ(older_back.status, 303) << older_back.body;
+  EXPECT_FALSE(query_value(older_back.headers.at("location"), "completionCode").empty()) << older_back.headers.at("location");
+
+  // A client or payer that is no longer the one the member authorized gets no code: the member starts again.
   const json second = authorization_for(service, "m5");
+  const json third = authorization_for(service, "m5");
   exec_sql(database_url(), "UPDATE oidc_servers SET client_id = client_id || '-new'");
   const auto refused = http_get(sign_in(second["authorizationUrl"], "m5"));
   ASSERT_EQ(refused.status, 303) << refused.body;
   EXPECT_EQ(refused.headers.at("location"), kReturnUrl + "?authorizationId=" + second["authorizationId"].get<std::string>() +
                                                 "&error=token_exchange_failed");
+  exec_sql(database_url(), "UPDATE oidc_servers SET client_id = replace(client_id, '-new', ''), issuer = issuer || '/other'");
+  const auto other_payer = http_get(sign_in(third["authorizationUrl"], "m5"));
+  ASSERT_EQ(other_payer.status, 303) << other_payer.body;
+  EXPECT_EQ(other_payer.headers.at("location"), kReturnUrl + "?authorizationId=" + third["authorizationId"].get<std::string>() +
+                                                    "&error=token_exchange_failed");
 }
 
 TEST_F(MemberConnectTest, AnIdTokenThePayersKeyDidNotSignCreatesNoJob) {

@@ -68,34 +68,32 @@ TEST(SourceUrl, NextLinksMustStayUnderTheEndpoint) {
   EXPECT_THROW(require_under_endpoint(kEndpoint, "https://sourcepayerA.com/other?page=2"), SourceUrlError);
 }
 
-// A job reads its endpoint once and checks every page's next link against it: one SourceEndpoint used
-// link after link answers as a fresh one does for each (nothing of a check stays behind for the next),
-// root paths included (Boost.URL 1.81's "/./").
-TEST(SourceUrl, AnEndpointReadOnceChecksEveryLinkTheSame) {
-  for (const std::string& endpoint : {std::string(kEndpoint), std::string("https://root.example"), std::string("http://127.0.0.1:4000/")}) {
-    const p2p::fhir::SourceEndpoint once(endpoint);
-    const std::string origin = endpoint.starts_with("http://") ? "http://127.0.0.1:4000" : "https://root.example";
-    const std::string base = endpoint == kEndpoint ? std::string("https://sourcepayera.com/fhir-endpoint") : origin;
-    for (const std::string& link : {base + "/Patient/1/$everything?_offset=50", base + "?_getpages=abc&_offset=50",
-                                   base + "/Patient/1/../../x", std::string("https://evil.example.com/fhir-endpoint?page=2"),
-                                   base + "/a%2fb", std::string("Patient?page=2"), base + "#f"}) {
-      std::string fresh;
-      std::string reused;
-      try {
-        fresh = require_under_endpoint(endpoint, link);
-      } catch (const SourceUrlError& error) {
-        fresh = std::string("refused: ") + error.what();
-      }
-      try {
-        reused = once.require_under(link);
-      } catch (const SourceUrlError& error) {
-        reused = std::string("refused: ") + error.what();
-      }
-      EXPECT_EQ(reused, fresh) << endpoint << " " << link;
-    }
-    EXPECT_EQ(once.require_under(base + "/Patient/1?page=2"), base + "/Patient/1?page=2") << endpoint;
-    EXPECT_THROW(once.require_under(std::string("https://other.example/Patient/1")), SourceUrlError) << endpoint;
+// A job reads its endpoint once and checks every page's next link against it: one SourceEndpoint,
+// link after link, answers each as the rules say (nothing of one check stays for the next), root paths
+// included (Boost.URL 1.81's "/./").
+TEST(SourceUrl, AnEndpointReadOnceChecksEveryLinkAsTheRulesSay) {
+  const p2p::fhir::SourceEndpoint endpoint(kEndpoint);
+  const p2p::fhir::SourceEndpoint root("https://root.example");
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(endpoint.require_under("https://sourcepayerA.com/fhir-endpoint?_getpages=abc&_offset=50"),
+              "https://sourcepayera.com/fhir-endpoint?_getpages=abc&_offset=50");
+    EXPECT_EQ(endpoint.require_under("https://sourcepayera.com/fhir-endpoint/Patient/1/$everything?_offset=50"),
+              "https://sourcepayera.com/fhir-endpoint/Patient/1/$everything?_offset=50");
+    EXPECT_THROW(endpoint.require_under("https://evil.example.com/fhir-endpoint?page=2"), SourceUrlError);
+    // Boost.URL's normalisation decodes %2F before the dot segments go: what stays under the endpoint
+    // is kept, what climbs out of it is refused.
+    EXPECT_EQ(endpoint.require_under("https://sourcepayera.com/fhir-endpoint/a%2fb"), "https://sourcepayera.com/fhir-endpoint/a/b");
+    EXPECT_THROW(endpoint.require_under("https://sourcepayera.com/fhir-endpoint/..%2f..%2fadmin"), SourceUrlError);
+    EXPECT_THROW(endpoint.require_under("https://sourcepayera.com/fhir-endpoint/x%5c..%5cadmin"), SourceUrlError);
+    EXPECT_THROW(endpoint.require_under("https://sourcepayera.com/fhir-endpoint/x#f"), SourceUrlError);
+    EXPECT_THROW(endpoint.require_under("Patient?page=2"), SourceUrlError);
+    EXPECT_EQ(root.require_under("https://root.example/Patient/1/$everything?page=2"),
+              "https://root.example/Patient/1/$everything?page=2");
+    EXPECT_EQ(root.require_under("https://ROOT.example:443/?page=2"), "https://root.example:443/?page=2");
+    EXPECT_THROW(root.require_under("https://root.example:444/Patient/1"), SourceUrlError);
+    EXPECT_THROW(root.require_under("http://root.example/Patient/1"), SourceUrlError);
   }
+  EXPECT_THROW(p2p::fhir::SourceEndpoint("not a url"), SourceUrlError);
 }
 
 // Issue #9 (1): Boost.URL 1.81 turns a base path "/" into "/./", so an endpoint at a server's root

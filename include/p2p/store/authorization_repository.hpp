@@ -24,6 +24,7 @@ struct NewAuthorization {
   std::optional<std::string> fhir_bundle_request;
   int ttl_seconds = 600;
   // What the authorization URL asked for, and where its code goes (kept for the callback).
+  std::string issuer;
   std::string client_id;
   std::string scope;
   std::string token_endpoint;
@@ -46,8 +47,9 @@ struct Authorization {
   std::optional<std::string> fhir_bundle_request;
   std::string nonce_hash;
   std::optional<std::string> source_patient_id;  // once authorized
-  // Kept when it was made (NULL for authorizations made before migration 0010): the client id and
-  // scope of the authorization URL, the token endpoint and the payer's JWK Set URL then found.
+  // Kept when it was made (NULL for authorizations made before migration 0010): the issuer, the client
+  // id and scope of the authorization URL, the token endpoint and the payer's JWK Set URL then found.
+  std::optional<std::string> issuer;
   std::optional<std::string> client_id;
   std::optional<std::string> scope;
   std::optional<std::string> token_endpoint;
