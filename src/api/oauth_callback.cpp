@@ -82,8 +82,10 @@ http::Response back_to_portal(const store::Authorization& authorization,
 asio::awaitable<std::pair<std::optional<std::string>, std::optional<std::string>>> finish(
     const http::Request& request, Connect& connect, const store::UsedAuthorization& used);
 
+}  // namespace
+
 // GET /oauth/callback
-asio::awaitable<http::Response> callback(const http::Request& request, Connect& connect) {
+asio::awaitable<http::Response> oauth_callback(const http::Request& request, Connect& connect) {
   // A link checker's HEAD must not use the member's one sign-in up.
   if (request.method == "HEAD") co_return page(200, "Connecting your previous health plan", "");
   std::optional<std::string> state;
@@ -145,6 +147,8 @@ asio::awaitable<http::Response> callback(const http::Request& request, Connect& 
   spdlog::info("member connect: authorization {}: the member signed in; waiting for the portal to complete it", id);
   co_return back_to_portal(used.authorization, {{"completionCode", *completion}});
 }
+
+namespace {
 
 // The callback's work once its authorization is known and used: the payer's answer, the code
 // exchange, the member's tokens kept. Returns the completion code or the error code for the portal.
@@ -265,10 +269,6 @@ asio::awaitable<std::pair<std::optional<std::string>, std::optional<std::string>
 }
 
 }  // namespace
-
-asio::awaitable<http::Response> oauth_callback(const http::Request& request, Connect& connect) {
-  return callback(request, connect);
-}
 
 }  // namespace p2p::api::connect_flow
 
