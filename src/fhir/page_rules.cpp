@@ -150,9 +150,13 @@ json exchange_tag(const TransformContext& context) {
   return {{"system", context.exchange_tag_system}, {"code", context.exchange_tag_code}};
 }
 
+std::string meta_source_prefix(const TransformContext& context) {
+  return util::without_trailing_slashes(context.source_fhir_endpoint) + "/";
+}
+
 std::string meta_source(const TransformContext& context, std::string_view type, std::string_view source_id) {
-  std::string source = util::without_trailing_slashes(context.source_fhir_endpoint);
-  source.append("/").append(type).append("/").append(source_id);
+  std::string source = meta_source_prefix(context);
+  source.append(type).append("/").append(source_id);
   return source;
 }
 
@@ -177,7 +181,7 @@ bool Rewriter::writes(std::string_view type) const { return context_.resource_ty
 void Rewriter::add_full_url(std::string full_url, std::string_view type, std::string_view id) {
   const bool member = type == "Patient" && id == context_.source_patient_id;
   if (!is_resource_type(type) || id.empty() || !(member || writes(type))) return;  // not written
-  full_urls_[std::move(full_url)] = target_reference(type, id);
+  full_urls_[std::move(full_url)] = &target_reference(type, id);
 }
 
 const std::string& Rewriter::target_reference(std::string_view type, std::string_view source_id) const {
@@ -188,14 +192,16 @@ const std::string& Rewriter::target_reference(std::string_view type, std::string
   if (type == "Patient" && source_id == context_.source_patient_id && !context_.mdm) {
     target = "Patient/" + context_.target_patient_id;
   } else {
-    target = std::string(type) + "/" + target_id(context_.source_organization_id, type, source_id);
+    target.reserve(type.size() + 40);  // "/p2p-" and 32 hex digits: one allocation
+    target.append(type).push_back('/');
+    append_target_id(target, context_.source_organization_id, type, source_id);
   }
   return targets_.emplace(key_, std::move(target)).first->second;
 }
 
 Decision Rewriter::decide(std::string_view reference) const {
   if (reference.starts_with('#')) return {};  // a contained resource
-  if (auto found = full_urls_.find(reference); found != full_urls_.end()) return {&found->second, {}};
+  if (auto found = full_urls_.find(reference); found != full_urls_.end()) return {found->second, {}};
   if (reference.starts_with("urn:")) return {nullptr, "not a resource of this page"};
   std::string under_source;
   std::string_view relative = reference;
@@ -221,7 +227,7 @@ Decision Rewriter::decide(std::string_view reference) const {
 UrlDecision Rewriter::decide_url(std::string_view url) const {
   using Action = UrlDecision::Action;
   if (url.starts_with('#') || url.starts_with("urn:")) {
-    if (auto found = full_urls_.find(url); found != full_urls_.end()) return {Action::kReplace, &found->second};
+    if (auto found = full_urls_.find(url); found != full_urls_.end()) return {Action::kReplace, found->second};
     return {};
   }
   std::string under_source;
@@ -314,7 +320,7 @@ EntryVerdict PageAssembly::classify(bool has_resource, std::string_view type, st
   }
   if (type == "OperationOutcome") {  // the source's word on its results (search.mode outcome), not data
     ++out_.skipped;
-    return {Kind::kWarnings, {}, false};
+    return {Kind::kWarnings, nullptr, false};
   }
   if (!is_resource_type(type) || id.empty()) {
     ++out_.skipped;
@@ -332,13 +338,13 @@ EntryVerdict PageAssembly::classify(bool has_resource, std::string_view type, st
     return {};
   }
   const std::string& target = rewriter_.target_reference(type, id);
-  if (!seen_.insert(target).second) return {Kind::kRepeat, {}, false};  // the same resource twice on one page
-  return {Kind::kWrite, target, member};
+  if (!seen_.insert(target).second) return {Kind::kRepeat, nullptr, false};  // the same resource twice on one page
+  return {Kind::kWrite, &target, member};
 }
 
 void PageAssembly::transform(json& resource, std::string_view type, std::string_view source_id, const EntryVerdict& verdict) {
   rewriter_.rewrite(resource, out_.references_replaced);
-  resource["id"] = verdict.target.substr(type.size() + 1);
+  resource["id"] = verdict.target->substr(type.size() + 1);
   add_tag(resource, context_);
   add_traceability(resource, type, source_id, context_);
   if (verdict.member) {
@@ -365,7 +371,7 @@ void PageAssembly::transform(json& resource, std::string_view type, std::string_
       }
     }
   }
-  out_.target_references.push_back(verdict.target);
+  out_.target_references.push_back(*verdict.target);
 }
 
 // One "severity: text" per issue of an OperationOutcome (diagnostics, else details.text, else code).

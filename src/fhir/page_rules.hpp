@@ -92,10 +92,11 @@ class Rewriter {
     std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
   };
   using Map = std::unordered_map<std::string, std::string, Hash, std::equal_to<>>;
+  using FullUrlMap = std::unordered_map<std::string, const std::string*, Hash, std::equal_to<>>;
 
   const TransformContext& context_;
-  Map full_urls_;                 // fullUrl in the page -> target "Type/id"
-  mutable Map targets_;           // "Type/id" at the source -> target
+  FullUrlMap full_urls_;          // fullUrl in the page -> target "Type/id" (a value of targets_)
+  mutable Map targets_;           // "Type/id" at the source -> target (nodes: stable addresses)
   mutable std::string key_;       // target_reference's lookup key, reused
   FhirBase source_;
   FhirBase target_;
@@ -104,7 +105,7 @@ class Rewriter {
 // What happens to one page entry, decided in page order (both paths count the same way).
 struct EntryVerdict {
   enum class Kind { kSkip, kWarnings, kRepeat, kWrite } kind = Kind::kSkip;
-  std::string target;   // kWrite: "Type/id" on the target
+  const std::string* target = nullptr;  // kWrite: "Type/id" on the target (owned by the Rewriter, for the page)
   bool member = false;  // kWrite: the member's own Patient (MDM on)
 };
 
@@ -145,6 +146,8 @@ class PageAssembly {
 // The parts of the meta and identifier the exchange adds to every written resource.
 nlohmann::json exchange_tag(const TransformContext& context);
 std::string meta_source(const TransformContext& context, std::string_view type, std::string_view source_id);
+// What meta_source() puts before "Type/id": the source's endpoint without trailing slashes, and "/".
+std::string meta_source_prefix(const TransformContext& context);
 nlohmann::json traceability_identifier(const TransformContext& context, std::string_view type, std::string_view source_id);
 
 }  // namespace p2p::fhir::detail

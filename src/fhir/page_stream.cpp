@@ -210,17 +210,17 @@ WrittenPage stream(ondemand::parser& parser, std::string& body, const TransformC
             assembly.add_warnings(parse_resource(resource));
             break;
           case detail::EntryVerdict::Kind::kWrite:
-            write_entry_head(transaction, page.entries == 0, verdict.target);
+            write_entry_head(transaction, page.entries == 0, *verdict.target);
             if (verdict.member || facts.type == "Provenance") {
               json whole = parse_resource(resource);
               assembly.transform(whole, facts.type, facts.id, verdict);
               transaction.append(whole.dump());
             } else {
-              const std::string_view target_id = std::string_view(verdict.target).substr(facts.type.size() + 1);
+              const std::string_view target_id = std::string_view(*verdict.target).substr(facts.type.size() + 1);
               writer.write(resource, facts.type, facts.id, target_id);
-              assembly.record_written(verdict.target);
+              assembly.record_written(*verdict.target);
             }
-            write_entry_tail(transaction, verdict.target);
+            write_entry_tail(transaction, *verdict.target);
             ++page.entries;
             break;
         }

@@ -78,10 +78,23 @@ bool never_written(std::string_view type) {
 }
 
 std::string target_id(std::string_view source_organization_id, std::string_view type, std::string_view source_id) {
+  std::string id;
+  append_target_id(id, source_organization_id, type, source_id);
+  return id;
+}
+
+void append_target_id(std::string& out, std::string_view source_organization_id, std::string_view type,
+                      std::string_view source_id) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  constexpr std::size_t kDigestBytes = 16;  // the first 32 hex digits of the digest
   thread_local std::string key;
   key.assign(source_organization_id).append("|").append(type).append("|").append(source_id);
   const auto digest = util::sha256(key);
-  return "p2p-" + util::to_hex(digest.data(), 16);  // the first 32 hex digits of the digest
+  out.append("p2p-");
+  for (std::size_t i = 0; i < kDigestBytes; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xF]);
+  }
 }
 
 std::optional<std::string> next_link(const json& page) {
@@ -150,9 +163,9 @@ TransformedPage transform_page(json&& page, const TransformContext& context) {
     if (verdict.kind != detail::EntryVerdict::Kind::kWrite) continue;
     json resource = std::move(entry["resource"]);  // the page is ours: taken, not copied
     assembly.transform(resource, type, source_id, verdict);
-    transaction_entries.push_back({{"fullUrl", verdict.target},
+    transaction_entries.push_back({{"fullUrl", *verdict.target},
                                    {"resource", std::move(resource)},
-                                   {"request", {{"method", "PUT"}, {"url", verdict.target}}}});
+                                   {"request", {{"method", "PUT"}, {"url", *verdict.target}}}});
   }
 
   const std::string provenance = assembly.page_provenance();

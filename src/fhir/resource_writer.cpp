@@ -29,6 +29,7 @@ class ResourceWriter::Impl {
     trace_suffix_ = R"(,"assigner":{"display":)";
     write_string(trace_suffix_, context.source_organization_name);
     trace_suffix_.append("}}");
+    source_prefix_ = meta_source_prefix(context);
   }
 
   // Rewriter::rewrite: any value.
@@ -96,7 +97,7 @@ class ResourceWriter::Impl {
     if (!seen_meta) {
       member_key(state, "meta");
       out_.append("{\"tag\":[").append(tag_).append("],\"source\":");
-      write_string(out_, meta_source(context_, type, source_id));
+      write_meta_source(type, source_id);
       out_.push_back('}');
     }
     if (!seen_identifier && shape != IdentifierShape::kNone) {
@@ -148,6 +149,12 @@ class ResourceWriter::Impl {
     scratch_.assign(type).append("/").append(source_id);
     write_string(out_, scratch_);
     out_.append(trace_suffix_);
+  }
+
+  // meta_source(), without a string of its own.
+  void write_meta_source(std::string_view type, std::string_view source_id) {
+    scratch_.assign(source_prefix_).append(type).append("/").append(source_id);
+    write_string(out_, scratch_);
   }
 
   void member_key(ObjectState& state, Key key) {
@@ -285,7 +292,7 @@ class ResourceWriter::Impl {
       out_.append("[").append(tag_).append("]");
     }
     member_key(state, "source");
-    write_string(out_, meta_source(context_, type, source_id));
+    write_meta_source(type, source_id);
     close_object(state);
   }
 
@@ -296,6 +303,7 @@ class ResourceWriter::Impl {
   std::string tag_;
   std::string trace_prefix_;
   std::string trace_suffix_;
+  std::string source_prefix_;  // meta_source_prefix()
   std::string scratch_;
   KeyStack keys_;
 };

@@ -490,6 +490,10 @@ HttpClient::Stats HttpClient::stats() const {
 }
 
 boost::asio::awaitable<ClientResponse> HttpClient::send(ClientRequest request) {
+  co_return co_await send_borrowed(request);
+}
+
+boost::asio::awaitable<ClientResponse> HttpClient::send_borrowed(const ClientRequest& request) {
   Impl& impl = *impl_;
   Target target = parse_target(request);
   target.max_response_bytes = request.max_response_bytes > 0 ? request.max_response_bytes : impl.options.max_response_bytes;

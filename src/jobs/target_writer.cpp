@@ -43,7 +43,7 @@ boost::asio::awaitable<std::string> TargetWriter::send(const std::string& method
     http::ClientResponse response;
     bool transport_failed = false;
     try {
-      response = co_await context_.client->send(request);
+      response = co_await context_.client->send_borrowed(request);  // (a retry sends the same bytes, uncopied)
     } catch (const http::FetchError& error) {
       if (attempt >= config.max_attempts) {
         throw JobPause("cannot write " + what + " to the target FHIR server: " + error.what());

@@ -87,6 +87,9 @@ bool is_error_warning(std::string_view warning);
 
 // Deterministic target id: "p2p-" + 32 hex digits of SHA-256(org | type | source id). Valid FHIR id.
 std::string target_id(std::string_view source_organization_id, std::string_view type, std::string_view source_id);
+// The same id appended to `out` (no string of its own: the page path makes one per resource).
+void append_target_id(std::string& out, std::string_view source_organization_id, std::string_view type,
+                      std::string_view source_id);
 
 // Throws std::invalid_argument when `page` is not a Bundle (or nested deeper than a Bundle can be).
 // The rvalue form takes the page: its resources are moved into the transaction, not copied. The other

@@ -96,6 +96,11 @@ class HttpClient {
   // (move a large one in).
   boost::asio::awaitable<ClientResponse> send(ClientRequest request);
 
+  // send() without taking the request: for a caller that may send it again (a retry of a large body
+  // would otherwise copy it each time). The request must outlive the returned awaitable: co_await it
+  // at once, with the request a local of the awaiting coroutine.
+  boost::asio::awaitable<ClientResponse> send_borrowed(const ClientRequest& request);
+
   struct Stats {
     std::uint64_t connections_opened = 0;
     std::uint64_t requests = 0;
