@@ -1,11 +1,13 @@
 #include "service_process.hpp"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <netinet/in.h>
+#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -47,18 +49,39 @@ bool cannot_listen(const std::string& text, int port) {
 
 }  // namespace
 
+// A port is handed to the service (or a peer's redirect URI) some time before it is bound. One from the
+// ephemeral range (ip_local_port_range, where bind(0) would take it) can be taken meanwhile by any
+// outgoing connection on the machine, e.g. a libpq connection of a test running beside this one; below
+// that range only another explicit bind can take it. So the port is drawn at random below the range and
+// checked by binding it; bind(0) is the fallback.
 int ServiceProcess::free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  const int port = ntohs(address.sin_port);
-  ::close(fd);
-  return port;
+  const auto bind_port = [](int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(static_cast<std::uint16_t>(port));
+    int bound = -1;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0) {
+      socklen_t length = sizeof(address);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+      bound = ntohs(address.sin_port);
+    }
+    ::close(fd);
+    return bound;
+  };
+  int ephemeral_start = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_start;
+  const int low = std::max(1024, ephemeral_start - 12000);
+  if (ephemeral_start - low >= 1000) {
+    static std::mt19937 random(std::random_device{}());
+    std::uniform_int_distribution<int> pick(low, ephemeral_start - 1);
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      const int port = bind_port(pick(random));
+      if (port > 0) return port;
+    }
+  }
+  return bind_port(0);
 }
 
 ServiceProcess::ServiceProcess(std::map<std::string, std::string> env, std::vector<std::string> args) {
