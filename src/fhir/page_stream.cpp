@@ -134,7 +134,8 @@ WrittenPage from_dom(TransformedPage transformed, std::optional<std::string> nex
 }
 
 // The streaming path; throws detail::NotPlain (or simdjson_error) when the page must take the DOM path.
-WrittenPage stream(ondemand::parser& parser, std::string& body, const TransformContext& context) {
+WrittenPage stream(ondemand::parser& parser, std::string& body, const TransformContext& context,
+                   std::string& transaction_buffer) {
   if (body.capacity() < body.size() + simdjson::SIMDJSON_PADDING) body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
   ondemand::document document = parser.iterate(simdjson::padded_string_view(body.data(), body.size(), body.capacity()));
   ondemand::object root = document.get_object();
@@ -178,6 +179,8 @@ WrittenPage stream(ondemand::parser& parser, std::string& body, const TransformC
   TransformedPage& out = page.summary;
   detail::PageAssembly assembly(context, rewriter, out);
   std::string& transaction = page.transaction;
+  transaction = std::move(transaction_buffer);
+  transaction.clear();
   transaction.reserve(body.size() + body.size() / 4 + 4096);
   transaction.append(R"({"resourceType":"Bundle","type":"transaction","entry":[)");
   detail::ResourceWriter writer(transaction, rewriter, assembly.references_replaced(), context);
@@ -244,12 +247,12 @@ WrittenPage stream(ondemand::parser& parser, std::string& body, const TransformC
 
 }  // namespace
 
-WrittenPage write_page(std::string& body, const TransformContext& context) {
+WrittenPage write_page(std::string& body, const TransformContext& context, std::string transaction) {
   // Pages deeper than 1024 levels (simdjson's default) fail in simdjson and take the DOM path.
   thread_local std::unique_ptr<ondemand::parser> parser;
   if (!parser) parser = std::make_unique<ondemand::parser>();
   try {
-    WrittenPage page = stream(*parser, body, context);
+    WrittenPage page = stream(*parser, body, context, transaction);
     if (parser->capacity() > kKeptCapacity) parser.reset();
     return page;
   } catch (const detail::NotPlain&) {

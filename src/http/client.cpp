@@ -238,9 +238,11 @@ struct Exchanged {
 
 constexpr std::size_t kReadBufferBytes = 64 * 1024;
 
+// `body_buffer`: storage the response body takes over (ClientRequest::response_buffer).
 template <class Stream>
 asio::awaitable<Exchanged> write_and_read(Stream& stream, beast::tcp_stream& lowest, const WireRequest& wire,
-                                          const ClientOptions& options, std::size_t max_response_bytes) {
+                                          const ClientOptions& options, std::size_t max_response_bytes,
+                                          std::string& body_buffer) {
   Exchanged out;
   lowest.expires_after(std::chrono::seconds(options.read_timeout_seconds));
   auto [write_error, written] = co_await bhttp::async_write(stream, wire, kTuple);
@@ -258,6 +260,8 @@ asio::awaitable<Exchanged> write_and_read(Stream& stream, beast::tcp_stream& low
   buffer.reserve(kReadBufferBytes);
   for (;;) {
     Parser parser;
+    body_buffer.clear();  // (the body reader appends; an interim response's parser takes it, and a
+    parser.get().body() = std::move(body_buffer);  // final one after it starts from nothing)
     parser.header_limit(kHeaderLimitBytes);
     parser.body_limit(static_cast<std::uint64_t>(max_response_bytes));
     if (wire.method() == bhttp::verb::head) parser.skip(true);
@@ -443,7 +447,7 @@ struct HttpClient::Impl {
   // before any of the response arrived: the caller sends the request again on a fresh connection.
   asio::awaitable<std::optional<ClientResponse>> exchange(std::unique_ptr<Connection> connection,
                                                           const Target& target, const WireRequest& wire,
-                                                          bool reused) {
+                                                          bool reused, std::string buffer) {
     if (!reused) {
       try {
         co_await open(*connection, target);
@@ -454,9 +458,9 @@ struct HttpClient::Impl {
     }
     Exchanged result;
     if (connection->tls) {
-      result = co_await write_and_read(*connection->tls, connection->tcp(), wire, options, target.max_response_bytes);
+      result = co_await write_and_read(*connection->tls, connection->tcp(), wire, options, target.max_response_bytes, buffer);
     } else {
-      result = co_await write_and_read(*connection->plain, connection->tcp(), wire, options, target.max_response_bytes);
+      result = co_await write_and_read(*connection->plain, connection->tcp(), wire, options, target.max_response_bytes, buffer);
     }
     if (result.error) {
       if (reused && !result.answered && is_closed_by_peer(result.error)) co_return std::nullopt;
@@ -490,10 +494,16 @@ HttpClient::Stats HttpClient::stats() const {
 }
 
 boost::asio::awaitable<ClientResponse> HttpClient::send(ClientRequest request) {
-  co_return co_await send_borrowed(request);
+  std::string buffer = std::move(request.response_buffer);
+  co_return co_await send_request(request, std::move(buffer));
 }
 
 boost::asio::awaitable<ClientResponse> HttpClient::send_borrowed(const ClientRequest& request) {
+  std::string no_buffer;
+  co_return co_await send_request(request, std::move(no_buffer));
+}
+
+boost::asio::awaitable<ClientResponse> HttpClient::send_request(const ClientRequest& request, std::string buffer) {
   Impl& impl = *impl_;
   Target target = parse_target(request);
   target.max_response_bytes = request.max_response_bytes > 0 ? request.max_response_bytes : impl.options.max_response_bytes;
@@ -509,7 +519,8 @@ boost::asio::awaitable<ClientResponse> HttpClient::send_borrowed(const ClientReq
     const bool reused = connection != nullptr;
     if (!connection) connection = impl.new_connection(target);
     const Strand strand = connection->strand;
-    response = co_await asio::co_spawn(strand, impl.exchange(std::move(connection), target, wire, reused),
+    // (the buffer goes with the first attempt: a retry reads into a new one)
+    response = co_await asio::co_spawn(strand, impl.exchange(std::move(connection), target, wire, reused, std::move(buffer)),
                                        asio::use_awaitable);
   }
 

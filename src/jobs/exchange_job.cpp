@@ -52,9 +52,12 @@ struct ExchangeJob::Prefetch : InFlight {
       : InFlight(strand), url(std::move(next)), transform(context) {}
   std::string url;
   fhir::TransformContext transform;
+  std::string body_buffer;         // storage for the page's body, and for its transaction (reused: see
+  std::string transaction_buffer;  // keep_for_reuse)
   // (InFlight::error is the fetch's)
   std::exception_ptr unreadable;  // the transform's (see read_page)
   fhir::WrittenPage written;
+  std::string spent_body;  // the page's body once its transaction is written, for the next page
 };
 
 // A written page's record, made while the next page is written. Completed by its own coroutine
@@ -66,6 +69,20 @@ struct ExchangeJob::Recording : InFlight {
 
 namespace {
 
+// A job reads page after page into the same buffers (the body, the transaction) rather than allocating
+// and freeing ~300 KB a page; a buffer grown past this (a page near exchange.maxPageBytes) is let go
+// instead of being kept for the rest of the job.
+constexpr std::size_t kKeptBufferBytes = 4 * 1024 * 1024;
+
+// (`used` by value: a buffer too large to keep, or the one `spare` held before, is freed on return.)
+void keep_for_reuse(std::string& spare, std::string used) {
+  if (used.capacity() <= kKeptBufferBytes) {
+    spare.swap(used);
+  } else {
+    spare = std::string();
+  }
+}
+
 // Waits for a prefetch to complete, whatever its outcome.
 template <typename Pending>
 asio::awaitable<void> settle(const std::shared_ptr<Pending>& pending) {
@@ -75,11 +92,11 @@ asio::awaitable<void> settle(const std::shared_ptr<Pending>& pending) {
 // The page path on a fetched page: the transaction written from its body (fhir/page_stream.hpp). What
 // it throws is returned, for the job to word when it comes to this page (ExchangeJob::run_pages).
 std::exception_ptr read_page(std::string& body, fhir::TransformContext& transform, const std::string& url,
-                             fhir::WrittenPage& written) noexcept {
+                             fhir::WrittenPage& written, std::string transaction_buffer) noexcept {
   try {
     transform.source_page_url = url;
     transform.recorded = utc_now();  // (after the fetch: when the page was read)
-    written = fhir::write_page(body, transform);
+    written = fhir::write_page(body, transform, std::move(transaction_buffer));
     return nullptr;
   } catch (...) {
     return std::current_exception();
@@ -91,12 +108,14 @@ template <typename Pending>
 asio::awaitable<void> fetch_and_read(SourceSession& source, std::shared_ptr<Pending> pending) {
   http::ClientResponse response;
   try {
-    response = co_await source.fetch(pending->url);
+    response = co_await source.fetch(pending->url, &pending->body_buffer);
   } catch (...) {
     pending->error = std::current_exception();
     co_return;
   }
-  pending->unreadable = read_page(response.body, pending->transform, pending->url, pending->written);
+  pending->unreadable = read_page(response.body, pending->transform, pending->url, pending->written,
+                                  std::move(pending->transaction_buffer));
+  keep_for_reuse(pending->spent_body, std::move(response.body));
 }
 
 }  // namespace
@@ -303,9 +322,11 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
         unfetched = fetched->error;
         unreadable = fetched->unreadable;
         written = std::move(fetched->written);
+        keep_for_reuse(spare_body_, std::move(fetched->spent_body));
       } else {
-        http::ClientResponse response = co_await source_.fetch(*url);
-        unreadable = read_page(response.body, transform, *url, written);
+        http::ClientResponse response = co_await source_.fetch(*url, &spare_body_);
+        unreadable = read_page(response.body, transform, *url, written, std::move(spare_transaction_));
+        keep_for_reuse(spare_body_, std::move(response.body));
       }
       // A record that landed while this page was fetched: a cancel it brings stops the job before
       // the page is written (and before a failure to fetch it counts).
@@ -347,6 +368,8 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
       // (so its log lines carry the job's id). Named first: GCC 12 and temporaries in a co_await
       // expression (see RunnerContext::run_sql).
       prefetch_ = std::make_shared<Prefetch>(context_.strand, *next, transform);
+      prefetch_->body_buffer = std::move(spare_body_);
+      prefetch_->transaction_buffer = std::move(spare_transaction_);  // (the page before this one's)
       const auto executor = co_await asio::this_coro::executor;
       asio::co_spawn(executor, fetch_and_read(source_, prefetch_),
                      [pending = prefetch_](std::exception_ptr error) { pending->complete(error); });
@@ -399,7 +422,10 @@ void ExchangeJob::log_page(const fhir::TransformedPage& transformed, int number)
 }
 
 asio::awaitable<void> ExchangeJob::write(fhir::WrittenPage& page, int number) {
-  if (page.summary.target_references.empty()) co_return;  // nothing of this page is exchanged
+  if (page.summary.target_references.empty()) {  // nothing of this page is exchanged
+    keep_for_reuse(spare_transaction_, std::move(page.transaction));
+    co_return;
+  }
   const std::string what = "page " + std::to_string(number);
   const Verify all_stored = transaction_stored(page.entries);
   const std::string post = "POST";
@@ -409,7 +435,9 @@ asio::awaitable<void> ExchangeJob::write(fhir::WrittenPage& page, int number) {
   const bool versioned = context_.config.versioned_references;
   json provenance;
   if (versioned) provenance = json::parse(page.provenance);
-  const std::string result = co_await target_.send(post, base_path, std::move(transaction), what, all_stored);
+  std::string spent;
+  const std::string result = co_await target_.send(post, base_path, std::move(transaction), what, all_stored, &spent);
+  keep_for_reuse(spare_transaction_, std::move(spent));
   if (versioned) {
     const std::string& provenance_id = page.summary.provenance_id;
     const Verify stored = updated("Provenance", provenance_id);

@@ -122,6 +122,8 @@ class ExchangeJob {
   std::set<std::string> pages_seen_;          // page URLs read by this run (a next link back to one is a loop)
   std::chrono::steady_clock::time_point progress_at_;  // the last page recorded (or the start): outage tolerance
   std::shared_ptr<Prefetch> prefetch_;        // in flight or done; it refers to source_, so it is awaited before run() ends
+  std::string spare_body_;                    // buffers reused from page to page (keep_for_reuse)
+  std::string spare_transaction_;
   std::shared_ptr<Recording> recording_;      // in flight or done; it refers to this job, so it is awaited before run() ends
 };
 

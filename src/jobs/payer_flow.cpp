@@ -209,7 +209,7 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_export() {
         transform.source_page_url =
             origin_and_path(output.url) + "#lines=" + std::to_string(line + 1) + "-" + std::to_string(to);
         transform.recorded = utc_now();
-        written = fhir::write_page(chunk, transform);
+        written = fhir::write_page(chunk, transform, std::move(spare_transaction_));
       } catch (const std::invalid_argument& error) {
         throw JobFailure("the source payer's export file " + origin_and_path(output.url) + " cannot be read from line " +
                          std::to_string(line + 1) + ": " + error.what());

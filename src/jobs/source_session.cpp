@@ -10,9 +10,13 @@ namespace p2p::jobs {
 
 namespace asio = boost::asio;
 
-asio::awaitable<http::ClientResponse> SourceSession::fetch(const std::string& url) {
+asio::awaitable<http::ClientResponse> SourceSession::fetch(const std::string& url, std::string* buffer) {
   http::ClientRequest get;
   get.url = url;
+  if (buffer != nullptr) {
+    buffer->clear();  // (its capacity is what counts; a copy of the request copies the text)
+    get.response_buffer = std::move(*buffer);
+  }
   get.headers.emplace_back("Accept", "application/fhir+json");
   get.max_response_bytes = context_.config.max_page_bytes;
   http::ClientResponse response = co_await call(std::move(get));
@@ -34,6 +38,7 @@ asio::awaitable<http::ClientResponse> SourceSession::call(http::ClientRequest re
     http::ClientResponse response;
     // Built before co_await: GCC 12 miscompiles braced initializers inside co_await expressions.
     http::ClientRequest attempt_request = request;
+    attempt_request.response_buffer = std::move(request.response_buffer);  // (the first attempt's)
     if (authorize) attempt_request.headers.emplace_back("Authorization", "Bearer " + access_token_);
     bool transport_failed = false;
     try {

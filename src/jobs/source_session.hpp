@@ -39,8 +39,9 @@ class SourceSession {
   const store::OidcServerForExchange& server() const { return server_; }
 
   // GETs one page (at most exchange.maxPageBytes), getting new tokens once on 401 and retrying
-  // 429/5xx/network. Throws JobFailure (any answer but 200), JobPause or JobLeft.
-  boost::asio::awaitable<http::ClientResponse> fetch(const std::string& url);
+  // 429/5xx/network. Throws JobFailure (any answer but 200), JobPause or JobLeft. `buffer`, when given:
+  // storage (a page read before) whose capacity the body takes over; it is left empty.
+  boost::asio::awaitable<http::ClientResponse> fetch(const std::string& url, std::string* buffer = nullptr);
 
   // Sends `request` with the session's access token (set here), getting a new one once on 401 and
   // retrying 429/5xx/network (exchange.maxAttempts, then JobPause). Returns any other answer, for the

@@ -33,7 +33,7 @@ Verify transaction_stored(std::size_t entries) {
 }
 
 boost::asio::awaitable<std::string> TargetWriter::send(const std::string& method, const std::string& path, std::string body,
-                                                const std::string& what, const Verify& verify) {
+                                                const std::string& what, const Verify& verify, std::string* spent_body) {
   const auto& config = context_.config;
   http::ClientRequest request = context_.target.request(method, path, std::move(body));
   // An update is checked against the resource the target sends back (a transaction's answer is
@@ -56,7 +56,10 @@ boost::asio::awaitable<std::string> TargetWriter::send(const std::string& method
     }
     if (response.status >= 200 && response.status < 300) {
       const auto problem = verify(response.status, response.header("Content-Type").value_or(""), response.body);
-      if (!problem) co_return std::move(response.body);
+      if (!problem) {
+        if (spent_body != nullptr) *spent_body = std::move(request.body);
+        co_return std::move(response.body);
+      }
       if (attempt >= config.max_attempts) {
         throw JobFailure("the target FHIR server did not store " + what + ": " + *problem);
       }

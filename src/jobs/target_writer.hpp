@@ -33,9 +33,11 @@ class TargetWriter {
 
   // Sends `body` (serialised FHIR JSON) with `method` to `path` under the target's base ("" = the base
   // itself, for a transaction) and returns the answer's body once `verify` accepts it. `what` names the
-  // write in errors ("page 3", "the tracking Task"). Throws JobPause or JobFailure.
+  // write in errors ("page 3", "the tracking Task"). Throws JobPause or JobFailure. `spent_body`, when
+  // given, receives `body` back once it is stored (for its capacity: the next page's transaction).
   boost::asio::awaitable<std::string> send(const std::string& method, const std::string& path, std::string body,
-                                              const std::string& what, const Verify& verify);
+                                              const std::string& what, const Verify& verify,
+                                              std::string* spent_body = nullptr);
 
  private:
   RunnerContext& context_;

@@ -358,6 +358,35 @@ TEST(HttpClient, PostSendsTheBodyWithContentLength) {
   EXPECT_EQ(seen[bhttp::field::user_agent], "p2p-exchange/test");
 }
 
+TEST(HttpClient, TheResponseBodyTakesOverTheRequestsBufferAndReplacesItsText) {
+  asio::io_context io;
+  const std::string page(100'000, 'p');
+  TestServer server(io, [&page](const WireRequest&) { return Reply{response(200, {}, page)}; });
+  HttpClient client(io.get_executor(), {});
+  std::string buffer(150'000, 'o');  // an earlier page's text: replaced, not appended to
+  const char* const storage = buffer.data();
+
+  const auto answer = fetch(io, client, {.url = server.url("/page/2"), .response_buffer = std::move(buffer)});
+
+  EXPECT_EQ(answer.body, page);
+  EXPECT_EQ(answer.body.data(), storage);  // read into the buffer given, not a new allocation
+}
+
+TEST(HttpClient, ABorrowedRequestCanBeSentAgainAsItIs) {
+  asio::io_context io;
+  TestServer server(io, [](const WireRequest& request) { return Reply{response(200, {}, "got " + request.body())}; });
+  HttpClient client(io.get_executor(), {});
+  const ClientRequest post{.method = "POST", .url = server.url("/fhir"), .body = std::string(70'000, 'b')};
+
+  const auto first = run(io, client.send_borrowed(post));
+  const auto second = run(io, client.send_borrowed(post));  // a retry: the same bytes again
+
+  EXPECT_EQ(first.body, "got " + std::string(70'000, 'b'));
+  EXPECT_EQ(second.body, first.body);
+  ASSERT_EQ(server.state().requests.size(), 2U);
+  EXPECT_EQ(server.state().requests[1].body(), std::string(70'000, 'b'));
+}
+
 TEST(HttpClient, DecodesGzipResponsesAndDropsTheEncodingHeaders) {
   asio::io_context io;
   std::string bundle = R"({"resourceType":"Bundle","entry":[)";

@@ -357,3 +357,18 @@ TEST(PageStream, NumbersKeepTheirSourceText) {
   EXPECT_NE(page.transaction.find(R"("value":0.10,)"), std::string::npos) << page.transaction;
   EXPECT_NE(page.transaction.find(R"("reference":"Patient/t-9")"), std::string::npos) << page.transaction;
 }
+
+TEST(PageStream, TheTransactionTakesOverTheBufferGivenAndReplacesItsText) {
+  const std::string page = R"({"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/m-1"}}}]})";
+  std::string body = page;
+  const WrittenPage fresh = write_page(body, context(false));
+  std::string buffer(64 * 1024, 'o');  // a transaction sent before: replaced, not appended to
+  const char* const storage = buffer.data();
+  body = page;
+
+  const WrittenPage reused = write_page(body, context(false), std::move(buffer));
+
+  ASSERT_TRUE(reused.streamed);
+  EXPECT_EQ(reused.transaction, fresh.transaction);
+  EXPECT_EQ(reused.transaction.data(), storage);
+}

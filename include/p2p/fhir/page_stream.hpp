@@ -44,8 +44,9 @@ struct WrittenPage {
 // `body` is the page; it may grow by 64 bytes of padding (its capacity, not its text). Throws
 // PageNotJson, std::invalid_argument (not a Bundle, or nested too deep) and nlohmann::json::exception
 // as transform_page() does. The parser is one per thread (the job runner's jobs share their thread's),
-// its buffers kept between pages and let go after a page larger than 4 MiB.
-WrittenPage write_page(std::string& body, const TransformContext& context);
+// its buffers kept between pages and let go after a page larger than 4 MiB. `transaction`: storage
+// whose capacity the transaction reuses (the one of a page sent before), its text replaced.
+WrittenPage write_page(std::string& body, const TransformContext& context, std::string transaction = {});
 
 // The DOM path only (the fallback; for the differential test and the fuzzer).
 WrittenPage write_page_with_dom(const std::string& body, const TransformContext& context);

@@ -41,6 +41,10 @@ struct ClientRequest {
   bool idempotent = true;
   // The largest body accepted for this request (after decompression); 0: ClientOptions' limit.
   std::size_t max_response_bytes = 0;
+  // Storage for the response body, for a caller that reads one large body after another (pages): its
+  // capacity is reused (its text is replaced; copying a request copies only the text: move it in).
+  // send() takes it.
+  std::string response_buffer;
 };
 
 struct ClientResponse {
@@ -98,7 +102,7 @@ class HttpClient {
 
   // send() without taking the request: for a caller that may send it again (a retry of a large body
   // would otherwise copy it each time). The request must outlive the returned awaitable: co_await it
-  // at once, with the request a local of the awaiting coroutine.
+  // at once, with the request a local of the awaiting coroutine. Its response_buffer is not used.
   boost::asio::awaitable<ClientResponse> send_borrowed(const ClientRequest& request);
 
   struct Stats {
@@ -109,6 +113,8 @@ class HttpClient {
   Stats stats() const;
 
  private:
+  boost::asio::awaitable<ClientResponse> send_request(const ClientRequest& request, std::string buffer);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
