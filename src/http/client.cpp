@@ -260,8 +260,8 @@ asio::awaitable<Exchanged> write_and_read(Stream& stream, beast::tcp_stream& low
   buffer.reserve(kReadBufferBytes);
   for (;;) {
     Parser parser;
-    body_buffer.clear();  // (the body reader appends; an interim response's parser takes it, and a
-    parser.get().body() = std::move(body_buffer);  // final one after it starts from nothing)
+    body_buffer.clear();  // (the body reader appends)
+    parser.get().body() = std::move(body_buffer);
     parser.header_limit(kHeaderLimitBytes);
     parser.body_limit(static_cast<std::uint64_t>(max_response_bytes));
     if (wire.method() == bhttp::verb::head) parser.skip(true);
@@ -279,7 +279,10 @@ asio::awaitable<Exchanged> write_and_read(Stream& stream, beast::tcp_stream& low
       co_return out;
     }
     const unsigned status = parser.get().result_int();
-    if (status >= 100 && status < 200 && status != 101) continue;  // an interim response: the final one follows
+    if (status >= 100 && status < 200 && status != 101) {  // an interim response: the final one follows
+      body_buffer = std::move(parser.get().body());
+      continue;
+    }
     out.reusable = parser.get().keep_alive() && parser.is_done() && buffer.size() == 0 && status != 101;
     out.message = parser.release();
     break;

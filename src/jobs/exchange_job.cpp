@@ -103,7 +103,7 @@ std::exception_ptr read_page(std::string& body, fhir::TransformContext& transfor
   }
 }
 
-// The prefetch's coroutine: fetch, then transform; the body is let go once the transaction is written.
+// The prefetch's coroutine: fetch, then transform; the body's buffer is kept for the next page's fetch.
 template <typename Pending>
 asio::awaitable<void> fetch_and_read(SourceSession& source, std::shared_ptr<Pending> pending) {
   http::ClientResponse response;
@@ -310,7 +310,7 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
 
     // 1. Fetch: the page prefetched while the previous one was being written, or fetched now.
     // 2. Transform: the page's bytes read and the transaction written in one go, without a DOM of the
-    // page (fhir/page_stream.hpp); the body goes as soon as it is read (memory: docs/exchange.md
+    // page (fhir/page_stream.hpp); the body's buffer then serves the next page (memory: docs/exchange.md
     // "Memory").
     fhir::WrittenPage written;
     {

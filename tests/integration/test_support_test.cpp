@@ -37,7 +37,9 @@ bool can_bind(int port) {
 // then fails to start ("Address already in use"), as MemberConnectTest did once under ctest -j2.
 TEST(TestSupport, FreePortsAreFreeAndOutsideTheRangeOutgoingConnectionsTakeTheirsFrom) {
   const int start = ephemeral_start();
-  ASSERT_GT(start, 1024);
+  // free_port() draws from [max(1024, start - 12000), start); with fewer than 1000 ports there, it
+  // takes bind(0)'s, as before.
+  if (start - 1024 < 1000) GTEST_SKIP() << "ip_local_port_range starts at " << start << ": no room below it";
   for (int i = 0; i < 20; ++i) {
     const int port = ServiceProcess::free_port();
     EXPECT_GE(port, 1024);

@@ -74,7 +74,7 @@ int ServiceProcess::free_port() {
   std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_start;
   const int low = std::max(1024, ephemeral_start - 12000);
   if (ephemeral_start - low >= 1000) {
-    static std::mt19937 random(std::random_device{}());
+    thread_local std::mt19937 random(std::random_device{}());  // (instances are started from several threads)
     std::uniform_int_distribution<int> pick(low, ephemeral_start - 1);
     for (int attempt = 0; attempt < 50; ++attempt) {
       const int port = bind_port(pick(random));

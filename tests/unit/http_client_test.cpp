@@ -372,6 +372,24 @@ TEST(HttpClient, TheResponseBodyTakesOverTheRequestsBufferAndReplacesItsText) {
   EXPECT_EQ(answer.body.data(), storage);  // read into the buffer given, not a new allocation
 }
 
+TEST(HttpClient, InterimResponsesAreSkippedAndTheBufferServesTheFinalOne) {
+  asio::io_context io;
+  const std::string page(50'000, 'p');
+  TestServer server(io, [&page](const WireRequest&) {
+    return Reply{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" +
+                 response(200, {}, page)};
+  });
+  HttpClient client(io.get_executor(), {});
+  std::string buffer(80'000, 'o');
+  const char* const storage = buffer.data();
+
+  const auto answer = fetch(io, client, {.url = server.url("/page/3"), .response_buffer = std::move(buffer)});
+
+  EXPECT_EQ(answer.status, 200);
+  EXPECT_EQ(answer.body, page);
+  EXPECT_EQ(answer.body.data(), storage);
+}
+
 TEST(HttpClient, ABorrowedRequestCanBeSentAgainAsItIs) {
   asio::io_context io;
   TestServer server(io, [](const WireRequest& request) { return Reply{response(200, {}, "got " + request.body())}; });
