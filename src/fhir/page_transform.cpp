@@ -85,16 +85,11 @@ std::string target_id(std::string_view source_organization_id, std::string_view 
 
 void append_target_id(std::string& out, std::string_view source_organization_id, std::string_view type,
                       std::string_view source_id) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  constexpr std::size_t kDigestBytes = 16;  // the first 32 hex digits of the digest
   thread_local std::string key;
   key.assign(source_organization_id).append("|").append(type).append("|").append(source_id);
   const auto digest = util::sha256(key);
   out.append("p2p-");
-  for (std::size_t i = 0; i < kDigestBytes; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xF]);
-  }
+  util::append_hex(out, digest.data(), 16);  // the first 32 hex digits of the digest
 }
 
 std::optional<std::string> next_link(const json& page) {

@@ -43,14 +43,18 @@ Sha256Digest sha256(std::string_view data) {
 }
 
 std::string to_hex(const std::uint8_t* bytes, std::size_t size) {
-  static constexpr char kHex[] = "0123456789abcdef";
   std::string text;
   text.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    text.push_back(kHex[bytes[i] >> 4]);
-    text.push_back(kHex[bytes[i] & 0xF]);
-  }
+  append_hex(text, bytes, size);
   return text;
+}
+
+void append_hex(std::string& out, const std::uint8_t* bytes, std::size_t size) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (std::size_t i = 0; i < size; ++i) {
+    out.push_back(kHex[bytes[i] >> 4]);
+    out.push_back(kHex[bytes[i] & 0xF]);
+  }
 }
 
 std::string sha256_hex(std::string_view data) {
