@@ -52,12 +52,13 @@ struct ExchangeJob::Prefetch : InFlight {
       : InFlight(strand), url(std::move(next)), transform(context) {}
   std::string url;
   fhir::TransformContext transform;
-  std::string body_buffer;         // storage for the page's body, and for its transaction (reused: see
-  std::string transaction_buffer;  // keep_for_reuse)
+  // Storage reused from the pages before (keep_for_reuse): the body's buffer goes to the fetch, and
+  // comes back once the transaction is written from it, for the next page.
+  std::string body_buffer;
+  std::string transaction_buffer;
   // (InFlight::error is the fetch's)
   std::exception_ptr unreadable;  // the transform's (see read_page)
   fhir::WrittenPage written;
-  std::string spent_body;  // the page's body once its transaction is written, for the next page
 };
 
 // A written page's record, made while the next page is written. Completed by its own coroutine
@@ -115,7 +116,7 @@ asio::awaitable<void> fetch_and_read(SourceSession& source, std::shared_ptr<Pend
   }
   pending->unreadable = read_page(response.body, pending->transform, pending->url, pending->written,
                                   std::move(pending->transaction_buffer));
-  keep_for_reuse(pending->spent_body, std::move(response.body));
+  keep_for_reuse(pending->body_buffer, std::move(response.body));
 }
 
 }  // namespace
@@ -322,7 +323,7 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_pages() {
         unfetched = fetched->error;
         unreadable = fetched->unreadable;
         written = std::move(fetched->written);
-        keep_for_reuse(spare_body_, std::move(fetched->spent_body));
+        spare_body_ = std::move(fetched->body_buffer);  // (kept or let go by fetch_and_read)
       } else {
         http::ClientResponse response = co_await source_.fetch(*url, &spare_body_);
         unreadable = read_page(response.body, transform, *url, written, std::move(spare_transaction_));
