@@ -27,9 +27,6 @@ using nlohmann::json;
 // Reads a value the page path does not write, as nlohmann::json would (see json_reading.hpp).
 void check(ondemand::value value, std::size_t depth) { detail::check_value(value, depth, kMaxPageDepth); }
 
-// Parser buffers kept between pages up to this page size; a larger page's are let go after it.
-constexpr std::size_t kKeptCapacity = 4 * 1024 * 1024;
-
 // What one entry of the page is, read by the first pass (copies: the second pass reuses the parser's
 // string buffer).
 struct EntryFacts {
@@ -253,12 +250,12 @@ WrittenPage write_page(std::string& body, const TransformContext& context, std::
   if (!parser) parser = std::make_unique<ondemand::parser>();
   try {
     WrittenPage page = stream(*parser, body, context, transaction);
-    if (parser->capacity() > kKeptCapacity) parser.reset();
+    if (parser->capacity() > kKeptBetweenPagesBytes) parser.reset();
     return page;
   } catch (const detail::NotPlain&) {
   } catch (const simdjson::simdjson_error&) {
   }
-  if (parser->capacity() > kKeptCapacity) parser.reset();
+  if (parser->capacity() > kKeptBetweenPagesBytes) parser.reset();
   return write_page_with_dom(body, context);
 }
 

@@ -4,6 +4,7 @@
 
 #include "json_reading.hpp"
 #include "p2p/fhir/operation_outcome.hpp"
+#include "p2p/fhir/page_stream.hpp"
 
 namespace p2p::fhir {
 namespace {
@@ -41,7 +42,6 @@ namespace ondemand = simdjson::ondemand;
 
 // Deeper answers are read by nlohmann::json (transaction_response_problem).
 constexpr std::size_t kMaxDepth = 64;
-constexpr std::size_t kKeptCapacity = 4 * 1024 * 1024;
 
 // One entry of a transaction-response: an object whose `response` is an object whose `status` is a
 // string starting with 2 (each of those members once).
@@ -78,9 +78,10 @@ bool entry_stored(ondemand::value entry) {
 
 bool transaction_response_is_whole(std::string_view body, std::size_t entries) {
   try {
-    // One per thread; its buffers (about 6× the largest answer read) are let go after an answer over 4 MiB.
+    // One per thread; its buffers (about 6× the largest answer read) are let go after an answer over
+    // kKeptBetweenPagesBytes.
     thread_local std::unique_ptr<ondemand::parser> parser;
-    if (!parser || parser->capacity() > kKeptCapacity) parser = std::make_unique<ondemand::parser>();
+    if (!parser || parser->capacity() > kKeptBetweenPagesBytes) parser = std::make_unique<ondemand::parser>();
     const simdjson::padded_string padded(body);
     ondemand::document document = parser->iterate(padded);
     ondemand::object root = document.get_object();

@@ -71,13 +71,10 @@ struct ExchangeJob::Recording : InFlight {
 namespace {
 
 // A job reads page after page into the same buffers (the body, the transaction) rather than allocating
-// and freeing ~300 KB a page; a buffer grown past this (a page near exchange.maxPageBytes) is let go
-// instead of being kept for the rest of the job.
-constexpr std::size_t kKeptBufferBytes = 4 * 1024 * 1024;
-
+// and freeing ~300 KB a page, up to fhir::kKeptBetweenPagesBytes each.
 // (`used` by value: a buffer too large to keep, or the one `spare` held before, is freed on return.)
 void keep_for_reuse(std::string& spare, std::string used) {
-  if (used.capacity() <= kKeptBufferBytes) {
+  if (used.capacity() <= fhir::kKeptBetweenPagesBytes) {
     spare.swap(used);
   } else {
     spare = std::string();

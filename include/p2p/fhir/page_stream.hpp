@@ -26,6 +26,12 @@
 
 namespace p2p::fhir {
 
+// The memory a job keeps from one page to the next for reuse (the parsers' buffers, the page's body
+// and the transaction's buffer), each up to this size: a buffer that grew past it, for a page near
+// exchange.maxPageBytes, is let go once that page is done with it rather than held for the rest of the
+// job (docs/exchange.md, "Memory").
+inline constexpr std::size_t kKeptBetweenPagesBytes = 4 * 1024 * 1024;
+
 // The page is not JSON at all.
 class PageNotJson : public std::runtime_error {
  public:
@@ -44,7 +50,7 @@ struct WrittenPage {
 // `body` is the page; it may grow by 64 bytes of padding (its capacity, not its text). Throws
 // PageNotJson, std::invalid_argument (not a Bundle, or nested too deep) and nlohmann::json::exception
 // as transform_page() does. The parser is one per thread (the job runner's jobs share their thread's),
-// its buffers kept between pages and let go after a page larger than 4 MiB. `transaction`: storage
+// its buffers kept between pages up to kKeptBetweenPagesBytes. `transaction`: storage
 // whose capacity the transaction reuses (the one of a page sent before), its text replaced.
 WrittenPage write_page(std::string& body, const TransformContext& context, std::string transaction = {});
 
