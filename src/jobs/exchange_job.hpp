@@ -9,12 +9,14 @@
 //
 // pipelined one page deep: while page N is written, page N+1 is fetched and transformed and page N-1's
 // record is made. Records are made in order, each after its page is written; a page written but not
-// recorded (a crash, a lost lease) is written again by whoever resumes the job, to the same ids.
+// recorded (a crash, a lost lease) is written again by whoever resumes the job, to the same ids. The
+// page loop is in page_pipeline.cpp, its work in flight in page_pipeline.hpp; the payer flow's steps
+// (member match, bulk export) in payer_flow.cpp; the job's start and end here, in exchange_job.cpp.
 //
-// and a run ends in one of five explicit outcomes: COMPLETED or STOPPED (the job ends), FAILED (it
-// ends with a reason), paused (an outage: the lease is given up, the tokens kept, any instance resumes
-// it later) or left (the lease was lost, or the service is stopping: the next holder goes on). Only
-// the first three write the tracking Task, and only while this instance still holds the lease.
+// A run ends in one of five explicit outcomes: COMPLETED or STOPPED (the job ends), FAILED (it ends
+// with a reason), paused (an outage: the lease is given up, the tokens kept, any instance resumes it
+// later) or left (the lease was lost, or the service is stopping: the next holder goes on). Only the
+// first three write the tracking Task, and only while this instance still holds the lease.
 // Private to src/jobs.
 #include <chrono>
 #include <map>
@@ -51,9 +53,12 @@ class ExchangeJob {
   struct Prefetch;
   struct Recording;
 
-  // Runs the page loop; returns kCompleted or kStopped once the job has ended, throws JobFailure,
-  // JobPause or JobLeft for the other outcomes.
+  // Gets the job ready (the source's definition checked again, the tracking Task, the payer flow's
+  // match), then reads it: read_pages() or run_export(). Returns kCompleted or kStopped once the job has
+  // ended, throws JobFailure, JobPause or JobLeft for the other outcomes.
   boost::asio::awaitable<Outcome> run_pages();
+  // The page loop (page_pipeline.cpp), from job_.next_url to the last page; ends the job like run_pages.
+  boost::asio::awaitable<Outcome> read_pages();
   // Ends the job STOPPED (a cancel): the page fetched ahead dropped, the last record awaited.
   boost::asio::awaitable<Outcome> stop_here();
   fhir::TransformContext transform_context() const;
