@@ -1,12 +1,12 @@
 #include "p2p/http/client.hpp"
 #include "p2p/util/text.hpp"
+#include "http/client_wire.hpp"
 #include "http/gzip.hpp"
 #include "http/tls_context.hpp"
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <iterator>
 #include <mutex>
@@ -14,7 +14,6 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -25,7 +24,6 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <boost/url/parse.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -37,122 +35,17 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace ssl = boost::asio::ssl;
-namespace urls = boost::urls;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Kind = FetchError::Kind;
 using Clock = std::chrono::steady_clock;
 using Strand = asio::strand<asio::any_io_executor>;
-// The body is a view of ClientRequest::body, which send() keeps in its frame until the response is
-// read: a transaction of ~150 KB is not copied again for the wire.
-using WireRequest = bhttp::request<bhttp::span_body<const char>>;
+using client_wire::Target;
+using client_wire::WireRequest;
 using Parser = bhttp::response_parser<bhttp::string_body>;
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t kHeaderLimitBytes = 64 * 1024;
 using util::iequals;
-
-bool is_token(std::string_view text) {
-  constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
-  return !text.empty() && std::all_of(text.begin(), text.end(), [&](unsigned char c) {
-    return std::isalnum(c) != 0 || kSpecials.find(static_cast<char>(c)) != std::string_view::npos;
-  });
-}
-
-bool is_ip_address(const std::string& host) {
-  error_code error;
-  (void)asio::ip::make_address(host, error);
-  return !error;
-}
-
-// Where a request goes, taken from its URL.
-struct Target {
-  bool tls = false;
-  std::string host;         // for DNS, SNI and the certificate check: decoded, IPv6 without brackets
-  std::string port;         // numeric
-  std::string host_header;  // the Host header: the port only when it is not the scheme's default
-  std::string endpoint;     // "host:port" for connection errors
-  std::string origin;       // "scheme://host:port": the pool key
-  std::string target;       // the request target: path and query
-  std::string where;        // "GET https://host/path" for exchange errors: no query, no credentials
-  std::size_t max_response_bytes = 0;  // this request's limit, after decompression
-};
-
-Target parse_target(const ClientRequest& request) {
-  const auto parsed = urls::parse_uri(request.url);
-  if (!parsed) {
-    throw FetchError(Kind::kProtocol, "\"" + request.url.substr(0, 200) + "\" is not an absolute URL (" +
-                                          parsed.error().message() + ")");
-  }
-  const urls::url_view& url = *parsed;
-  Target target;
-  std::uint16_t default_port = 0;
-  if (url.scheme_id() == urls::scheme::http) {
-    default_port = 80;
-  } else if (url.scheme_id() == urls::scheme::https) {
-    default_port = 443;
-    target.tls = true;
-  } else {
-    throw FetchError(Kind::kProtocol,
-                     "only http and https URLs are supported, not \"" + std::string(url.scheme()) + ":\"");
-  }
-  const std::string scheme = target.tls ? "https" : "http";
-  if (url.encoded_host().empty()) throw FetchError(Kind::kProtocol, "the URL has no host: " + scheme + "://");
-  if (url.has_userinfo()) {
-    throw FetchError(Kind::kProtocol, "the URL of " + scheme + "://" + std::string(url.encoded_host()) +
-                                          " has credentials in it; send them in an Authorization header instead");
-  }
-  target.host = url.host_address();
-  std::uint16_t port = default_port;
-  if (url.has_port() && !url.port().empty()) {
-    port = url.port_number();
-    if (port == 0) {
-      throw FetchError(Kind::kProtocol, "the port \"" + std::string(url.port()) + "\" of " + scheme + "://" +
-                                            std::string(url.encoded_host()) + " is not valid");
-    }
-  }
-  target.port = std::to_string(port);
-  const std::string encoded_host(url.encoded_host());
-  target.host_header = port == default_port ? encoded_host : encoded_host + ":" + target.port;
-  target.endpoint = encoded_host + ":" + target.port;
-  target.origin = scheme + "://" + target.endpoint;
-  const std::string path = url.encoded_path().empty() ? "/" : std::string(url.encoded_path());
-  target.target = url.has_query() ? path + "?" + std::string(url.encoded_query()) : path;
-  target.where = request.method + " " + scheme + "://" + target.host_header + path;
-  return target;
-}
-
-WireRequest make_wire_request(const ClientRequest& request, const Target& target, const ClientOptions& options) {
-  if (!is_token(request.method)) {
-    throw FetchError(Kind::kProtocol, "\"" + request.method.substr(0, 40) + "\" is not an HTTP method");
-  }
-  WireRequest wire;
-  wire.version(11);
-  wire.method_string(request.method);
-  wire.target(target.target);
-  wire.set(bhttp::field::host, target.host_header);
-  wire.set(bhttp::field::user_agent, options.user_agent);
-  wire.set(bhttp::field::accept_encoding, "gzip");
-  for (const auto& [name, value] : request.headers) {
-    if (!is_token(name)) throw FetchError(Kind::kProtocol, "\"" + name.substr(0, 60) + "\" is not a header name");
-    // The value is not quoted: it may be a credential.
-    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
-      throw FetchError(Kind::kProtocol, "the value of the header " + name + " contains a line break or NUL");
-    }
-    if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) continue;  // framing is ours
-    if (iequals(name, "host") || iequals(name, "user-agent") || iequals(name, "accept-encoding")) {
-      wire.set(name, value);
-    } else {
-      wire.insert(name, value);
-    }
-  }
-  wire.body() = {request.body.data(), request.body.size()};
-  try {
-    wire.prepare_payload();
-  } catch (const std::exception& error) {  // e.g. TRACE with a body
-    throw FetchError(Kind::kProtocol, target.where + ": " + error.what());
-  }
-  return wire;
-}
 
 // The OpenSSL reason ("certificate verify failed") and, when the peer's certificate was refused, why
 // ("self-signed certificate", "hostname mismatch").
@@ -416,7 +309,7 @@ struct HttpClient::Impl {
     connections_opened.fetch_add(1, std::memory_order_relaxed);
     if (connection.tls) {
       SSL* ssl = connection.tls->native_handle();
-      const bool ip = is_ip_address(target.host);
+      const bool ip = client_wire::is_ip_address(target.host);
       // SNI carries host names only (RFC 6066), never IP literals.
       // (SSL_set_tlsext_host_name spelled out: the macro casts in C style.)
       if (!ip && SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
@@ -508,9 +401,9 @@ boost::asio::awaitable<ClientResponse> HttpClient::send_borrowed(const ClientReq
 
 boost::asio::awaitable<ClientResponse> HttpClient::send_request(const ClientRequest& request, std::string buffer) {
   Impl& impl = *impl_;
-  Target target = parse_target(request);
+  Target target = client_wire::parse_target(request);
   target.max_response_bytes = request.max_response_bytes > 0 ? request.max_response_bytes : impl.options.max_response_bytes;
-  const WireRequest wire = make_wire_request(request, target, impl.options);
+  const WireRequest wire = client_wire::make_request(request, target, impl.options);
   impl.requests.fetch_add(1, std::memory_order_relaxed);
 
   std::optional<ClientResponse> response;
