@@ -4,21 +4,18 @@
 #include <exception>
 #include <memory>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "p2p/fhir/page_transform.hpp"
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/jobs/tracking_task.hpp"
 #include "p2p/store/oidc_server_repository.hpp"
-#include "p2p/util/text.hpp"
 #include "page_pipeline.hpp"
 #include "runner_context.hpp"
 
 namespace p2p::jobs {
 
 namespace asio = boost::asio;
-using nlohmann::json;
 using store::JobStatus;
 
 ExchangeJob::ExchangeJob(RunnerContext& context, store::ClaimedJob claimed)

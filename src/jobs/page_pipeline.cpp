@@ -12,7 +12,6 @@
 
 #include "p2p/fhir/page_transform.hpp"
 #include "p2p/fhir/source_url.hpp"
-#include "p2p/util/text.hpp"
 #include "page_pipeline.hpp"
 #include "runner_context.hpp"
 

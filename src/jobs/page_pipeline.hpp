@@ -46,7 +46,7 @@ struct ExchangeJob::Prefetch : InFlight {
   std::string body_buffer;
   std::string transaction_buffer;
   // (InFlight::error is the fetch's)
-  std::exception_ptr unreadable;  // the transform's (see read_page)
+  std::exception_ptr unreadable;  // the transform's (read_page in page_pipeline.cpp)
   fhir::WrittenPage written;
 };
 

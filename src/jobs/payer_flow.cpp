@@ -2,7 +2,7 @@
 // exchange"): the member's Consent on the target, HRex $member-match at the source, and retrieval by
 // bulk export (Patient/{id}/$export: kick-off, status polling, the manifest's NDJSON files in chunks
 // of exchange.pageSize, each written and recorded like a page). The page loop itself is in
-// exchange_job.cpp.
+// page_pipeline.cpp.
 #include <algorithm>
 #include <chrono>
 
