@@ -74,16 +74,11 @@ bool entry_stored(ondemand::value entry) {
   return responses == 1 && stored;
 }
 
-}  // namespace
-
-bool transaction_response_is_whole(std::string_view body, std::size_t entries) {
+// transaction_response_is_whole with this thread's parser.
+bool is_whole(ondemand::parser& parser, std::string_view body, std::size_t entries) {
   try {
-    // One per thread; its buffers (about 6× the largest answer read) are let go after an answer over
-    // kKeptBetweenPagesBytes.
-    thread_local std::unique_ptr<ondemand::parser> parser;
-    if (!parser || parser->capacity() > kKeptBetweenPagesBytes) parser = std::make_unique<ondemand::parser>();
     const simdjson::padded_string padded(body);
-    ondemand::document document = parser->iterate(padded);
+    ondemand::document document = parser.iterate(padded);
     ondemand::object root = document.get_object();
     int resource_types = 0;
     int types = 0;
@@ -116,6 +111,18 @@ bool transaction_response_is_whole(std::string_view body, std::size_t entries) {
   } catch (const detail::NotPlain&) {
     return false;
   }
+}
+
+}  // namespace
+
+bool transaction_response_is_whole(std::string_view body, std::size_t entries) {
+  // One per thread, kept between answers; its buffers (about 6× the answer) are let go right after an
+  // answer over kKeptBetweenPagesBytes, rather than when the thread reads its next one.
+  thread_local std::unique_ptr<ondemand::parser> parser;
+  if (!parser) parser = std::make_unique<ondemand::parser>();
+  const bool whole = is_whole(*parser, body, entries);
+  if (parser->capacity() > kKeptBetweenPagesBytes) parser.reset();
+  return whole;
 }
 
 std::optional<std::string> transaction_response_problem(int status, std::string_view content_type, const json& body,

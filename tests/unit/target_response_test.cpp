@@ -1,11 +1,13 @@
 // What counts as written on the target (issue #9, 4): only a transaction-response that shows every
 // entry stored.
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "p2p/fhir/page_stream.hpp"
 #include "p2p/fhir/target_response.hpp"
 
 using nlohmann::json;
@@ -132,4 +134,37 @@ TEST(TargetResponse, TheQuickCheckAcceptsOnlyWhatTheFullCheckAccepts) {
     // a key twice, which nlohmann::json reads as its last).
     EXPECT_TRUE(!transaction_response_is_whole(body, entries) || full) << body << " (" << entries << " entries)";
   }
+}
+
+// The parser that reads transaction-responses is kept per thread between pages, up to
+// kKeptBetweenPagesBytes: one that grew past it for a very large answer is let go right after that
+// answer, not kept until the thread reads the next one (a runner thread may then sit idle for hours).
+TEST(TargetResponse, AParserGrownByAVeryLargeAnswerIsLetGoRightAfterIt) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "the sanitizers' allocator does not report bytes in use through mallinfo2";
+#else
+  using p2p::fhir::transaction_response_is_whole;
+  const auto in_use = [] {
+    const struct mallinfo2 info = mallinfo2();
+    return info.uordblks + info.hblkhd;  // allocated from the heap + in mappings of their own
+  };
+  const std::string entry =
+      R"({"response":{"status":"201 Created","location":"Observation/p2p-0123456789abcdef/_history/1"}})";
+  const std::size_t entries = p2p::fhir::kKeptBetweenPagesBytes / entry.size() + 1000;
+  std::string large = R"({"resourceType":"Bundle","type":"transaction-response","entry":[)";
+  large.reserve(entries * (entry.size() + 1) + 64);
+  for (std::size_t i = 0; i < entries; ++i) {
+    if (i > 0) large += ',';
+    large += entry;
+  }
+  large += "]}";
+  ASSERT_GT(large.size(), p2p::fhir::kKeptBetweenPagesBytes);
+  const std::string small = R"({"resourceType":"Bundle","type":"transaction-response","entry":[)" + entry + "]}";
+  ASSERT_TRUE(transaction_response_is_whole(small, 1));  // this thread's parser exists, sized for a small answer
+  const std::size_t before = in_use();
+  ASSERT_TRUE(transaction_response_is_whole(large, entries));
+  const std::size_t after = in_use();
+  // The parser for the large answer took several times its size; none of that is kept.
+  EXPECT_LT(after, before + 1024 * 1024) << "bytes in use grew by " << (after - before) << " and stayed";
+#endif
 }

@@ -29,9 +29,8 @@ namespace p2p::fhir {
 // The memory kept from one page to the next for reuse, each buffer up to this size: a job's buffers for
 // the page's body and the transaction, and the parsers each runner thread shares between its jobs (the
 // page's, the transaction-response's). A buffer that grew past it, for a page near
-// exchange.maxPageBytes, is not kept for the pages after: a job's buffer and the page parser's are let
-// go once that page is done with them, the transaction-response parser's when its thread reads the
-// next answer (docs/exchange.md, "Memory").
+// exchange.maxPageBytes, is let go once that page (or answer) is done with it rather than kept for the
+// pages after (docs/exchange.md, "Memory").
 inline constexpr std::size_t kKeptBetweenPagesBytes = 4 * 1024 * 1024;
 
 // The page is not JSON at all.
