@@ -174,6 +174,7 @@ void read_exchange(Reader& reader, Section& root, ExchangeConfig& exchange) {
     section.integer("concurrency", exchange.concurrency, 1, 256);
     section.integer("leaseSeconds", exchange.lease_seconds, 5, 3600);
     section.integer("pollIntervalMilliseconds", exchange.poll_interval_milliseconds, 10, 60000);
+    section.integer("recordIntervalMilliseconds", exchange.record_interval_milliseconds, 0, 10000);
     section.integer("maxAttempts", exchange.max_attempts, 1, 100);
     section.integer("initialBackoffMilliseconds", exchange.initial_backoff_milliseconds, 1, 600000);
     section.integer("maxBackoffSeconds", exchange.max_backoff_seconds, 1, 3600);

@@ -61,7 +61,8 @@ asio::awaitable<void> ExchangeJob::run() {
     reason = std::string("unexpected error: ") + error.what();
   }
   if (prefetch_) co_await settle(prefetch_);  // its coroutine refers to this job's source session
-  if (recording_) {  // the previous page's record, in flight when the page after it failed
+  if (recording_) {  // the record of the pages written before the one that failed: made now
+    recording_->start_now();
     co_await settle(recording_);
     const auto last = std::move(recording_);
     if (last->error && outcome != Outcome::kLeft) {
@@ -74,7 +75,7 @@ asio::awaitable<void> ExchangeJob::run() {
         database_down = true;
         spdlog::warn("job {}: database unavailable ({}); the job resumes when its lease expires", id, error.what());
       } catch (const std::exception& error) {
-        spdlog::warn("job {}: recording the page before the one that failed failed too: {}", id, error.what());
+        spdlog::warn("job {}: recording the pages before the one that failed failed too: {}", id, error.what());
       }
     }
   }

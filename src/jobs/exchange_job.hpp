@@ -7,9 +7,12 @@
 //   → write (the target writer: only what the target shows stored counts)
 //   → record (fenced by the lease: progress, skipped types, the source's warnings)
 //
-// pipelined one page deep: while page N is written, page N+1 is fetched and transformed and page N-1's
-// record is made. Records are made in order, each after its page is written; a page written but not
-// recorded (a crash, a lost lease) is written again by whoever resumes the job, to the same ids. The
+// pipelined one page deep: while page N is written, page N+1 is fetched and transformed and the record
+// of the pages before is made. A record covers the pages written since the one before it, and is made
+// at most every exchange.recordIntervalMilliseconds (each page's, when pages come slower than that), and
+// at once when the job ends, stops, fails or pauses. Records are made in order, each after its pages are
+// written; a page written but not recorded (a crash, a lost lease) is written again by whoever resumes
+// the job, to the same ids. The
 // page loop is in page_pipeline.cpp, its work in flight in page_pipeline.hpp; the payer flow's steps
 // (member match, bulk export) in payer_flow.cpp; the job's start and end here, in exchange_job.cpp.
 //
@@ -63,16 +66,17 @@ class ExchangeJob {
   boost::asio::awaitable<Outcome> stop_here();
   fhir::TransformContext transform_context() const;
   boost::asio::awaitable<void> write(fhir::WrittenPage& page, int number);
-  // `cursor`: a bulk export's place to go on from ({"file", "line"}), recorded with the chunk.
-  boost::asio::awaitable<store::JobStatus> record(const fhir::TransformedPage& transformed,
-                                                  const std::optional<std::string>& next,
-                                                  const std::optional<std::string>& cursor);
-  // Starts the record of a written page (recording_), to be awaited by recorded() before the next
-  // record, the job's end or run()'s return.
-  boost::asio::awaitable<void> start_record(fhir::TransformedPage transformed, std::optional<std::string> next);
-  boost::asio::awaitable<void> record_into(std::shared_ptr<Recording> pending, fhir::TransformedPage transformed,
-                                           std::optional<std::string> next);
-  // The status the last record returned (or `status` when none is in flight); rethrows what it threw.
+  // Records written pages now (fenced by the lease and the pages recorded before); returns the job's status.
+  boost::asio::awaitable<store::JobStatus> record(const store::PagesRecord& pages);
+  // A page just written joins the pages waiting for their record. Unless a record is already waiting
+  // for its time (it takes this page too), the record in flight is awaited and the next one is started
+  // (recording_): it takes the pages written by then at exchange.recordIntervalMilliseconds after the
+  // last record started. Returns the status the record awaited brought back (or `status`).
+  boost::asio::awaitable<store::JobStatus> record_written(store::JobStatus status, const fhir::TransformedPage& page,
+                                                          const std::optional<std::string>& next);
+  boost::asio::awaitable<void> record_into(std::shared_ptr<Recording> pending);
+  // Every page written so far recorded (a record waiting for its time starts now): the status the last
+  // record returned (or `status` when there was none); rethrows what it threw.
   boost::asio::awaitable<store::JobStatus> recorded(store::JobStatus status);
   void log_page(const fhir::TransformedPage& transformed, int number);
 
@@ -129,7 +133,9 @@ class ExchangeJob {
   std::shared_ptr<Prefetch> prefetch_;        // in flight or done; it refers to source_, so it is awaited before run() ends
   std::string spare_body_;                    // buffers reused from page to page (keep_for_reuse)
   std::string spare_transaction_;
-  std::shared_ptr<Recording> recording_;      // in flight or done; it refers to this job, so it is awaited before run() ends
+  std::shared_ptr<Recording> recording_;      // waiting, in flight or done; it refers to this job, so it is awaited before run() ends
+  std::optional<store::PagesRecord> unrecorded_;  // pages written, not yet taken by a record
+  std::optional<std::chrono::steady_clock::time_point> record_started_;  // when the last record started
 };
 
 }  // namespace p2p::jobs

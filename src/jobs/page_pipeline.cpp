@@ -1,5 +1,5 @@
 // The page loop of ExchangeJob (exchange_job.hpp): fetch → transform → write → record, pipelined one
-// page deep, and the buffers it reuses from page to page.
+// page deep, the buffers it reuses from page to page, and the records of written pages.
 #include <exception>
 #include <memory>
 #include <optional>
@@ -77,9 +77,10 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::read_pages() {
   const auto& endpoint = source_.server().definition.fhir_endpoint;
   fhir::TransformContext transform = transform_context();
   std::optional<std::string> url = job_.next_url;
-  // The status comes with each recorded page, so a cancel is seen without a query of its own, with the
-  // next record that lands: the job then writes no further page. Records land while the next page is
-  // written, so up to two pages can be written after a cancel arrives.
+  // The status comes with each record, so a cancel is seen without a query of its own, with the next
+  // record that lands: the job then writes no further page. Records are made at most every
+  // exchange.recordIntervalMilliseconds and land while the next page is written, so the pages written
+  // until then, and up to two more, can be written after a cancel arrives.
   JobStatus status = job_.status;
   std::optional<fhir::SourceEndpoint> source_endpoint;  // read at the first next link
   int number = pages_;  // the page being read (1-based); pages_ counts those recorded
@@ -164,10 +165,10 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::read_pages() {
                      [pending = prefetch_](std::exception_ptr error) { pending->complete(error); });
     }
 
-    // 3. Write (while the previous page's record is made), 4. record (while the next page is written).
+    // 3. Write (while the pages before are recorded), 4. record (with the pages written after it, at
+    // most every exchange.recordIntervalMilliseconds, while they are written).
     co_await write(written, number);
-    status = co_await recorded(status);
-    co_await start_record(std::move(written.summary), next);
+    status = co_await record_written(status, written.summary, next);
     url = next;
   }
   co_await recorded(status);
@@ -238,58 +239,73 @@ asio::awaitable<void> ExchangeJob::write(fhir::WrittenPage& page, int number) {
   }
 }
 
-asio::awaitable<JobStatus> ExchangeJob::record(const fhir::TransformedPage& transformed,
-                                               const std::optional<std::string>& next,
-                                               const std::optional<std::string>& cursor) {
+store::PagesRecord page_record(const fhir::TransformedPage& page, const std::optional<std::string>& next) {
+  store::PagesRecord record;
+  record.next_url = next;
+  record.resources_written = static_cast<int>(page.target_references.size());
+  record.skipped = {page.skipped_types.begin(), page.skipped_types.end()};
+  record.warnings = page.warnings;
+  record.source_error = page.source_error;
+  record.resources_total = page.total;
+  return record;
+}
+
+asio::awaitable<JobStatus> ExchangeJob::record(const store::PagesRecord& pages) {
   const long long id = job_.id;
   const auto& owner = context_.owner;
-  const int written = static_cast<int>(transformed.target_references.size());
-  const std::map<std::string, long long> skipped(transformed.skipped_types.begin(), transformed.skipped_types.end());
-  const auto& page_warnings = transformed.warnings;
-  const auto& page_error = transformed.source_error;
-  const auto total = transformed.total;
-  const int before = pages_;  // (records are made one at a time: recorded() is awaited before the next)
-  const auto recorded = co_await context_.on_jobs(
-      [id, &owner, before, &next, written, &skipped, &page_warnings, &page_error, &cursor,
-       total](store::BatchJobRepository& jobs) {
-        return jobs.record_page(id, owner, before, next, written, skipped, page_warnings, page_error, cursor, total);
-      });
+  const int before = pages_;  // (records are made one at a time: each is awaited before the next starts)
+  const auto recorded = co_await context_.on_jobs([id, &owner, before, &pages](store::BatchJobRepository& jobs) {
+    return jobs.record_pages(id, owner, before, pages);
+  });
   if (!recorded) throw JobLeft();
   progress_at_ = Clock::now();
-  for (const auto& [type, count] : skipped) skipped_[type] += count;
-  for (const auto& warning : page_warnings) {
-    if (warnings_.size() < 50) warnings_.push_back(warning);  // as the job keeps them
+  for (const auto& [type, count] : pages.skipped) skipped_[type] += count;
+  for (const auto& warning : pages.warnings) {
+    if (warnings_.size() < store::kKeptWarnings) warnings_.push_back(warning);  // as the job keeps them
   }
-  if (!source_error_) source_error_ = page_error;
-  ++pages_;
-  resources_ += written;
-  context_.metrics.pages.inc();
-  context_.metrics.resources.inc(static_cast<std::uint64_t>(written));
+  if (!source_error_) source_error_ = pages.source_error;
+  pages_ += pages.pages;
+  resources_ += pages.resources_written;
+  context_.metrics.pages.inc(static_cast<std::uint64_t>(pages.pages));
+  context_.metrics.resources.inc(static_cast<std::uint64_t>(pages.resources_written));
   co_return *recorded;
 }
 
-asio::awaitable<void> ExchangeJob::start_record(fhir::TransformedPage transformed, std::optional<std::string> next) {
-  auto pending = std::make_shared<Recording>(context_.strand);
+asio::awaitable<JobStatus> ExchangeJob::record_written(JobStatus status, const fhir::TransformedPage& page,
+                                                       const std::optional<std::string>& next) {
+  if (unrecorded_) {
+    unrecorded_->add(page_record(page, next));
+  } else {
+    unrecorded_ = page_record(page, next);
+  }
+  if (recording_ && !recording_->taken) co_return status;  // waiting for its time: it takes this page too
+  if (recording_) status = co_await recorded(status);       // (in flight: it lands before the next one starts)
+  const auto interval = std::chrono::milliseconds(context_.config.record_interval_milliseconds);
+  const auto at = record_started_ ? *record_started_ + interval : Clock::now();  // (the first page's at once)
+  auto pending = std::make_shared<Recording>(context_.strand, at);
   recording_ = pending;
   const auto executor = co_await asio::this_coro::executor;  // the job's: its log lines carry the job's id
-  // The page's summary and next link move into the coroutine's frame (parameters, not a lambda's
-  // captures, which would not outlive this call).
-  asio::co_spawn(executor, record_into(pending, std::move(transformed), std::move(next)),
-                 [pending](std::exception_ptr error) { pending->complete(error); });
+  asio::co_spawn(executor, record_into(pending), [pending](std::exception_ptr error) { pending->complete(error); });
+  co_return status;
 }
 
-asio::awaitable<void> ExchangeJob::record_into(std::shared_ptr<Recording> pending, fhir::TransformedPage transformed,
-                                               std::optional<std::string> next) {
-  const std::optional<std::string> no_cursor;  // (pages of the source's own paging)
-  pending->status = co_await record(transformed, next, no_cursor);
+asio::awaitable<void> ExchangeJob::record_into(std::shared_ptr<Recording> pending) {
+  co_await pending->due.async_wait(asio::as_tuple(asio::use_awaitable));  // its time, or start_now()
+  pending->taken = true;
+  if (!unrecorded_) co_return;
+  const store::PagesRecord pages = std::move(*unrecorded_);
+  unrecorded_.reset();
+  record_started_ = Clock::now();
+  pending->status = co_await record(pages);
 }
 
 asio::awaitable<JobStatus> ExchangeJob::recorded(JobStatus status) {
   if (!recording_) co_return status;
+  recording_->start_now();
   co_await settle(recording_);
   const auto last = std::move(recording_);
   if (last->error) std::rethrow_exception(last->error);
-  co_return last->status;
+  co_return last->status.value_or(status);
 }
 
 }  // namespace p2p::jobs

@@ -1,10 +1,11 @@
 #pragma once
 // The page loop's work in flight (page_pipeline.cpp): the next page fetched and transformed while the
-// current one is written (Prefetch), and a written page's record made while the next one is written
-// (Recording). ExchangeJob::run() awaits both before it returns, whatever ended the job, since their
+// current one is written (Prefetch), and the record of written pages, made while the next ones are
+// written (Recording). ExchangeJob::run() awaits both before it returns, whatever ended the job, since their
 // coroutines refer to the job. Private to src/jobs.
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -50,12 +51,20 @@ struct ExchangeJob::Prefetch : InFlight {
   fhir::WrittenPage written;
 };
 
-// A written page's record, made while the next page is written. Completed by its own coroutine
-// (start_record); awaited by recorded(), or by run() when the job ends otherwise.
+// The record of written pages. Its coroutine (record_into) waits until `due`, then takes every page
+// written by then (ExchangeJob::unrecorded_) and records them while the next ones are written. Awaited
+// by recorded(), which starts it at once, or by run() when the job ends otherwise.
 struct ExchangeJob::Recording : InFlight {
-  using InFlight::InFlight;
-  store::JobStatus status = store::JobStatus::kStarted;
+  Recording(const boost::asio::any_io_executor& strand, boost::asio::steady_timer::time_point at)
+      : InFlight(strand), due(strand, at) {}
+  void start_now() { due.expires_at(boost::asio::steady_timer::time_point::min()); }  // (harmless once taken)
+  boost::asio::steady_timer due;
+  bool taken = false;  // it took the pages written so far: pages written from now on wait for the next record
+  std::optional<store::JobStatus> status;  // what the record returned (none when there was nothing to take)
 };
+
+// A written page as it is recorded.
+store::PagesRecord page_record(const fhir::TransformedPage& page, const std::optional<std::string>& next);
 
 // Waits for work in flight to complete, whatever its outcome.
 template <typename Pending>

@@ -17,6 +17,7 @@
 #include "p2p/fhir/source_url.hpp"
 #include "p2p/jobs/tracking_task.hpp"
 #include "p2p/util/text.hpp"
+#include "page_pipeline.hpp"
 #include "runner_context.hpp"
 
 namespace p2p::jobs {
@@ -224,7 +225,9 @@ asio::awaitable<ExchangeJob::Outcome> ExchangeJob::run_export() {
       const std::optional<std::string> next_cursor =
           (to < lines.size() ? json{{"file", file}, {"line", to}} : json{{"file", file + 1}, {"line", 0}}).dump();
       const std::optional<std::string> no_next_link;
-      const JobStatus status = co_await record(written.summary, no_next_link, next_cursor);
+      store::PagesRecord chunk_record = page_record(written.summary, no_next_link);
+      chunk_record.export_cursor = next_cursor;
+      const JobStatus status = co_await record(chunk_record);
       job_.export_cursor = next_cursor;
       line = to;
       if (status == JobStatus::kStopping) {

@@ -281,43 +281,54 @@ std::vector<long long> BatchJobRepository::renew_leases(const std::string& owner
   return ids;
 }
 
-std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std::string& owner, int recorded_pages,
-                                                           const std::optional<std::string>& next_url,
-                                                           int resources_written,
-                                                           const std::map<std::string, long long>& skipped,
-                                                           const std::vector<std::string>& warnings,
-                                                           const std::optional<std::string>& source_error,
-                                                           const std::optional<std::string>& export_cursor,
-                                                           std::optional<long long> resources_total) {
+void PagesRecord::add(PagesRecord later) {
+  pages += later.pages;
+  next_url = std::move(later.next_url);
+  resources_written += later.resources_written;
+  for (const auto& [type, count] : later.skipped) skipped[type] += count;
+  for (auto& warning : later.warnings) {
+    if (warnings.size() >= kKeptWarnings) break;
+    warnings.push_back(std::move(warning));
+  }
+  if (!source_error) source_error = std::move(later.source_error);
+  if (later.export_cursor) export_cursor = std::move(later.export_cursor);
+  if (!resources_total) resources_total = later.resources_total;
+}
+
+std::optional<JobStatus> BatchJobRepository::record_pages(long long id, const std::string& owner, int recorded_pages,
+                                                          const PagesRecord& record) {
+  const auto& [pages, next_url, resources_written, skipped, warnings, source_error, export_cursor, resources_total] =
+      record;
   const std::optional<std::string> total_text =
       resources_total ? std::optional<std::string>(std::to_string(*resources_total)) : std::nullopt;
   nlohmann::json warnings_json = nlohmann::json::array();
   for (const auto& warning : warnings) warnings_json.push_back(warning);
-  // One statement, atomic by itself: without BEGIN and COMMIT around it, one round trip a page instead
+  // One statement, atomic by itself: without BEGIN and COMMIT around it, one round trip a record instead
   // of three. Its commit does not wait for the WAL to reach the disk (synchronous_commit off for this
-  // statement's transaction alone, set where the row is updated): a page's record lost in a crash of
-  // PostgreSQL means the page is read and written again on resume, which is harmless (the target's ids
-  // are deterministic, the counts go with the record), whereas waiting for a flush on every page cost
-  // half a millisecond a page on the development machine's disk (pgbench), more on slower ones. A later commit that waits (the job's end, its tokens) flushes this one
+  // statement's transaction alone, set where the row is updated): a record lost in a crash of
+  // PostgreSQL means its pages are read and written again on resume, which is harmless (the target's ids
+  // are deterministic, the counts go with the record), whereas waiting for a flush on every record cost
+  // half a millisecond on the development machine's disk (pgbench), more on slower ones. A later commit that waits (the job's end, its tokens) flushes this one
   // too, so the order of records is kept. A record that does not follow the last one stored (one lost
   // that way while the runner went on) is refused by `pages_completed = $n`, and the job is left to
   // resume from what is stored once its lease expires, rather than add its counts on top of a gap.
   pqxx::nontransaction tx(connection_);
   if (skipped.empty() && warnings.empty() && !source_error) {
-    // Most pages: nothing skipped, nothing said. A statement without the merges is parsed and planned
+    // Most records: nothing skipped, nothing said. A statement without the merges is parsed and planned
     // in a fraction of the time (it is sent unprepared, as every statement here, for poolers).
     const auto rows = tx.exec_params(
-        "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + 1,"
+        "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + $8,"
         " resources_written = resources_written + $4, last_error = NULL, last_progress_at = now(), lost_leases = 0,"
         " export_cursor = coalesce($6::jsonb, export_cursor), resources_total = coalesce(resources_total, $7::bigint)"
         " WHERE id = $1 AND lease_owner = $2 AND pages_completed = $5"
         " RETURNING status, set_config('synchronous_commit', 'off', true)",
-        id, owner, nullable(next_url), resources_written, recorded_pages, nullable(export_cursor), nullable(total_text));
+        id, owner, nullable(next_url), resources_written, recorded_pages, nullable(export_cursor), nullable(total_text),
+        pages);
     if (rows.empty()) return std::nullopt;
     return status_of(rows[0]["status"]);
   }
   const auto rows = tx.exec_params(
-      "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + 1,"
+      "UPDATE batch_jobs SET next_url = $3, pages_completed = pages_completed + $11,"
       " resources_written = resources_written + $4, last_error = NULL, last_progress_at = now(), lost_leases = 0,"
       " resources_skipped = CASE WHEN $5::jsonb = '{}'::jsonb THEN resources_skipped ELSE"
       "   (SELECT jsonb_object_agg(key, total) FROM (SELECT key, sum(value::bigint) AS total FROM"
@@ -332,7 +343,7 @@ std::optional<JobStatus> BatchJobRepository::record_page(long long id, const std
       " RETURNING status, set_config('synchronous_commit', 'off', true)",
       id, owner, nullable(next_url), resources_written, counts_json(skipped),
       warnings_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), nullable(source_error),
-      recorded_pages, nullable(export_cursor), nullable(total_text));
+      recorded_pages, nullable(export_cursor), nullable(total_text), pages);
   if (rows.empty()) return std::nullopt;
   return status_of(rows[0]["status"]);
 }

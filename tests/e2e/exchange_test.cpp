@@ -306,6 +306,52 @@ TEST_F(ExchangeTest, AJobKilledMidwayResumesAfterRestartWithNoDuplicateOrMissing
   EXPECT_EQ(page_provenances, 3);
 }
 
+// Pages are recorded at most every exchange.recordIntervalMilliseconds. Pages written but not yet
+// recorded when the instance dies are written again by the next holder, to the same ids, and the counts
+// come out exact: a record carries the counts of the pages it covers, no more.
+TEST_F(ExchangeTest, PagesWrittenButNotYetRecordedAreWrittenAgainAfterACrashWithExactCounts) {
+  seed_source("m12", 200);  // 6 pages of 40
+  const auto page_provenances = [&] {
+    int count = 0;
+    for (const auto& provenance : target_resources("Provenance")) {
+      count += provenance.contains("meta") && provenance["meta"].contains("profile");
+    }
+    return count;
+  };
+  control(origin(source_base()), "delay", {{"milliseconds", 60000}, {"count", 1}, {"match", "_offset=160"}});
+  auto& first = start_service({}, {{"recordIntervalMilliseconds", 10000}});
+  const auto id = start_job(first, issue_tokens("m12"), "m12");
+  ASSERT_TRUE(eventually([&] { return page_provenances() == 4; }, 20s)) << "pages 1-4 written; page 5 is held" << first.log();
+  EXPECT_EQ(job(first, id)["pagesCompleted"], 1) << "page 1 is recorded at once, pages 2-4 wait for their time";
+  first.send_signal(SIGKILL);
+  first.wait_exit(5s);
+  auto& second = start_service({}, {{"recordIntervalMilliseconds", 10000}});
+  ASSERT_TRUE(second.wait_for_log("from page 2", 30s)) << second.log();  // after the dead instance's 5 s lease
+  const auto resumed = std::chrono::steady_clock::now();
+  const auto done = wait_for_end(second, id);
+  ASSERT_EQ(done["batchStatus"], "COMPLETED") << done.dump() << second.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - resumed, 8s) << "the last pages are recorded when the job ends, not at their time";
+  EXPECT_EQ(done["pagesCompleted"], 6);
+  EXPECT_EQ(done["resourcesWritten"], 202) << "the Patient, the Encounter and 200 Observations, each counted once";
+  EXPECT_EQ(target_resources("Observation").size(), 200u);
+  EXPECT_EQ(page_provenances(), 6);
+}
+
+// A job that fails records the pages written before the failure at once, not at their time.
+TEST_F(ExchangeTest, AFailedJobRecordsThePagesWrittenBeforeItsFailureAtOnce) {
+  seed_source("m13", 200);  // 6 pages of 40
+  auto& service = start_service({}, {{"maxPages", 4}, {"recordIntervalMilliseconds", 10000}});
+  const auto started = std::chrono::steady_clock::now();
+  const auto done = wait_for_end(service, start_job(service, issue_tokens("m13"), "m13"));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 8s) << "not held until the next record's time";
+  EXPECT_EQ(done["batchStatus"], "FAILED") << done.dump();
+  EXPECT_EQ(done["pagesCompleted"], 4);
+  EXPECT_EQ(target_resources("Observation").size() + target_resources("Encounter").size() +
+                target_resources("Patient").size(),
+            done["resourcesWritten"].get<std::size_t>())
+      << "the counts of all four pages";
+}
+
 TEST_F(ExchangeTest, TwoInstancesShareManyJobsAndRunEachOnce) {
   const std::vector<std::string> members = {"a1", "a2", "a3", "a4", "a5", "a6"};
   for (const auto& member : members) seed_source(member, 45);

@@ -14,7 +14,9 @@
 using p2p::store::BatchJobRepository;
 using p2p::store::CancelOutcome;
 using p2p::store::JobStatus;
+using p2p::store::kKeptWarnings;
 using p2p::store::NewBatchJob;
+using p2p::store::PagesRecord;
 using namespace std::chrono_literals;
 
 namespace {
@@ -109,8 +111,10 @@ TEST_F(BatchJobStore, InstancesClaimEachJobOnceAndTakeOverExpiredLeases) {
   ASSERT_EQ(retaken.size(), 1u);
   EXPECT_EQ(retaken[0].job.id, taken);
   EXPECT_EQ(retaken[0].job.attempts, 2);
-  EXPECT_EQ(jobs.record_page(taken, old_owner, 0, "https://src.example.com/fhir?page=2", 10), std::nullopt);
-  EXPECT_EQ(jobs.record_page(taken, "successor", 0, "https://src.example.com/fhir?page=2", 10), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_pages(taken, old_owner, 0,
+            {.next_url = "https://src.example.com/fhir?page=2", .resources_written = 10}), std::nullopt);
+  EXPECT_EQ(jobs.record_pages(taken, "successor", 0,
+            {.next_url = "https://src.example.com/fhir?page=2", .resources_written = 10}), JobStatus::kStarted);
   EXPECT_EQ(jobs.renew_leases("successor", 60s, {taken}), std::vector<long long>{taken});
 }
 
@@ -118,8 +122,9 @@ TEST_F(BatchJobStore, ProgressTokensAndFinishing) {
   BatchJobRepository jobs(*connection_, kCipher);
   const auto job = jobs.create(new_job(1, "m1")).job;
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
-  EXPECT_EQ(jobs.record_page(job.id, "me", 0, "https://src.example.com/fhir?page=2", 50), JobStatus::kStarted);
-  EXPECT_EQ(jobs.record_page(job.id, "me", 1, std::nullopt, 7), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 0,
+            {.next_url = "https://src.example.com/fhir?page=2", .resources_written = 50}), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 1, {.resources_written = 7}), JobStatus::kStarted);
   EXPECT_TRUE(jobs.store_tokens(job.id, "me", "access-2", std::nullopt));
   EXPECT_TRUE(jobs.set_task_id(job.id, "me", "task-1"));
   auto now = *jobs.find(1, job.id);
@@ -168,7 +173,8 @@ TEST_F(BatchJobStore, CancellingStopsUnstartedJobsAtOnceAndRunningOnesAtThePageB
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
   EXPECT_EQ(jobs.request_cancel(1, running.id), CancelOutcome::kStopping);
   EXPECT_EQ(jobs.find(1, running.id)->status, JobStatus::kStopping);
-  EXPECT_EQ(jobs.record_page(running.id, "me", 0, std::nullopt, 0), JobStatus::kStopping) << "the runner learns of the cancel";
+  EXPECT_EQ(jobs.record_pages(running.id, "me", 0,
+            {.resources_written = 0}), JobStatus::kStopping) << "the runner learns of the cancel";
   EXPECT_TRUE(jobs.finish(running.id, "me", 1, JobStatus::kStopped, std::nullopt));
   EXPECT_EQ(jobs.find(1, running.id)->status, JobStatus::kStopped);
 
@@ -196,14 +202,66 @@ TEST_F(BatchJobStore, SkippedResourcesAddUpPerTypeAcrossPages) {
   const auto job = jobs.create(new_job(1, "m1")).job;
   EXPECT_TRUE(jobs.find(1, job.id)->resources_skipped.empty());
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
-  EXPECT_EQ(jobs.record_page(job.id, "me", 0, "https://src.example.com/fhir?page=2", 5, {{"Subscription", 1}}), JobStatus::kStarted);
-  EXPECT_EQ(jobs.record_page(job.id, "me", 1, "https://src.example.com/fhir?page=3", 5, {{"Subscription", 2}, {"Task", 1}}),
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 0,
+            {.next_url = "https://src.example.com/fhir?page=2", .resources_written = 5, .skipped = {{"Subscription", 1}}}), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 1,
+            {.next_url = "https://src.example.com/fhir?page=3", .resources_written = 5, .skipped = {{"Subscription", 2}, {"Task", 1}}}),
             JobStatus::kStarted);
-  EXPECT_EQ(jobs.record_page(job.id, "me", 2, std::nullopt, 5, {}), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 2, {.resources_written = 5}), JobStatus::kStarted);
   const auto now = *jobs.find(1, job.id);
   EXPECT_EQ(now.resources_skipped, (std::map<std::string, long long>{{"Subscription", 3}, {"Task", 1}}));
   EXPECT_EQ(now.resources_written, 15);
-  EXPECT_THROW(jobs.record_page(job.id, "me", 3, std::nullopt, 0, {{"Bad\",\"x", 1}}), std::invalid_argument);
+  EXPECT_THROW(jobs.record_pages(job.id, "me", 3,
+            {.resources_written = 0, .skipped = {{"Bad\",\"x", 1}}}), std::invalid_argument);
+}
+
+// The runner records written pages at most every exchange.recordIntervalMilliseconds, so one record may
+// cover several pages: all their counts at once, the last one's next link, fenced by the pages before.
+TEST_F(BatchJobStore, ARecordOfSeveralPagesAddsThemAllAtOnce) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto job = jobs.create(new_job(1, "m1")).job;
+  ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
+  PagesRecord pages{.next_url = "https://src.example.com/fhir?page=2", .resources_written = 5, .resources_total = 40};
+  pages.add({.next_url = "https://src.example.com/fhir?page=3", .resources_written = 7, .skipped = {{"Task", 1}},
+             .warnings = {"warning: a"}, .resources_total = 99});
+  pages.add({.next_url = "https://src.example.com/fhir?page=4", .resources_written = 9, .skipped = {{"Task", 2}},
+             .warnings = {"error: b"}, .source_error = "error: b"});
+  ASSERT_EQ(pages.pages, 3);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 0, pages), JobStatus::kStarted);
+  const auto now = *jobs.find(1, job.id);
+  EXPECT_EQ(now.pages_completed, 3);
+  EXPECT_EQ(now.resources_written, 21);
+  EXPECT_EQ(now.next_url, "https://src.example.com/fhir?page=4");
+  EXPECT_EQ(now.resources_skipped, (std::map<std::string, long long>{{"Task", 3}}));
+  EXPECT_EQ(now.warnings, (std::vector<std::string>{"warning: a", "error: b"}));
+  EXPECT_EQ(now.source_error, "error: b");
+  EXPECT_EQ(now.resources_total, 40) << "the first page's count";
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 1, {.resources_written = 1}), std::nullopt) << "fenced by all three pages";
+  // Pages that skipped nothing and said nothing (the shorter statement).
+  PagesRecord plain{.next_url = "https://src.example.com/fhir?page=5", .resources_written = 2};
+  plain.add({.next_url = "https://src.example.com/fhir?page=6", .resources_written = 3});
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 3, plain), JobStatus::kStarted);
+  const auto later = *jobs.find(1, job.id);
+  EXPECT_EQ(later.pages_completed, 5);
+  EXPECT_EQ(later.resources_written, 26);
+  EXPECT_EQ(later.next_url, "https://src.example.com/fhir?page=6");
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 4, {.resources_written = 1}), std::nullopt) << "fenced by both pages";
+}
+
+// Pages joined into one record keep what one record of each would have kept: the first source error,
+// and the job's first 50 warnings.
+TEST(JoinedPageRecords, KeepTheFirstSourceErrorAndFiftyWarnings) {
+  PagesRecord pages{.next_url = "https://src.example.com/fhir?page=2", .warnings = {"warning: 0"}};
+  for (int i = 1; i < 60; ++i) {
+    PagesRecord later{.warnings = {"warning: " + std::to_string(i)}};
+    if (i == 7 || i == 9) later.source_error = "error: " + std::to_string(i);
+    pages.add(std::move(later));
+  }
+  EXPECT_EQ(pages.pages, 60);
+  EXPECT_EQ(pages.source_error, "error: 7");
+  ASSERT_EQ(pages.warnings.size(), kKeptWarnings);
+  EXPECT_EQ(pages.warnings.back(), "warning: 49");
+  EXPECT_EQ(pages.next_url, std::nullopt) << "the last page's: it was the job's last";
 }
 
 // Issue #9 (6): a job this instance left (a database error mid-job) must not be renewed with the
@@ -258,7 +316,8 @@ TEST_F(BatchJobStore, TheTimeSinceTheLastRecordedPageBoundsPausing) {
   exec("UPDATE batch_jobs SET start_time = now() - interval '1 hour'");
   EXPECT_GE(jobs.find(1, job.id)->seconds_since_progress, 3599);
   EXPECT_LT(jobs.find(1, job.id)->seconds_since_progress, 7000);
-  EXPECT_EQ(jobs.record_page(job.id, "me", 0, "https://src.example.com/fhir?page=2", 1), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 0,
+            {.next_url = "https://src.example.com/fhir?page=2", .resources_written = 1}), JobStatus::kStarted);
   EXPECT_LE(jobs.find(1, job.id)->seconds_since_progress, 5);
 }
 
@@ -328,7 +387,8 @@ TEST_F(BatchJobStore, AJobTakenOverTooOftenWithoutProgressFailsInsteadOfRunningA
     expire();
     ASSERT_EQ(jobs.claim(owner, 60s, 1, 3).size(), 1u) << owner;
   }
-  EXPECT_EQ(jobs.record_page(job.id, "f", 0, "https://src.example.com/fhir?page=2", 1), JobStatus::kStarted) << "progress resets";
+  EXPECT_EQ(jobs.record_pages(job.id, "f", 0,
+            {.next_url = "https://src.example.com/fhir?page=2", .resources_written = 1}), JobStatus::kStarted) << "progress resets";
   for (const char* owner : {"g", "h", "i"}) {
     expire();
     ASSERT_EQ(jobs.claim(owner, 60s, 1, 3).size(), 1u) << owner;
@@ -352,23 +412,27 @@ TEST_F(BatchJobStore, ARecordThatDoesNotFollowTheLastOneRecordedIsRefused) {
   BatchJobRepository jobs(*connection_, kCipher);
   const auto job = jobs.create(new_job(1, "m1")).job;
   ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
-  EXPECT_EQ(jobs.record_page(job.id, "me", 0, "https://src.example.com/fhir?page=2", 10), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 0,
+            {.next_url = "https://src.example.com/fhir?page=2", .resources_written = 10}), JobStatus::kStarted);
   // The runner recorded page 2 too, but PostgreSQL lost that commit: page 3's record is refused.
-  EXPECT_EQ(jobs.record_page(job.id, "me", 2, "https://src.example.com/fhir?page=4", 10), std::nullopt);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 2,
+            {.next_url = "https://src.example.com/fhir?page=4", .resources_written = 10}), std::nullopt);
   auto now = *jobs.find(1, job.id);
   EXPECT_EQ(now.pages_completed, 1);
   EXPECT_EQ(now.resources_written, 10);
   EXPECT_EQ(now.next_url, "https://src.example.com/fhir?page=2");
-  EXPECT_EQ(jobs.record_page(job.id, "me", 1, "https://src.example.com/fhir?page=3", 10, {{"Task", 1}}, {"w"}),
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 1,
+            {.next_url = "https://src.example.com/fhir?page=3", .resources_written = 10, .skipped = {{"Task", 1}}, .warnings = {"w"}}),
             JobStatus::kStarted) << "the full statement is fenced too";
-  EXPECT_EQ(jobs.record_page(job.id, "me", 1, std::nullopt, 10, {{"Task", 1}}, {"w"}), std::nullopt);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 1,
+            {.resources_written = 10, .skipped = {{"Task", 1}}, .warnings = {"w"}}), std::nullopt);
   now = *jobs.find(1, job.id);
   EXPECT_EQ(now.pages_completed, 2);
   EXPECT_EQ(now.resources_written, 20);
   // The commit that does not wait for the flush is this statement's alone: the connection's next
   // statements wait as before (the job's end, its tokens).
   pqxx::nontransaction(*connection_).exec0("SET synchronous_commit = on");  // (whatever the test server's default)
-  EXPECT_EQ(jobs.record_page(job.id, "me", 2, std::nullopt, 0), JobStatus::kStarted);
+  EXPECT_EQ(jobs.record_pages(job.id, "me", 2, {.resources_written = 0}), JobStatus::kStarted);
   EXPECT_EQ(pqxx::nontransaction(*connection_).exec1("SHOW synchronous_commit")[0].as<std::string>(), "on");
   // Nor does the job end with a page's counts missing.
   EXPECT_FALSE(jobs.finish(job.id, "me", 4, JobStatus::kCompleted, std::nullopt));

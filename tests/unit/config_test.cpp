@@ -77,9 +77,9 @@ TEST(Config, AnUnknownKeyIsAnsweredWithTheKeysTheSectionReads) {
             "exchange.foo: unknown key; the keys allowed here are: fhirPersistenceUrl, fhirPersistenceAuthorization, "
             "tokenEncryptionKey, retiredTokenEncryptionKeys, developmentMode, versionedReferences, allowPlainHttp, "
             "verifyTls, caFile, clientSigningKeys, traceabilitySystemBase, exchangeTagSystem, concurrency, leaseSeconds, "
-            "pollIntervalMilliseconds, maxAttempts, initialBackoffMilliseconds, maxBackoffSeconds, requestTimeoutSeconds, "
-            "maxResponseBytes, maxPageBytes, maxPages, pageSize, outageToleranceSeconds, maxClaims, resourceTypes, "
-            "mdmPatientIdentifier");
+            "pollIntervalMilliseconds, recordIntervalMilliseconds, maxAttempts, initialBackoffMilliseconds, "
+            "maxBackoffSeconds, requestTimeoutSeconds, maxResponseBytes, maxPageBytes, maxPages, pageSize, "
+            "outageToleranceSeconds, maxClaims, resourceTypes, mdmPatientIdentifier");
   EXPECT_EQ(issues[1],
             "notifications.smtp.host: unknown key; the keys allowed here are: url, startTls, user, password, verifyTls, "
             "caFile, timeoutSeconds");

@@ -109,6 +109,7 @@ struct ExchangeConfig {
   int concurrency = 4;                         // jobs run at once by this instance
   int lease_seconds = 60;
   int poll_interval_milliseconds = 1000;
+  int record_interval_milliseconds = 200;      // a running job records its written pages at most this often
   int max_attempts = 8;                        // per request, for 429 / 5xx / connection errors
   int initial_backoff_milliseconds = 500;
   int max_backoff_seconds = 60;

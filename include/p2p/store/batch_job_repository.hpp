@@ -4,6 +4,7 @@
 // job ends. Runner updates are fenced by the lease owner, so an instance that lost its lease cannot
 // overwrite the progress of the one that took the job over.
 #include <chrono>
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <string>
@@ -94,6 +95,26 @@ struct CreateOutcome {
   BatchJob job;
 };
 
+// The source's warnings a job keeps (batch_jobs.warnings): the first 50.
+inline constexpr std::size_t kKeptWarnings = 50;
+
+// What record_pages() adds to a job: one written page, or several written one after the other (the
+// runner records at most every exchange.recordIntervalMilliseconds, docs/exchange.md "Crash safety").
+struct PagesRecord {
+  int pages = 1;                            // how many pages this record covers
+  std::optional<std::string> next_url;      // where the last of them pointed next; nullopt: the job's last page
+  int resources_written = 0;
+  std::map<std::string, long long> skipped;  // resources not exchanged, per type, added to the job's
+  std::vector<std::string> warnings;        // what the source said, appended to the job's (it keeps 50)
+  std::optional<std::string> source_error;  // the first warning of severity error or fatal
+  std::optional<std::string> export_cursor;  // a bulk export's place to go on from ({"file", "line"})
+  std::optional<long long> resources_total;  // the source's count of all resources (kept once the job has one)
+
+  // `later`, the record of the page(s) written after these, joined to them: counts added, the first
+  // source error and total kept, the next URL and cursor taken from `later`, warnings up to 50.
+  void add(PagesRecord later);
+};
+
 class BatchJobRepository {
  public:
   BatchJobRepository(pqxx::connection& connection, const crypto::TokenCipher& cipher)
@@ -121,19 +142,13 @@ class BatchJobRepository {
   std::vector<long long> renew_leases(const std::string& owner, std::chrono::seconds lease,
                                       const std::vector<long long>& running);
 
-  // Records a written page: the next URL (nullopt when it was the last), the source's count of all
-  // resources when the job has none yet (`resources_total`, the first page's Bundle.total), counts (`skipped`: resources
-  // not exchanged, per type, added to the job's), the source's warnings (appended, up to 50). Returns
-  // the job's status as it is now (STOPPING once cancelled), or nullopt when the owner no longer holds
-  // the job or the job does not have `recorded_pages` pages recorded (a record lost in a crash of
-  // PostgreSQL: the commit does not wait for the log flush; the job must resume from what is stored).
-  std::optional<JobStatus> record_page(long long id, const std::string& owner, int recorded_pages,
-                                         const std::optional<std::string>& next_url, int resources_written,
-                                         const std::map<std::string, long long>& skipped = {},
-                                         const std::vector<std::string>& warnings = {},
-                                         const std::optional<std::string>& source_error = std::nullopt,
-                                         const std::optional<std::string>& export_cursor = std::nullopt,
-                                         std::optional<long long> resources_total = std::nullopt);
+  // Records written pages, one or several at a time (PagesRecord): added to the job's counts, with the
+  // next URL of the last of them (nullopt when it was the job's last page). Returns the job's status as
+  // it is now (STOPPING once cancelled), or nullopt when the owner no longer holds the job or the job
+  // does not have `recorded_pages` pages recorded (a record lost in a crash of PostgreSQL: the commit
+  // does not wait for the log flush; the job must resume from what is stored).
+  std::optional<JobStatus> record_pages(long long id, const std::string& owner, int recorded_pages,
+                                        const PagesRecord& pages);
   bool store_tokens(long long id, const std::string& owner, const std::string& access_token,
                     const std::optional<std::string>& refresh_token);
   bool set_task_id(long long id, const std::string& owner, const std::string& task_id);
@@ -154,7 +169,7 @@ class BatchJobRepository {
                                                const std::optional<std::string>& first_url);
   // Ends the job (COMPLETED, FAILED or STOPPED), deletes its tokens and releases the lease. False
   // when the owner no longer holds the job, or the job does not have `recorded_pages` pages recorded
-  // (see record_page: it must not end with a page's counts missing). A payer-mediated job that
+  // (see record_pages: it must not end with a page's counts missing). A payer-mediated job that
   // repeats and COMPLETED schedules its next run in the same transaction (`member_match_request`, the
   // request it ran with, sealed again for the new row), unless that run would start after repeat_until.
   bool finish(long long id, const std::string& owner, int recorded_pages, JobStatus status,
