@@ -264,6 +264,22 @@ TEST(JoinedPageRecords, KeepTheFirstSourceErrorAndFiftyWarnings) {
   EXPECT_EQ(pages.next_url, std::nullopt) << "the last page's: it was the job's last";
 }
 
+TEST(JoinedPageRecords, AddTheCountsAndTakeTheLaterLinkAndCursorAndTheFirstTotal) {
+  PagesRecord pages{.next_url = "https://src.example.com/fhir?page=2", .resources_written = 40,
+                    .skipped = {{"Coverage", 2}}};
+  pages.add(PagesRecord{.next_url = "https://src.example.com/fhir?page=3", .resources_written = 38,
+                        .skipped = {{"Coverage", 1}, {"Account", 4}},
+                        .export_cursor = R"({"file":0,"line":100})", .resources_total = 500});
+  pages.add(PagesRecord{.next_url = "https://src.example.com/fhir?page=4", .resources_written = 1,
+                        .resources_total = 900});
+  EXPECT_EQ(pages.pages, 3);
+  EXPECT_EQ(pages.resources_written, 79);
+  EXPECT_EQ(pages.skipped, (std::map<std::string, long long>{{"Account", 4}, {"Coverage", 3}}));
+  EXPECT_EQ(pages.next_url, "https://src.example.com/fhir?page=4");
+  EXPECT_EQ(pages.export_cursor, R"({"file":0,"line":100})") << "a page without a cursor keeps the one before";
+  EXPECT_EQ(pages.resources_total, 500) << "the first total the source gave, as the job keeps it";
+}
+
 // Issue #9 (6): a job this instance left (a database error mid-job) must not be renewed with the
 // ones it still runs, or no instance can ever take it over while this one is busy.
 TEST_F(BatchJobStore, OnlyTheLeasesOfJobsRunningHereAreRenewed) {

@@ -191,6 +191,21 @@ TEST(Config, ExchangeSettingsFromFileAndEnvironment) {
   EXPECT_FALSE(parse_config(json::object(), kWithKey).exchange.mdm_patient_identifier.has_value());
 }
 
+// 0 records every page as it lands; more than 10 s would let a crash rewrite too many pages and a
+// cancel wait too long (docs/configuration.md).
+TEST(Config, TheRecordIntervalIsFromZeroToTenSeconds) {
+  const auto with_interval = [](int milliseconds) {
+    return json{{"exchange", {{"recordIntervalMilliseconds", milliseconds}}}};
+  };
+  EXPECT_EQ(parse_config(json::object(), kWithKey).exchange.record_interval_milliseconds, 200);
+  EXPECT_EQ(parse_config(with_interval(0), kWithKey).exchange.record_interval_milliseconds, 0);
+  EXPECT_EQ(parse_config(with_interval(10000), kWithKey).exchange.record_interval_milliseconds, 10000);
+  EXPECT_EQ(issues_of(with_interval(-1), kWithKey),
+            (std::vector<std::string>{"exchange.recordIntervalMilliseconds: must be between 0 and 10000, got -1"}));
+  EXPECT_EQ(issues_of(with_interval(10001), kWithKey),
+            (std::vector<std::string>{"exchange.recordIntervalMilliseconds: must be between 0 and 10000, got 10001"}));
+}
+
 TEST(Config, TheTokenKeyIsRequiredOutsideDevelopmentAndPlainHttpMustBeAllowed) {
   const Environment api_key_only = {{"P2P_API_KEYS", "0123456789abcdef-key"}};
   EXPECT_EQ(issues_of(json::object(), api_key_only),
