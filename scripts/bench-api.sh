@@ -12,6 +12,7 @@ cd "$root"
 source scripts/pg.sh
 
 [ -n "${P2P_BENCH_SKIP_SETUP:-}" ] || scripts/setup.sh >/dev/null
+cmake --build build --target bench-hello-server >/dev/null  # (not built by default)
 command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || sudo apt-get install -y -q wrk >/dev/null; }
 seconds=${P2P_BENCH_SECONDS:-10}
 threads=${P2P_BENCH_THREADS:-2}
