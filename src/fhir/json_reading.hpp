@@ -6,37 +6,14 @@
 #include <simdjson.h>
 
 #include <cstddef>
-#include <memory>
 #include <string_view>
 #include <vector>
-
-#include "p2p/fhir/page_stream.hpp"
 
 namespace p2p::fhir::detail {
 
 namespace ondemand = simdjson::ondemand;
 
 struct NotPlain {};
-
-// A runner thread's parser for one read, kept in `slot` (a thread_local of the read's own) for the
-// thread's next read of the same kind. A parser's buffers grow to about 6× the largest document it has
-// read: once they are past kKeptBetweenPagesBytes, they are let go when this ends, rather than kept
-// for the next read, which an idle thread may not make for hours (docs/exchange.md, "Memory").
-class KeptParser {
- public:
-  explicit KeptParser(std::unique_ptr<ondemand::parser>& slot) : slot_(slot) {
-    if (!slot_) slot_ = std::make_unique<ondemand::parser>();
-  }
-  ~KeptParser() {
-    if (slot_->capacity() > kKeptBetweenPagesBytes) slot_.reset();
-  }
-  KeptParser(const KeptParser&) = delete;
-  KeptParser& operator=(const KeptParser&) = delete;
-  ondemand::parser& operator*() const { return *slot_; }
-
- private:
-  std::unique_ptr<ondemand::parser>& slot_;
-};
 
 inline std::string_view trimmed(std::string_view token) {
 

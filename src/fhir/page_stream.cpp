@@ -246,15 +246,16 @@ WrittenPage stream(ondemand::parser& parser, std::string& body, const TransformC
 
 WrittenPage write_page(std::string& body, const TransformContext& context, std::string transaction) {
   // Pages deeper than 1024 levels (simdjson's default) fail in simdjson and take the DOM path.
-  {
-    thread_local std::unique_ptr<ondemand::parser> kept;
-    const detail::KeptParser parser(kept);  // (a parser grown past the bound is let go before the DOM path)
-    try {
-      return stream(*parser, body, context, transaction);
-    } catch (const detail::NotPlain&) {
-    } catch (const simdjson::simdjson_error&) {
-    }
+  thread_local std::unique_ptr<ondemand::parser> parser;
+  if (!parser) parser = std::make_unique<ondemand::parser>();
+  try {
+    WrittenPage page = stream(*parser, body, context, transaction);
+    if (parser->capacity() > kKeptBetweenPagesBytes) parser.reset();
+    return page;
+  } catch (const detail::NotPlain&) {
+  } catch (const simdjson::simdjson_error&) {
   }
+  if (parser->capacity() > kKeptBetweenPagesBytes) parser.reset();
   return write_page_with_dom(body, context);
 }
 
