@@ -336,14 +336,14 @@ std::optional<JobStatus> BatchJobRepository::record_pages(long long id, const st
       "     GROUP BY key) AS sums) END,"
       " warnings = CASE WHEN $6::jsonb = '[]'::jsonb THEN warnings ELSE"
       "   (SELECT jsonb_agg(item ORDER BY position) FROM jsonb_array_elements(warnings || $6::jsonb)"
-      "     WITH ORDINALITY AS listed(item, position) WHERE position <= 50) END,"
+      "     WITH ORDINALITY AS listed(item, position) WHERE position <= $12::bigint) END,"
       " source_error = coalesce(source_error, $7), export_cursor = coalesce($9::jsonb, export_cursor),"
       " resources_total = coalesce(resources_total, $10::bigint)"
       " WHERE id = $1 AND lease_owner = $2 AND pages_completed = $8"
       " RETURNING status, set_config('synchronous_commit', 'off', true)",
       id, owner, nullable(next_url), resources_written, counts_json(skipped),
       warnings_json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), nullable(source_error),
-      recorded_pages, nullable(export_cursor), nullable(total_text), pages);
+      recorded_pages, nullable(export_cursor), nullable(total_text), pages, static_cast<long long>(kKeptWarnings));
   if (rows.empty()) return std::nullopt;
   return status_of(rows[0]["status"]);
 }

@@ -250,6 +250,22 @@ TEST_F(BatchJobStore, ARecordOfSeveralPagesAddsThemAllAtOnce) {
 
 // Pages joined into one record keep what one record of each would have kept: the first source error,
 // and the job's first 50 warnings.
+// The job keeps the source's first kKeptWarnings warnings across its records, as a joined record does.
+TEST_F(BatchJobStore, AJobKeepsItsFirstFiftyWarningsAcrossRecords) {
+  BatchJobRepository jobs(*connection_, kCipher);
+  const auto job = jobs.create(new_job(1, "m1")).job;
+  ASSERT_EQ(jobs.claim("me", 60s, 1).size(), 1u);
+  for (int record = 0; record < 2; ++record) {
+    PagesRecord pages{.next_url = "https://src.example.com/fhir?page=" + std::to_string(record + 2)};
+    for (int i = 0; i < 30; ++i) pages.warnings.push_back("warning: " + std::to_string(record * 30 + i));
+    ASSERT_EQ(jobs.record_pages(job.id, "me", record, pages), JobStatus::kStarted);
+  }
+  const auto now = *jobs.find(1, job.id);
+  ASSERT_EQ(now.warnings.size(), kKeptWarnings);
+  EXPECT_EQ(now.warnings.front(), "warning: 0");
+  EXPECT_EQ(now.warnings.back(), "warning: 49");
+}
+
 TEST(JoinedPageRecords, KeepTheFirstSourceErrorAndFiftyWarnings) {
   PagesRecord pages{.next_url = "https://src.example.com/fhir?page=2", .warnings = {"warning: 0"}};
   for (int i = 1; i < 60; ++i) {
